@@ -1,0 +1,139 @@
+//! The command line (PRODUCT.md's interface contract).
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use tether_proto::SessionName;
+
+/// tether: persistent sessions for long jobs. Start a job, detach, come
+/// back from anywhere to exactly the screen you left.
+#[derive(Debug, Parser)]
+#[command(name = "tether", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Attach to a session, creating it first if it does not exist.
+    ///
+    /// Detach with Ctrl-\ (press it twice to send it to the job).
+    Attach {
+        /// The session's name: letters, digits, '.', '_', '-'.
+        name: SessionName,
+        /// The command for a new session (default: $SHELL, else /bin/sh).
+        #[arg(last = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Create a session; without -d, attach to it.
+    New(NewArgs),
+    /// Watch a session read-only: nothing you type reaches it.
+    Watch {
+        /// The session's name.
+        name: SessionName,
+    },
+    /// List sessions.
+    Ls {
+        /// One JSON array of session objects (schema in docs/GUIDE.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show who is attached to a session.
+    Who {
+        /// The session's name.
+        name: SessionName,
+        /// A JSON array of attachments.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a session's job (SIGHUP, then SIGKILL after 3 s).
+    Kill {
+        /// The session's name.
+        name: SessionName,
+        /// Required to kill a protected session.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Forget an ended or lost session.
+    Rm {
+        /// The session's name.
+        name: SessionName,
+    },
+    /// Wait until a session's job ends; exit with its code (128+N for
+    /// signal N; 125 for tether's own failures).
+    Wait {
+        /// The session's name.
+        name: SessionName,
+    },
+    /// Print a session's text (history and screen).
+    Tail {
+        /// The session's name.
+        name: SessionName,
+        /// Only the last N lines.
+        #[arg(short = 'n', long = "lines", value_name = "N")]
+        lines: Option<u32>,
+        /// Keep printing lines as they are completed, until the job ends.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Runs a session's keeper (internal).
+    #[command(name = "__keeper", hide = true)]
+    Keeper,
+}
+
+/// `tether new`.
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The session's name: letters, digits, '.', '_', '-'.
+    pub name: SessionName,
+    /// Start detached: return once the job runs.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Refuse `kill` without --force.
+    #[arg(long)]
+    pub protect: bool,
+    /// The job's working directory (default: the current one).
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// Set an environment variable for the job (repeatable).
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+    /// The command (default: $SHELL, else /bin/sh).
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("{s:?} is not K=V"))?;
+    if k.is_empty() || k.contains('\0') || v.contains('\0') {
+        return Err(format!("{s:?} is not a valid environment assignment"));
+    }
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn env_assignments() {
+        assert_eq!(parse_env("A=b=c"), Ok(("A".into(), "b=c".into())));
+        assert!(parse_env("=x").is_err());
+        assert!(parse_env("novalue").is_err());
+    }
+
+    #[test]
+    fn bad_names_are_usage_errors() {
+        let err = Cli::try_parse_from(["tether", "new", "../x"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("'/'"), "{err}");
+    }
+}

@@ -1,0 +1,189 @@
+//! The attached terminal: raw stdin bytes to the keeper, the keeper's output
+//! to stdout, SIGWINCH to resizes, the detach key, and a terminal that is
+//! always put back the way the shell expects.
+//!
+//! One thread, one `poll` over stdin, the keeper's socket and a signal
+//! self-pipe. Writing to stdout blocks when the user's terminal is slow;
+//! the keeper then drops our backlog and sends a redraw, and the job never
+//! notices.
+
+use super::KeeperClient;
+use super::detach::DetachKey;
+use super::terminal::{self, RawMode};
+use crate::vtscan::ModeTracker;
+use anyhow::{Context, Result};
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+use tether_proto::{AttachMode, AttachRequest, JobExit, Message, SessionName};
+
+/// How an attachment ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The user detached (key, closed terminal, SIGTERM/SIGHUP).
+    Detached,
+    /// The job ended.
+    Ended(JobExit),
+    /// The keeper went away without saying how the job ended.
+    Lost,
+}
+
+/// Options of one attachment.
+#[derive(Debug, Clone)]
+pub struct AttachOptions {
+    /// The session, for messages.
+    pub name: SessionName,
+    /// Interactive or read-only.
+    pub mode: AttachMode,
+    /// The detach key's byte (0: none).
+    pub detach_key: u8,
+}
+
+/// Signals the loop cares about, set by handlers and read by the loop.
+struct Flags {
+    winch: Arc<AtomicBool>,
+    quit: Arc<AtomicBool>,
+    /// Read end of the self-pipe that wakes `poll`.
+    wake: UnixStream,
+}
+
+impl Flags {
+    fn register() -> Result<Flags> {
+        use signal_hook::consts::{SIGHUP, SIGTERM, SIGWINCH};
+        let (wake, wake_tx) = UnixStream::pair()?;
+        wake.set_nonblocking(true)?;
+        wake_tx.set_nonblocking(true)?;
+        let winch = Arc::new(AtomicBool::new(false));
+        let quit = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(SIGWINCH, winch.clone())?;
+        for sig in [SIGTERM, SIGHUP] {
+            signal_hook::flag::register(sig, quit.clone())?;
+        }
+        for sig in [SIGWINCH, SIGTERM, SIGHUP] {
+            signal_hook::low_level::pipe::register(sig, wake_tx.try_clone()?)?;
+        }
+        Ok(Flags { winch, quit, wake })
+    }
+
+    fn drain(&self) {
+        let mut buf = [0u8; 64];
+        while matches!((&self.wake).read(&mut buf), Ok(n) if n > 0) {}
+    }
+}
+
+/// Attaches the current terminal to `client`'s session until detach or end.
+///
+/// # Errors
+///
+/// The keeper refuses the attachment, or the terminal cannot be set up.
+pub fn run(mut client: KeeperClient, opts: &AttachOptions) -> Result<Outcome> {
+    let request = AttachRequest {
+        mode: opts.mode,
+        size: terminal::size(),
+        identity: super::local_identity(),
+    };
+    client.writer.write_message(&Message::Attach(request))?;
+    match client.reader.read_message()? {
+        Some(Message::AttachReply(_)) => {}
+        Some(Message::Error(e)) => return Err(crate::Failure::from(e).into()),
+        _ => return Ok(Outcome::Lost),
+    }
+    let flags = Flags::register().context("installing signal handlers")?;
+    let raw = RawMode::enable().context("switching the terminal to raw mode")?;
+    let mut session = Attached { client, tracker: ModeTracker::new(), ended: None };
+    let outcome = session.pump(&flags, opts);
+    let reset = session.tracker.modes().reset_sequence();
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(reset.as_bytes());
+    let _ = out.flush();
+    drop(raw);
+    outcome
+}
+
+struct Attached {
+    client: KeeperClient,
+    tracker: ModeTracker,
+    ended: Option<JobExit>,
+}
+
+impl Attached {
+    fn pump(&mut self, flags: &Flags, opts: &AttachOptions) -> Result<Outcome> {
+        let mut detach = DetachKey::new(opts.detach_key);
+        let stdin = std::io::stdin();
+        let mut input = [0u8; 4096];
+        // Output already decoded but not yet written (a read can carry
+        // several frames).
+        self.flush_messages()?;
+        loop {
+            let timeout = detach.deadline().map(|d| {
+                let left = d.saturating_duration_since(Instant::now());
+                Timespec::try_from(left).unwrap_or(Timespec { tv_sec: 0, tv_nsec: 0 })
+            });
+            let mut fds = [
+                PollFd::new(&stdin, PollFlags::IN),
+                PollFd::new(self.client.reader.stream(), PollFlags::IN),
+                PollFd::new(&flags.wake, PollFlags::IN),
+            ];
+            match poll(&mut fds, timeout.as_ref()) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e).context("waiting for input"),
+            }
+            let ready = fds.map(|f| !f.revents().is_empty());
+            if ready[2] {
+                flags.drain();
+                if flags.quit.load(Ordering::SeqCst) {
+                    return self.leave();
+                }
+                if flags.winch.swap(false, Ordering::SeqCst) {
+                    self.client.writer.write_message(&Message::Resize(terminal::size()))?;
+                }
+            }
+            if ready[1] {
+                if !self.client.reader.fill()? {
+                    return Ok(self.ended.take().map_or(Outcome::Lost, Outcome::Ended));
+                }
+                self.flush_messages()?;
+            }
+            if ready[0] {
+                let n = match (&stdin).read(&mut input) {
+                    Ok(0) | Err(_) => return self.leave(),
+                    Ok(n) => n,
+                };
+                let step = detach.feed(&input[..n], Instant::now());
+                if !step.forward.is_empty() && opts.mode == AttachMode::Interactive {
+                    let _ = self.client.writer.write_message(&Message::Input(step.forward.into()));
+                }
+                if step.detach {
+                    return self.leave();
+                }
+            } else if detach.tick(Instant::now()).detach {
+                return self.leave();
+            }
+        }
+    }
+
+    /// Writes every decoded output frame to the terminal.
+    fn flush_messages(&mut self) -> Result<()> {
+        let mut out = std::io::stdout().lock();
+        while let Some(msg) = self.client.reader.try_message()? {
+            match msg {
+                Message::Output(bytes) | Message::Redraw(bytes) => {
+                    self.tracker.feed(&bytes);
+                    out.write_all(&bytes).context("writing to the terminal")?;
+                }
+                Message::Exit(exit) => self.ended = Some(exit),
+                Message::Notice(n) => tracing::info!("notice: {}", n.text),
+                _ => {}
+            }
+        }
+        out.flush().context("writing to the terminal")
+    }
+
+    fn leave(&mut self) -> Result<Outcome> {
+        let _ = self.client.writer.write_message(&Message::Detach);
+        Ok(Outcome::Detached)
+    }
+}

@@ -1,0 +1,107 @@
+//! The client side of the keeper protocol: connecting, the hello, one
+//! request; and the interactive attachment ([`attach`]).
+
+pub mod attach;
+pub mod detach;
+pub mod terminal;
+
+use crate::Failure;
+use crate::connection::{FrameReader, FrameWriter, split};
+use crate::paths::Paths;
+use anyhow::{Context, Result};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+use tether_proto::{
+    HelloRequest, Identity, Message, PROTOCOL_VERSION, Reply, Request, Role, SessionName,
+};
+
+/// How long to wait for a keeper's hello reply. A stopped (SIGSTOP) keeper
+/// accepts connections in the kernel but never answers.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection to one session's keeper, after the hello.
+pub struct KeeperClient {
+    /// Incoming frames.
+    pub reader: FrameReader,
+    /// Outgoing frames.
+    pub writer: FrameWriter,
+}
+
+impl KeeperClient {
+    /// Connects to `name`'s keeper and exchanges hellos.
+    ///
+    /// # Errors
+    ///
+    /// The keeper cannot be reached (exit 6) or speaks another protocol
+    /// version (exit 6, naming both).
+    pub fn connect(paths: &Paths, name: &SessionName) -> Result<Self> {
+        let socket = paths.socket_file(name);
+        let stream = UnixStream::connect(&socket).map_err(|e| {
+            Failure::unavailable(format!("cannot reach the keeper of session {name}: {e}"))
+        })?;
+        let (mut reader, mut writer) = split(stream)?;
+        reader.stream().set_read_timeout(Some(HELLO_TIMEOUT))?;
+        writer.write_message(&Message::Hello(HelloRequest {
+            protocol: PROTOCOL_VERSION,
+            software: crate::SOFTWARE.into(),
+        }))?;
+        match reader.read_message() {
+            Ok(Some(Message::HelloReply(_))) => {}
+            Ok(Some(Message::Error(e))) => return Err(Failure::from(e).into()),
+            Ok(Some(other)) => {
+                return Err(Failure::unavailable(format!(
+                    "the keeper of {name} answered hello with frame kind {}",
+                    other.kind()
+                ))
+                .into());
+            }
+            Ok(None) | Err(_) => {
+                return Err(Failure::unavailable(format!(
+                    "the keeper of session {name} did not answer"
+                ))
+                .into());
+            }
+        }
+        reader.stream().set_read_timeout(None)?;
+        Ok(KeeperClient { reader, writer })
+    }
+
+    /// Sends a request and returns the first reply.
+    ///
+    /// # Errors
+    ///
+    /// The keeper reports an error (its category decides the exit code) or
+    /// the connection breaks.
+    pub fn request(&mut self, request: Request) -> Result<Reply> {
+        self.writer.write_message(&Message::Request(request))?;
+        self.next_reply()?.ok_or_else(|| {
+            Failure::unavailable("the keeper closed the connection without answering").into()
+        })
+    }
+
+    /// The next reply of a multi-reply request (`tail -f`); `None` at the end.
+    ///
+    /// # Errors
+    ///
+    /// As [`KeeperClient::request`].
+    pub fn next_reply(&mut self) -> Result<Option<Reply>> {
+        match self.reader.read_message().context("reading the keeper's reply")? {
+            Some(Message::Reply(r)) => Ok(Some(r)),
+            Some(Message::Error(e)) => Err(Failure::from(e).into()),
+            Some(other) => Err(Failure::unavailable(format!(
+                "unexpected frame kind {} from the keeper",
+                other.kind()
+            ))
+            .into()),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Who a local client is: the user, as owner.
+pub fn local_identity() -> Identity {
+    let name = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| format!("uid {}", rustix::process::getuid().as_raw()));
+    Identity { name, fingerprint: None, role: Role::Owner, address: None }
+}

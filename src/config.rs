@@ -1,0 +1,156 @@
+//! `config.toml`: every setting has a default, so no file is needed.
+//!
+//! Unknown keys and bad values are errors that name the file and the key:
+//! a typo must not silently fall back to a default. Every key is documented
+//! in `docs/CONFIG.md`.
+
+use crate::Failure;
+use anyhow::Result;
+use serde::Deserialize;
+use std::path::Path;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The key that detaches an attached client, e.g. `ctrl-\` or `ctrl-]`.
+    pub detach_key: DetachKeySpec,
+    /// Scrollback kept by each keeper, counted in cells (columns × lines), so
+    /// that memory stays bounded whatever the width.
+    pub scrollback_cells: usize,
+    /// `TERM` for jobs whose client does not say (e.g. `new -d`).
+    pub default_term: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            detach_key: DetachKeySpec(0x1c),
+            // 10,000 lines of 120 columns: about 19 MB at 16 bytes a cell.
+            scrollback_cells: 1_200_000,
+            default_term: "xterm-256color".into(),
+        }
+    }
+}
+
+/// The largest scrollback accepted: 20 million cells, about 320 MB.
+const MAX_SCROLLBACK_CELLS: usize = 20_000_000;
+
+impl Config {
+    /// Loads `path`, or the defaults if it does not exist.
+    ///
+    /// # Errors
+    ///
+    /// The file exists but cannot be read, is not valid TOML, has an unknown
+    /// key or a bad value (exit code 2).
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(e) => {
+                return Err(Failure::invalid(format!("cannot read {}: {e}", path.display())).into());
+            }
+        };
+        Self::parse(&text).map_err(|e| Failure::invalid(format!("{}: {e}", path.display())).into())
+    }
+
+    /// Parses configuration text.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the offending key.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.message().to_owned())?;
+        if config.scrollback_cells > MAX_SCROLLBACK_CELLS {
+            return Err(format!("scrollback_cells is limited to {MAX_SCROLLBACK_CELLS}"));
+        }
+        if config.default_term.is_empty() || config.default_term.contains(char::is_whitespace) {
+            return Err("default_term must be a non-empty terminal name".into());
+        }
+        Ok(config)
+    }
+}
+
+/// A detach key: one control byte, written `ctrl-X` (or `^X`) in the file,
+/// or `none` to disable detaching by key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DetachKeySpec(pub u8);
+
+impl DetachKeySpec {
+    /// The value meaning "no detach key".
+    pub const NONE: DetachKeySpec = DetachKeySpec(0);
+
+    /// Parses `ctrl-\`, `ctrl-]`, `^A`, `none`.
+    ///
+    /// # Errors
+    ///
+    /// Anything that does not name a control key.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s == "none" {
+            return Ok(Self::NONE);
+        }
+        let rest = s
+            .strip_prefix("ctrl-")
+            .or_else(|| s.strip_prefix("C-"))
+            .or_else(|| s.strip_prefix('^'))
+            .ok_or_else(|| format!("detach_key {s:?}: expected ctrl-X, ^X or none"))?;
+        match rest.as_bytes() {
+            [c @ (b'@'..=b'_' | b'a'..=b'z' | b'?')] if *c != b'?' => {
+                Ok(DetachKeySpec(c.to_ascii_uppercase() & 0x1f))
+            }
+            _ => Err(format!("detach_key {s:?}: {rest:?} is not a control key")),
+        }
+    }
+
+    /// How the key is written, e.g. `Ctrl-\`.
+    pub fn describe(self) -> String {
+        if self == Self::NONE {
+            return "no key".into();
+        }
+        format!("Ctrl-{}", char::from(self.0 | 0x40))
+    }
+}
+
+impl<'de> Deserialize<'de> for DetachKeySpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn detach_keys_parse() {
+        let cases = [
+            ("ctrl-\\", Some(0x1c)),
+            ("ctrl-]", Some(0x1d)),
+            ("^a", Some(0x01)),
+            ("C-b", Some(0x02)),
+            ("none", Some(0)),
+            ("ctrl-1", None),
+            ("x", None),
+            ("ctrl-ab", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(DetachKeySpec::parse(text).ok().map(|k| k.0), want, "{text}");
+        }
+        assert_eq!(DetachKeySpec(0x1c).describe(), "Ctrl-\\");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(Config::parse("detach_kye = 'ctrl-a'").unwrap_err().contains("detach_kye"));
+        assert!(Config::parse("detach_key = 'q'").is_err());
+        assert!(Config::parse("scrollback_cells = 999999999999").is_err());
+        let c = Config::parse("detach_key = 'ctrl-]'\nscrollback_cells = 5000").unwrap();
+        assert_eq!((c.detach_key.0, c.scrollback_cells), (0x1d, 5000));
+    }
+}

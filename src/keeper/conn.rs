@@ -1,0 +1,262 @@
+//! One connection to a keeper: the hello, one request, and for an
+//! attachment the two-way stream.
+//!
+//! Each connection has a thread (reading from the client) and, while
+//! attached or following, a writer thread (draining the outbox). Neither
+//! ever blocks the PTY reader.
+
+use super::Keeper;
+use super::fanout::{Next, Outbox};
+use crate::Failure;
+use crate::connection::{FrameReader, FrameWriter, split};
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::time::Duration;
+use tether_proto::{
+    AttachRequest, ErrorCode, ErrorReply, HelloReply, Message, PROTOCOL_VERSION, Reply, Request,
+};
+
+/// How long a client has to say hello and make its request: a peer that
+/// connects and says nothing must not hold a thread forever.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many lines' worth of bytes go into one text reply, well under the
+/// frame limit.
+const TEXT_CHUNK_BYTES: usize = 256 * 1024;
+
+/// Serves one accepted connection to completion.
+pub fn serve(keeper: Arc<Keeper>, stream: UnixStream) {
+    let (mut reader, mut writer) = match split(stream) {
+        Ok(halves) => halves,
+        Err(e) => {
+            tracing::warn!("accepting a connection: {e:#}");
+            return;
+        }
+    };
+    if let Err(failure) = check_peer(reader.stream()) {
+        let _ = writer.write_message(&Message::Error(failure.to_reply()));
+        return;
+    }
+    let request = match handshake(&keeper, &mut reader, &mut writer) {
+        Ok(Some(r)) => r,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::debug!("handshake failed: {e:#}");
+            return;
+        }
+    };
+    let _ = reader.stream().set_read_timeout(None);
+    match request {
+        Message::Attach(req) => attach(&keeper, &req, reader, writer),
+        Message::Request(req) => {
+            // Counted like a writer, so that a keeper ending its job waits
+            // for this reply (to kill or wait) before it exits.
+            keeper.writer_started();
+            control(&keeper, req, writer);
+            keeper.writer_finished();
+        }
+        other => {
+            let message =
+                format!("expected an attach or a request, got frame kind {}", other.kind());
+            let _ = writer.write_message(&error(ErrorCode::Invalid, message));
+        }
+    }
+}
+
+/// Only the keeper's own user may talk to it.
+fn check_peer(stream: &UnixStream) -> Result<(), Failure> {
+    let ours = rustix::process::getuid();
+    match rustix::net::sockopt::socket_peercred(stream) {
+        Ok(cred) if cred.uid == ours => Ok(()),
+        Ok(cred) => {
+            tracing::warn!(uid = cred.uid.as_raw(), "refused a connection from another user");
+            Err(Failure::new(ErrorCode::Refused, "this session belongs to another user"))
+        }
+        Err(e) => Err(Failure::new(ErrorCode::Refused, format!("cannot identify the peer: {e}"))),
+    }
+}
+
+/// Reads the hello and the request. `Ok(None)` when the client left or was
+/// refused (already told why).
+fn handshake(
+    keeper: &Keeper,
+    reader: &mut FrameReader,
+    writer: &mut FrameWriter,
+) -> anyhow::Result<Option<Message>> {
+    reader.stream().set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    let hello = match reader.read_message() {
+        Ok(Some(Message::Hello(h))) => h,
+        Ok(Some(other)) => {
+            let msg = format!("expected hello, got frame kind {}", other.kind());
+            writer.write_message(&error(ErrorCode::Invalid, msg))?;
+            return Ok(None);
+        }
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            writer.write_message(&error(ErrorCode::Invalid, format!("{e:#}")))?;
+            return Ok(None);
+        }
+    };
+    if hello.protocol != PROTOCOL_VERSION {
+        let msg = format!(
+            "protocol version mismatch: the client ({}) speaks protocol {}, this keeper ({}) speaks protocol {}",
+            hello.software,
+            hello.protocol,
+            crate::SOFTWARE,
+            PROTOCOL_VERSION
+        );
+        writer.write_message(&error(ErrorCode::VersionMismatch, msg))?;
+        return Ok(None);
+    }
+    writer.write_message(&Message::HelloReply(HelloReply {
+        protocol: PROTOCOL_VERSION,
+        software: crate::SOFTWARE.into(),
+        session: keeper.name().clone(),
+    }))?;
+    match reader.read_message() {
+        Ok(m) => Ok(m),
+        Err(e) => {
+            writer.write_message(&error(ErrorCode::Invalid, format!("{e:#}")))?;
+            Ok(None)
+        }
+    }
+}
+
+fn error(code: ErrorCode, message: String) -> Message {
+    Message::Error(ErrorReply { code, message })
+}
+
+fn attach(keeper: &Arc<Keeper>, req: &AttachRequest, mut reader: FrameReader, writer: FrameWriter) {
+    let outbox = Arc::new(Outbox::new());
+    let id = match keeper.attach(req, &outbox) {
+        Ok(id) => id,
+        Err(f) => {
+            let mut writer = writer;
+            let _ = writer.write_message(&Message::Error(f.to_reply()));
+            return;
+        }
+    };
+    spawn_writer(keeper, id, &outbox, writer);
+    loop {
+        match reader.read_message() {
+            Ok(Some(Message::Input(bytes))) => keeper.input_from(id, bytes),
+            Ok(Some(Message::Resize(size))) => keeper.resize_from(id, size),
+            Ok(Some(Message::Detach) | None) => break,
+            Ok(Some(other)) => {
+                tracing::warn!(id, kind = other.kind(), "unexpected frame from a client");
+                break;
+            }
+            Err(e) => {
+                tracing::debug!(id, "client connection: {e:#}");
+                break;
+            }
+        }
+    }
+    keeper.detach(id);
+    outbox.close();
+}
+
+/// Drains `outbox` to the client on its own thread.
+fn spawn_writer(keeper: &Arc<Keeper>, id: u64, outbox: &Arc<Outbox>, mut writer: FrameWriter) {
+    let (keeper, outbox) = (keeper.clone(), outbox.clone());
+    keeper.writer_started();
+    let spawned = std::thread::Builder::new().name(format!("client-{id}")).spawn({
+        let keeper = keeper.clone();
+        move || {
+            loop {
+                match outbox.next() {
+                    Next::Send(msg) => {
+                        if writer.write_message(&msg).is_err() {
+                            break;
+                        }
+                    }
+                    Next::Resync => keeper.resync(&outbox),
+                    Next::Changed => {}
+                    Next::Closed => break,
+                }
+            }
+            // Wake the reading side if the client vanished while we wrote.
+            let _ = writer.stream().shutdown(Shutdown::Both);
+            outbox.close();
+            keeper.detach(id);
+            keeper.writer_finished();
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!("starting a writer thread: {e}");
+        keeper.writer_finished();
+        keeper.detach(id);
+    }
+}
+
+fn control(keeper: &Arc<Keeper>, req: Request, mut writer: FrameWriter) {
+    let reply = match req {
+        Request::Info => Ok(Reply::Info { session: keeper.info() }),
+        Request::List => Ok(Reply::List { sessions: vec![keeper.info()] }),
+        Request::Who => Ok(Reply::Who { attachments: keeper.who() }),
+        Request::Kill { force } => keeper.kill(force).map(|exit| Reply::Exited { exit }),
+        Request::Wait => Ok(keeper
+            .wait_exit(None)
+            .map_or_else(|| Reply::Info { session: keeper.info() }, |exit| Reply::Exited { exit })),
+        Request::Tail { lines, follow: false } => {
+            let text = keeper.text(lines.map(|n| n as usize));
+            let _ = send_text(&mut writer, text);
+            return;
+        }
+        Request::Tail { lines, follow: true } => {
+            follow(keeper, lines.map(|n| n as usize), writer);
+            return;
+        }
+    };
+    let msg = match reply {
+        Ok(r) => Message::Reply(r),
+        Err(f) => Message::Error(f.to_reply()),
+    };
+    let _ = writer.write_message(&msg);
+}
+
+/// Sends `lines` as one or more text replies (at least one, even if empty).
+fn send_text(writer: &mut FrameWriter, lines: Vec<String>) -> anyhow::Result<()> {
+    let mut chunk = Vec::new();
+    let mut bytes = 0;
+    for line in lines {
+        bytes += line.len() + 8;
+        chunk.push(line);
+        if bytes >= TEXT_CHUNK_BYTES {
+            writer.write_message(&Message::Reply(Reply::Text {
+                lines: std::mem::take(&mut chunk),
+            }))?;
+            bytes = 0;
+        }
+    }
+    writer.write_message(&Message::Reply(Reply::Text { lines: chunk }))
+}
+
+/// `tail -f`: completed lines as they appear, then the job's exit.
+fn follow(keeper: &Arc<Keeper>, lines: Option<usize>, mut writer: FrameWriter) {
+    let outbox = Arc::new(Outbox::notify_only());
+    let Some((initial, mut next)) = keeper.follow(&outbox, lines) else {
+        let _ = send_text(&mut writer, keeper.text(lines));
+        return;
+    };
+    if send_text(&mut writer, initial).is_err() {
+        keeper.unfollow(&outbox);
+        return;
+    }
+    loop {
+        let closed = outbox.next() == Next::Closed;
+        let (text, after) = keeper.completed_lines(next, closed);
+        next = after;
+        if !text.is_empty() && send_text(&mut writer, text).is_err() {
+            break;
+        }
+        if closed {
+            if let Some(exit) = keeper.wait_exit(Some(Duration::ZERO)) {
+                let _ = writer.write_message(&Message::Reply(Reply::Exited { exit }));
+            }
+            break;
+        }
+    }
+    keeper.unfollow(&outbox);
+}

@@ -1,0 +1,241 @@
+//! Outboxes: the bounded, lossy queues between the PTY reader and each
+//! attachment.
+//!
+//! The PTY reader thread pushes every piece of output into every outbox
+//! while it holds the session lock; it never waits for a client. Each
+//! attachment has a writer thread that pops from its outbox and writes to
+//! the socket, waiting on the client as long as it likes.
+//!
+//! When an outbox would exceed [`OUTBOX_MAX_BYTES`], its queue is dropped
+//! and it is marked for resync: the writer then takes a fresh redraw from
+//! the screen model (under the session lock, so no output is lost or
+//! repeated between the redraw and what follows) and carries on. A stalled
+//! client therefore costs at most one outbox of memory and never slows the
+//! job.
+
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use tether_proto::Message;
+
+/// Output queued for one attachment before it is resynchronised instead.
+///
+/// 1 MiB holds several screens of even colourful output, so an attentive
+/// client on a slow link rarely needs a redraw, while 50 stalled watchers
+/// still cost only 50 MiB at worst.
+pub const OUTBOX_MAX_BYTES: usize = 1 << 20;
+
+/// What a writer thread gets next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// A message to send.
+    Send(Message),
+    /// The queue overflowed: send a fresh redraw, then continue.
+    Resync,
+    /// Output happened (notify-only outboxes, used by `tail -f`).
+    Changed,
+    /// The outbox is closed and empty: finish.
+    Closed,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    queue: VecDeque<Message>,
+    bytes: usize,
+    resync: bool,
+    changed: bool,
+    closed: bool,
+}
+
+/// One attachment's queue. Shared by the reader (producer) and the
+/// attachment's writer thread (consumer).
+#[derive(Debug, Default)]
+pub struct Outbox {
+    inner: Mutex<Inner>,
+    ready: Condvar,
+    /// Only records that output happened, queues nothing (`tail -f`).
+    notify_only: bool,
+}
+
+impl Outbox {
+    /// An outbox that queues messages.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An outbox that only records that something changed.
+    pub fn notify_only() -> Self {
+        Outbox { notify_only: true, ..Self::default() }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A writer that panicked cannot leave the queue inconsistent (every
+        // update is a single field write), so a poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues output; never blocks. On overflow the queue is dropped and a
+    /// resync requested.
+    pub fn push_output(&self, msg: Message) {
+        let mut inner = self.lock();
+        if inner.closed {
+            return;
+        }
+        if self.notify_only {
+            inner.changed = true;
+        } else if inner.resync {
+            // Everything queued will be replaced by the redraw anyway.
+        } else {
+            let len = message_len(&msg);
+            if inner.bytes + len > OUTBOX_MAX_BYTES {
+                inner.queue.clear();
+                inner.bytes = 0;
+                inner.resync = true;
+            } else {
+                inner.bytes += len;
+                inner.queue.push_back(msg);
+            }
+        }
+        drop(inner);
+        self.ready.notify_one();
+    }
+
+    /// Queues a control message (notice, exit) that must not be dropped by
+    /// an overflow; these are rare and small.
+    pub fn push_control(&self, msg: Message) {
+        let mut inner = self.lock();
+        if !inner.closed {
+            inner.queue.push_back(msg);
+        }
+        drop(inner);
+        self.ready.notify_one();
+    }
+
+    /// Replaces everything queued with `msgs` (a redraw) and clears the
+    /// resync mark. Called with the session lock held, so that nothing the
+    /// reader pushes can slip between the redraw and the queue.
+    pub fn reset_with(&self, msgs: impl IntoIterator<Item = Message>) {
+        let mut inner = self.lock();
+        inner.queue.retain(|m| !is_output(m));
+        let mut bytes = 0;
+        for (i, m) in msgs.into_iter().enumerate() {
+            bytes += message_len(&m);
+            inner.queue.insert(i, m);
+        }
+        inner.bytes = bytes;
+        inner.resync = false;
+        drop(inner);
+        self.ready.notify_one();
+    }
+
+    /// No more messages will be accepted; the writer finishes once the queue
+    /// is empty.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_all();
+    }
+
+    /// Whether [`Outbox::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Waits for the next thing to do.
+    pub fn next(&self) -> Next {
+        let mut inner = self.lock();
+        loop {
+            if inner.resync {
+                return Next::Resync;
+            }
+            if let Some(msg) = inner.queue.pop_front() {
+                inner.bytes = inner.bytes.saturating_sub(message_len(&msg));
+                return Next::Send(msg);
+            }
+            if inner.changed {
+                inner.changed = false;
+                return Next::Changed;
+            }
+            if inner.closed {
+                return Next::Closed;
+            }
+            inner = self.ready.wait(inner).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+fn is_output(m: &Message) -> bool {
+    matches!(m, Message::Output(_) | Message::Redraw(_))
+}
+
+fn message_len(m: &Message) -> usize {
+    match m {
+        Message::Output(b) | Message::Redraw(b) => b.len(),
+        _ => 64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use tether_proto::Notice;
+
+    fn out(n: usize) -> Message {
+        Message::Output(Bytes::from(vec![b'x'; n]))
+    }
+
+    #[test]
+    fn delivers_in_order_then_closes() {
+        let o = Outbox::new();
+        o.push_output(out(1));
+        o.push_output(out(2));
+        o.close();
+        o.push_output(out(3));
+        assert_eq!(o.next(), Next::Send(out(1)));
+        assert_eq!(o.next(), Next::Send(out(2)));
+        assert_eq!(o.next(), Next::Closed);
+    }
+
+    #[test]
+    fn overflow_drops_queue_and_asks_for_resync() {
+        let o = Outbox::new();
+        for _ in 0..(OUTBOX_MAX_BYTES / 1000 + 5) {
+            o.push_output(out(1000));
+        }
+        let notice = Message::Notice(Notice { text: "n".into() });
+        o.push_control(notice.clone());
+        assert_eq!(o.next(), Next::Resync);
+        o.reset_with([Message::Redraw(Bytes::from_static(b"R"))]);
+        o.push_output(out(1));
+        assert_eq!(o.next(), Next::Send(Message::Redraw(Bytes::from_static(b"R"))));
+        assert_eq!(o.next(), Next::Send(notice));
+        assert_eq!(o.next(), Next::Send(out(1)));
+    }
+
+    #[test]
+    fn memory_stays_bounded_under_a_stalled_consumer() {
+        let o = Outbox::new();
+        for _ in 0..10_000 {
+            o.push_output(out(4096));
+        }
+        assert!(o.lock().bytes <= OUTBOX_MAX_BYTES);
+    }
+
+    #[test]
+    fn notify_only_coalesces() {
+        let o = Outbox::notify_only();
+        o.push_output(out(10));
+        o.push_output(out(10));
+        assert_eq!(o.next(), Next::Changed);
+        o.close();
+        assert_eq!(o.next(), Next::Closed);
+    }
+
+    #[test]
+    fn wakes_a_waiting_writer() {
+        let o = std::sync::Arc::new(Outbox::new());
+        let o2 = o.clone();
+        let t = std::thread::spawn(move || o2.next());
+        o.push_output(out(5));
+        assert_eq!(t.join().unwrap(), Next::Send(out(5)));
+    }
+}

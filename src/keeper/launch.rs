@@ -1,0 +1,396 @@
+//! Starting a keeper (from the CLI or the daemon) and the keeper process's
+//! own `main`.
+//!
+//! The launcher runs `tether __keeper` with the [`KeeperSpec`] as JSON on
+//! its stdin and reads one [`Started`] line from its stdout. The keeper
+//! makes itself a session leader (so no terminal hangup or job-control
+//! signal of the caller reaches it), takes the session lock, binds its
+//! socket, starts the job, writes the session record, reports, and points
+//! its stdio at `/dev/null` and its log file. From then on the caller may
+//! exit or be killed: nothing ties the keeper to it.
+
+use super::pty::{Job, JobIo, JobSpec};
+use super::screen::Screen;
+use super::{Keeper, Meta, conn};
+use crate::Failure;
+use crate::clock::now_rfc3339;
+use crate::paths::Paths;
+use crate::session::{Registry, SessionLock};
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::time::Duration;
+use tether_proto::{ErrorCode, ErrorReply, SessionName, SessionState, WindowSize};
+
+/// The hidden subcommand that runs a keeper.
+pub const KEEPER_SUBCOMMAND: &str = "__keeper";
+
+/// How long a launcher waits for the keeper to report. Starting a job is a
+/// fork and an exec; this only guards against a keeper that hangs.
+const LAUNCH_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Input chunks queued for the PTY writer; a job that does not read its
+/// input makes typing clients wait rather than the keeper grow.
+const INPUT_QUEUE_CAP: usize = 256;
+
+/// How long the keeper keeps reading after the job exits, for output still
+/// in the PTY (a background process holding the PTY open can delay EOF
+/// forever, so this is bounded).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long attachments get to receive the exit before the keeper leaves.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Connections served at once; more are refused, so that a flood of
+/// connections cannot exhaust the keeper's threads.
+const MAX_CONNECTIONS: usize = 512;
+
+/// Pause after a failed `accept` (e.g. out of file descriptors), so the
+/// accept loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Everything a keeper needs to start a session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeeperSpec {
+    /// The session's name.
+    pub name: SessionName,
+    /// The job's argv.
+    pub command: Vec<String>,
+    /// The job's working directory.
+    pub cwd: PathBuf,
+    /// Extra environment for the job.
+    pub env: Vec<(String, String)>,
+    /// Initial terminal size.
+    pub size: WindowSize,
+    /// `TERM` for the job.
+    pub term: String,
+    /// `kill` needs `--force`.
+    pub protected: bool,
+    /// Scrollback bound, in cells.
+    pub scrollback_cells: usize,
+}
+
+/// The keeper's one-line report to its launcher.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Started {
+    /// The job runs.
+    Ok {
+        /// The keeper's pid.
+        keeper_pid: u32,
+        /// The job's pid.
+        pid: u32,
+    },
+    /// Nothing was created.
+    Failed(ErrorReply),
+}
+
+/// Starts a keeper for `spec` and waits until its job runs.
+///
+/// # Errors
+///
+/// The keeper refused (name in use: exit 4; command cannot start: exit 2)
+/// or could not be started.
+pub fn launch(spec: &KeeperSpec) -> Result<(u32, u32)> {
+    let exe = std::env::current_exe().context("finding the tether executable")?;
+    let mut child = Command::new(exe)
+        .arg(KEEPER_SUBCOMMAND)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting a keeper")?;
+    let mut stdin = child.stdin.take().context("keeper stdin")?;
+    let mut stdout = child.stdout.take().context("keeper stdout")?;
+    stdin.write_all(&serde_json::to_vec(spec)?).context("sending the session spec")?;
+    drop(stdin);
+    let (tx, rx) = sync_channel(1);
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = stdout.read_to_end(&mut out);
+        let _ = tx.send(out);
+    });
+    let out = rx
+        .recv_timeout(LAUNCH_TIMEOUT)
+        .map_err(|_| Failure::unavailable("the keeper did not report within 15 s"))?;
+    // The keeper stays running; the std Child handle is dropped without
+    // waiting (it does not kill).
+    match serde_json::from_slice::<Started>(&out) {
+        Ok(Started::Ok { keeper_pid, pid }) => Ok((keeper_pid, pid)),
+        Ok(Started::Failed(e)) => Err(Failure::from(e).into()),
+        Err(_) => {
+            let _ = child.wait();
+            Err(Failure::unavailable(format!(
+                "the keeper for {} failed to start; see its log in the state directory",
+                spec.name
+            ))
+            .into())
+        }
+    }
+}
+
+/// The keeper process's `main`: never returns while the job runs.
+pub fn keeper_main() -> i32 {
+    // A session leader has no controlling terminal, so the caller's
+    // terminal closing cannot hang us up.
+    let _ = rustix::process::setsid();
+    let _ = rustix::thread::set_name(c"tether-keeper");
+    let mut input = Vec::new();
+    if let Err(e) = std::io::stdin().read_to_end(&mut input) {
+        report(&Started::Failed(internal(format!("reading the session spec: {e}"))));
+        return 1;
+    }
+    let spec: KeeperSpec = match serde_json::from_slice(&input) {
+        Ok(s) => s,
+        Err(e) => {
+            report(&Started::Failed(internal(format!("bad session spec: {e}"))));
+            return 2;
+        }
+    };
+    match start(&spec) {
+        Ok(running) => {
+            report(&Started::Ok { keeper_pid: std::process::id(), pid: running.keeper.job.pid });
+            detach_stdio();
+            run(running)
+        }
+        Err(e) => {
+            tracing::error!("starting session {}: {e:#}", spec.name);
+            let reply = match e.downcast_ref::<Failure>() {
+                Some(f) => f.to_reply(),
+                None => internal(format!("{e:#}")),
+            };
+            report(&Started::Failed(reply));
+            1
+        }
+    }
+}
+
+fn internal(message: String) -> ErrorReply {
+    ErrorReply { code: ErrorCode::Internal, message }
+}
+
+fn report(started: &Started) {
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer(&mut out, started);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+}
+
+/// Points stdin and stdout at /dev/null, which also closes the report pipe.
+fn detach_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        let _ = rustix::stdio::dup2_stdin(&null);
+        let _ = rustix::stdio::dup2_stdout(&null);
+    }
+}
+
+/// A started session, before its threads run.
+struct Running {
+    keeper: Arc<Keeper>,
+    listener: UnixListener,
+    io: JobIo,
+    input: Receiver<Bytes>,
+    socket: PathBuf,
+    /// Held until the process exits.
+    _lock: SessionLock,
+}
+
+fn start(spec: &KeeperSpec) -> Result<Running> {
+    let paths = Paths::from_env()?;
+    paths.prepare()?;
+    init_log(&paths, &spec.name);
+    let name = &spec.name;
+    let lock = SessionLock::try_acquire(&paths.lock_file(name))?
+        .ok_or_else(|| Failure::conflict(format!("session {name} already exists")))?;
+    if let Some(info) = Registry::new(paths.clone()).get(name)? {
+        let why = match info.state {
+            SessionState::Ended => "has ended",
+            _ => "was lost (its keeper died)",
+        };
+        return Err(Failure::conflict(format!(
+            "session {name} {why}; `tether rm {name}` forgets it so the name can be reused"
+        ))
+        .into());
+    }
+    let socket = paths.socket_file(name);
+    crate::fsutil::remove_if_exists(&socket)?;
+    let listener = UnixListener::bind(&socket)
+        .with_context(|| format!("listening on {}", socket.display()))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+    let job_spec = JobSpec {
+        command: spec.command.clone(),
+        cwd: spec.cwd.clone(),
+        env: spec.env.clone(),
+        term: spec.term.clone(),
+        session: name.clone(),
+        size: spec.size,
+    };
+    let (job, io) = match Job::spawn(&job_spec) {
+        Ok(j) => j,
+        Err(e) => {
+            let _ = crate::fsutil::remove_if_exists(&socket);
+            let program = spec.command.first().map_or("", String::as_str);
+            return Err(Failure::invalid(format!("cannot start {program}: {e:#}")).into());
+        }
+    };
+    let meta = Meta {
+        name: name.clone(),
+        command: spec.command.clone(),
+        protected: spec.protected,
+        started: now_rfc3339(),
+    };
+    let (tx, input) = sync_channel(INPUT_QUEUE_CAP);
+    let screen = Screen::new(spec.size, spec.scrollback_cells);
+    let keeper = Arc::new(Keeper::new(meta, paths, job, screen, tx));
+    keeper.save_record();
+    tracing::info!(pid = keeper.job.pid, command = ?spec.command, "session started");
+    Ok(Running { keeper, listener, io, input, socket, _lock: lock })
+}
+
+fn init_log(paths: &Paths, name: &SessionName) {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(paths.log_file(name));
+    if let Ok(file) = file {
+        let _ = rustix::stdio::dup2_stderr(&file);
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TETHER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .try_init();
+}
+
+fn run(running: Running) -> i32 {
+    let Running { keeper, listener, io, input, socket, _lock } = running;
+    let JobIo { reader, writer, mut child } = io;
+    let (done_tx, done_rx) = sync_channel::<()>(1);
+    let threads = [
+        spawn_named("pty-reader", {
+            let keeper = keeper.clone();
+            move || pump_output(&keeper, reader, &done_tx)
+        }),
+        spawn_named("pty-writer", move || pump_input(writer, &input)),
+        spawn_named("accept", {
+            let keeper = keeper.clone();
+            move || accept_loop(&keeper, &listener)
+        }),
+        spawn_named("signals", {
+            let keeper = keeper.clone();
+            move || handle_signals(&keeper)
+        }),
+    ];
+    if threads.iter().any(Option::is_none) {
+        tracing::error!("could not start the keeper's threads; ending the job");
+        keeper.job.signal(rustix::process::Signal::KILL);
+    }
+    let status = match super::pty::wait(&mut child) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            super::pty::ExitStatus { code: None, signal: None }
+        }
+    };
+    let _ = done_rx.recv_timeout(DRAIN_TIMEOUT);
+    keeper.finish(status, FLUSH_TIMEOUT);
+    let _ = crate::fsutil::remove_if_exists(&socket);
+    tracing::info!("keeper exits");
+    0
+}
+
+fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> Option<()> {
+    std::thread::Builder::new().name(name.into()).spawn(f).map(|_| ()).ok()
+}
+
+/// The PTY reader: runs for the job's whole life, so a job never blocks on
+/// output, attached or not.
+fn pump_output(
+    keeper: &Keeper,
+    mut reader: Box<dyn Read + Send>,
+    done: &std::sync::mpsc::SyncSender<()>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            // EIO: every slave fd is closed (the job and its children are gone).
+            Err(_) => break,
+        };
+        let replies = keeper.on_output(&buf[..n]);
+        if !replies.is_empty() {
+            // Never block the reader: if the input queue is full the job is
+            // not reading anyway, and a lost answer is a timeout for it.
+            let _ = keeper.input.try_send(Bytes::from(replies));
+        }
+    }
+    let _ = done.try_send(());
+}
+
+/// The PTY writer. Holds the writer until the process exits: dropping it
+/// would send EOF to the job.
+fn pump_input(mut writer: Box<dyn Write + Send>, input: &Receiver<Bytes>) {
+    for bytes in input {
+        if writer.write_all(&bytes).and_then(|()| writer.flush()).is_err() {
+            // The job is gone; keep draining so clients never block.
+            continue;
+        }
+    }
+    std::mem::forget(writer);
+}
+
+fn accept_loop(keeper: &Arc<Keeper>, listener: &UnixListener) {
+    let active = Arc::new(AtomicUsize::new(0));
+    for stream in listener.incoming() {
+        let stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("accept: {e}");
+                std::thread::sleep(ACCEPT_BACKOFF);
+                continue;
+            }
+        };
+        if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+            tracing::warn!("refusing a connection: {MAX_CONNECTIONS} already open");
+            continue;
+        }
+        active.fetch_add(1, Ordering::SeqCst);
+        let (keeper, active2) = (keeper.clone(), active.clone());
+        let spawned = std::thread::Builder::new().name("conn".into()).spawn(move || {
+            conn::serve(keeper, stream);
+            active2.fetch_sub(1, Ordering::SeqCst);
+        });
+        if spawned.is_err() {
+            active.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// SIGTERM/SIGINT end the job the way `kill` does, so a clean shutdown
+/// records how the session ended instead of leaving it lost. SIGHUP is
+/// ignored: a keeper has no terminal to lose.
+fn handle_signals(keeper: &Keeper) {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) else {
+        return;
+    };
+    for sig in signals.forever() {
+        if sig != SIGHUP {
+            tracing::info!(sig, "signal received; ending the job");
+            let _ = keeper.kill(true);
+        }
+    }
+}

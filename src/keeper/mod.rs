@@ -1,0 +1,484 @@
+//! The keeper: one process per session, owning the PTY, the job, the
+//! screen model and the attachments.
+//!
+//! ```text
+//!            ┌──────────── keeper process (tether-keeper) ─────────────┐
+//!  job ─PTY─▶│ reader thread: read → Screen::feed → outboxes           │──▶ clients
+//!  job ◀─PTY─│ writer thread: input queue → PTY                        │◀── clients
+//!            │ accept thread: one thread pair per connection (conn.rs) │
+//!            │ main thread: reaps the job, records the end, exits      │
+//!            └─────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! The reader never waits for a client: outboxes are bounded and lossy
+//! (resync by redraw). The state lock is held only for in-memory work.
+//! Started by [`launch`] fully detached (own session id, stdio on
+//! `/dev/null` and a log file), it depends on no other tether process.
+
+pub mod conn;
+pub mod fanout;
+pub mod launch;
+pub mod pty;
+pub mod screen;
+
+use crate::Failure;
+use crate::clock::now_rfc3339;
+use crate::paths::Paths;
+use bytes::Bytes;
+use fanout::Outbox;
+use pty::{ExitStatus, Job};
+use rustix::process::Signal;
+use screen::{Fed, Screen};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+use tether_proto::store::FinalScreen;
+use tether_proto::{
+    AttachMode, AttachReply, AttachRequest, Identity, JobExit, Message, Presence, RecordingState,
+    SessionInfo, SessionName, SessionState, WindowSize,
+};
+
+/// How long `kill` waits after SIGHUP before it sends SIGKILL: enough for a
+/// shell to pass the hangup on and for programs to save their state.
+const KILL_GRACE: Duration = Duration::from_secs(3);
+
+/// How long `kill` waits after SIGKILL (the kernel needs a moment to reap).
+const KILL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Facts fixed at session creation.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    /// The session's name.
+    pub name: SessionName,
+    /// The job's argv.
+    pub command: Vec<String>,
+    /// `kill` needs `--force`.
+    pub protected: bool,
+    /// RFC 3339 UTC.
+    pub started: String,
+}
+
+/// One attachment (interactive client or watcher).
+struct Attachment {
+    id: u64,
+    mode: AttachMode,
+    identity: Identity,
+    since: String,
+    size: WindowSize,
+    outbox: Arc<Outbox>,
+}
+
+/// Everything that changes, behind [`Keeper::state`].
+struct State {
+    screen: Screen,
+    attachments: Vec<Attachment>,
+    /// `tail -f` connections: notified of output, not counted as attached.
+    followers: Vec<Arc<Outbox>>,
+    next_id: u64,
+    /// The most recently active interactive attachment: its size wins, and
+    /// it alone sees queries only one terminal should answer.
+    active: Option<u64>,
+    /// Set once, when the job has ended and its end is recorded.
+    exit: Option<JobExit>,
+    /// Writer threads still sending to clients.
+    writers: usize,
+}
+
+/// A session's keeper, shared by all its threads.
+pub struct Keeper {
+    meta: Meta,
+    paths: Paths,
+    job: Job,
+    /// Held briefly by the reader for each read, and by control operations.
+    state: Mutex<State>,
+    /// Signalled when the job's end is recorded and when a writer finishes.
+    changed: Condvar,
+    /// Input for the PTY writer thread. Bounded: a job that does not read
+    /// its input stalls only the clients typing at it.
+    input: SyncSender<Bytes>,
+    /// Serialises record file writes so the newest state always lands last.
+    record_write: Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves the state consistent between
+    // statements, so a panicking thread does not make it unusable; a
+    // keeper must not die because one client thread did.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Keeper {
+    /// A keeper for a job that has just started.
+    pub fn new(
+        meta: Meta,
+        paths: Paths,
+        job: Job,
+        screen: Screen,
+        input: SyncSender<Bytes>,
+    ) -> Self {
+        let state = State {
+            screen,
+            attachments: Vec::new(),
+            followers: Vec::new(),
+            next_id: 1,
+            active: None,
+            exit: None,
+            writers: 0,
+        };
+        Keeper {
+            meta,
+            paths,
+            job,
+            state: Mutex::new(state),
+            changed: Condvar::new(),
+            input,
+            record_write: Mutex::new(()),
+        }
+    }
+
+    /// The session's name.
+    pub fn name(&self) -> &SessionName {
+        &self.meta.name
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    fn info_of(&self, st: &State) -> SessionInfo {
+        let size = st.screen.size();
+        let count = |m| st.attachments.iter().filter(|a| a.mode == m).count() as u32;
+        SessionInfo {
+            name: self.meta.name.clone(),
+            state: if st.exit.is_some() { SessionState::Ended } else { SessionState::Running },
+            frozen: false,
+            pid: Some(self.job.pid),
+            keeper_pid: Some(std::process::id()),
+            exit_code: st.exit.as_ref().and_then(|e| e.code),
+            signal: st.exit.as_ref().and_then(|e| e.signal),
+            started: Some(self.meta.started.clone()),
+            ended: st.exit.as_ref().map(|e| e.ended.clone()),
+            cols: size.cols,
+            rows: size.rows,
+            clients: count(AttachMode::Interactive),
+            watchers: count(AttachMode::ReadOnly),
+            protected: self.meta.protected,
+            recording: RecordingState::Off,
+            recording_path: None,
+            command: self.meta.command.clone(),
+        }
+    }
+
+    /// The session as `ls` shows it.
+    pub fn info(&self) -> SessionInfo {
+        self.info_of(&self.state())
+    }
+
+    /// Writes the session record with the current state.
+    pub fn save_record(&self) {
+        let _serial = lock(&self.record_write);
+        let info = self.info();
+        if let Err(e) = write_record(&self.paths, &info) {
+            tracing::error!("writing the session record: {e:#}");
+        }
+    }
+
+    /// Handles one PTY read: updates the screen, fans the output out, and
+    /// returns the answers to the job's queries.
+    pub fn on_output(&self, data: &[u8]) -> Vec<u8> {
+        let mut st = self.state();
+        let Fed { output, one_client, replies } = st.screen.feed(data);
+        if output.is_empty() && one_client.is_none() {
+            return replies;
+        }
+        for a in &st.attachments {
+            let bytes = match &one_client {
+                Some(b) if st.active == Some(a.id) => b.clone(),
+                _ => output.clone(),
+            };
+            a.outbox.push_output(Message::Output(bytes));
+        }
+        for f in &st.followers {
+            f.push_output(Message::Output(Bytes::new()));
+        }
+        replies
+    }
+
+    /// Registers an attachment. Its outbox receives the attach reply and a
+    /// full redraw first, queued under the state lock so that the live
+    /// stream continues exactly where the redraw ends.
+    ///
+    /// # Errors
+    ///
+    /// The job has already ended.
+    pub fn attach(&self, req: &AttachRequest, outbox: &Arc<Outbox>) -> Result<u64, Failure> {
+        let id = {
+            let mut st = self.state();
+            if st.exit.is_some() {
+                return Err(Failure::no_such_session(format!("{} (it has ended)", self.name())));
+            }
+            let id = st.next_id;
+            st.next_id += 1;
+            let size = req.size.sanitized();
+            st.attachments.push(Attachment {
+                id,
+                mode: req.mode,
+                identity: req.identity.clone(),
+                since: now_rfc3339(),
+                size,
+                outbox: outbox.clone(),
+            });
+            if req.mode == AttachMode::Interactive {
+                // Attaching counts as activity: the newcomer's size wins.
+                st.active = Some(id);
+                self.apply_size(&mut st, size);
+            }
+            let session = self.info_of(&st);
+            outbox.push_control(Message::AttachReply(AttachReply { session }));
+            for frame in redraw_frames(&st.screen) {
+                outbox.push_control(frame);
+            }
+            id
+        };
+        tracing::info!(id, identity = %req.identity.name, mode = ?req.mode, "attached");
+        self.save_record();
+        Ok(id)
+    }
+
+    /// Removes an attachment (idempotent).
+    pub fn detach(&self, id: u64) {
+        let removed = {
+            let mut st = self.state();
+            let before = st.attachments.len();
+            st.attachments.retain(|a| a.id != id);
+            if st.active == Some(id) {
+                st.active = None;
+            }
+            before != st.attachments.len()
+        };
+        if removed {
+            tracing::info!(id, "detached");
+            self.save_record();
+        }
+    }
+
+    /// Input from attachment `id`. Input from read-only attachments is
+    /// dropped here, the one place input enters the job.
+    pub fn input_from(&self, id: u64, bytes: Bytes) {
+        let resized = {
+            let mut st = self.state();
+            let Some(a) = st.attachments.iter().find(|a| a.id == id) else { return };
+            if a.mode != AttachMode::Interactive {
+                return;
+            }
+            let size = a.size;
+            st.active != Some(id) && {
+                st.active = Some(id);
+                self.apply_size(&mut st, size)
+            }
+        };
+        if resized {
+            self.save_record();
+        }
+        // Blocks only this client's connection thread when the job does
+        // not read its input.
+        let _ = self.input.send(bytes);
+    }
+
+    /// Attachment `id`'s terminal changed size.
+    pub fn resize_from(&self, id: u64, size: WindowSize) {
+        let size = size.sanitized();
+        let resized = {
+            let mut st = self.state();
+            let active = st.active;
+            let Some(a) = st.attachments.iter_mut().find(|a| a.id == id) else { return };
+            a.size = size;
+            a.mode == AttachMode::Interactive
+                && active == Some(id)
+                && self.apply_size(&mut st, size)
+        };
+        if resized {
+            self.save_record();
+        }
+    }
+
+    /// Resizes the screen and the PTY; returns whether the size changed.
+    fn apply_size(&self, st: &mut State, size: WindowSize) -> bool {
+        if st.screen.size() == size {
+            return false;
+        }
+        st.screen.resize(size);
+        self.job.resize(size);
+        true
+    }
+
+    /// Replaces `outbox`'s queue with a fresh redraw (after it overflowed).
+    pub fn resync(&self, outbox: &Outbox) {
+        let st = self.state();
+        outbox.reset_with(redraw_frames(&st.screen));
+    }
+
+    /// The session's text (history and screen).
+    pub fn text(&self, lines: Option<usize>) -> Vec<String> {
+        self.state().screen.text(lines)
+    }
+
+    /// Starts following completed lines: registers `outbox` for change
+    /// notifications and returns the last `lines` completed lines and the
+    /// position to continue from. `None` if the job has ended.
+    pub fn follow(&self, outbox: &Arc<Outbox>, lines: Option<usize>) -> Option<(Vec<String>, u64)> {
+        let mut st = self.state();
+        if st.exit.is_some() {
+            return None;
+        }
+        st.followers.push(outbox.clone());
+        let (mut text, next) = st.screen.completed_lines(0, false);
+        if let Some(n) = lines {
+            text.drain(..text.len().saturating_sub(n));
+        }
+        Some((text, next))
+    }
+
+    /// Lines completed since `from`, and where to continue; with `to_end`
+    /// the rest of the screen too.
+    pub fn completed_lines(&self, from: u64, to_end: bool) -> (Vec<String>, u64) {
+        self.state().screen.completed_lines(from, to_end)
+    }
+
+    /// Stops notifying `outbox`.
+    pub fn unfollow(&self, outbox: &Arc<Outbox>) {
+        self.state().followers.retain(|f| !Arc::ptr_eq(f, outbox));
+    }
+
+    /// Who is attached.
+    pub fn who(&self) -> Vec<Presence> {
+        let st = self.state();
+        st.attachments
+            .iter()
+            .map(|a| Presence {
+                kind: match a.mode {
+                    AttachMode::Interactive => "client".into(),
+                    AttachMode::ReadOnly => "watcher".into(),
+                },
+                identity: a.identity.name.clone(),
+                fingerprint: a.identity.fingerprint.clone(),
+                role: a.identity.role,
+                address: a.identity.address.clone(),
+                since: a.since.clone(),
+            })
+            .collect()
+    }
+
+    /// Ends the job: SIGHUP (a terminal hangup, which interactive shells
+    /// obey and pass on), then SIGKILL after [`KILL_GRACE`].
+    ///
+    /// # Errors
+    ///
+    /// A protected session without `force` (conflict), or a job that
+    /// survives SIGKILL (cannot happen short of an uninterruptible sleep).
+    pub fn kill(&self, force: bool) -> Result<JobExit, Failure> {
+        if self.meta.protected && !force {
+            return Err(Failure::conflict(format!(
+                "session {} is protected; use `tether kill --force {}` to end it",
+                self.name(),
+                self.name()
+            )));
+        }
+        tracing::info!(force, "kill requested");
+        self.job.signal(Signal::HUP);
+        if let Some(exit) = self.wait_exit(Some(KILL_GRACE)) {
+            return Ok(exit);
+        }
+        self.job.signal(Signal::KILL);
+        self.wait_exit(Some(KILL_TIMEOUT)).ok_or_else(|| {
+            Failure::unavailable(format!("the job of {} did not end after SIGKILL", self.name()))
+        })
+    }
+
+    /// Waits until the job's end is recorded, at most `timeout` if given.
+    pub fn wait_exit(&self, timeout: Option<Duration>) -> Option<JobExit> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut st = self.state();
+        loop {
+            if let Some(exit) = &st.exit {
+                return Some(exit.clone());
+            }
+            st = match deadline {
+                None => self.changed.wait(st).unwrap_or_else(PoisonError::into_inner),
+                Some(d) => {
+                    let left = d.checked_duration_since(Instant::now())?;
+                    self.changed.wait_timeout(st, left).unwrap_or_else(PoisonError::into_inner).0
+                }
+            };
+        }
+    }
+
+    /// Counts a writer thread in; [`Keeper::writer_finished`] counts it out.
+    pub fn writer_started(&self) {
+        self.state().writers += 1;
+    }
+
+    /// Counts a writer thread out.
+    pub fn writer_finished(&self) {
+        self.state().writers -= 1;
+        self.changed.notify_all();
+    }
+
+    /// Records the job's end: the record and final screen on disk first (so
+    /// the session is never seen as lost), then every attachment gets the
+    /// exit and its outbox is closed. Returns once writers have flushed, or
+    /// after `flush_timeout`.
+    pub fn finish(&self, status: ExitStatus, flush_timeout: Duration) {
+        let exit = JobExit { code: status.code, signal: status.signal, ended: now_rfc3339() };
+        tracing::info!(exit = %exit.describe(), "job ended");
+        {
+            let mut st = self.state();
+            st.exit = Some(exit.clone());
+            let final_screen =
+                FinalScreen { redraw: redraw_string(&st.screen), text: st.screen.text(None) };
+            let info = self.info_of(&st);
+            if let Err(e) = write_final(&self.paths, &info, &final_screen) {
+                tracing::error!("recording the end: {e:#}");
+            }
+            for a in &st.attachments {
+                a.outbox.push_control(Message::Exit(exit.clone()));
+                a.outbox.close();
+            }
+            for f in &st.followers {
+                f.close();
+            }
+        }
+        self.changed.notify_all();
+        let deadline = Instant::now() + flush_timeout;
+        let mut st = self.state();
+        while st.writers > 0 {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else { break };
+            st = self.changed.wait_timeout(st, left).unwrap_or_else(PoisonError::into_inner).0;
+        }
+    }
+}
+
+/// A redraw as frames (it may exceed one frame on a huge screen).
+fn redraw_frames(screen: &Screen) -> Vec<Message> {
+    Message::data_frames(Bytes::from(screen.redraw()), Message::Redraw).collect()
+}
+
+fn redraw_string(screen: &Screen) -> String {
+    String::from_utf8_lossy(&screen.redraw()).into_owned()
+}
+
+/// Writes a session record.
+///
+/// # Errors
+///
+/// The file cannot be written.
+pub fn write_record(paths: &Paths, info: &SessionInfo) -> anyhow::Result<()> {
+    let json = serde_json::to_vec_pretty(info)?;
+    crate::fsutil::write_atomic(&paths.record_file(&info.name), &json)
+}
+
+fn write_final(paths: &Paths, info: &SessionInfo, screen: &FinalScreen) -> anyhow::Result<()> {
+    let json = serde_json::to_vec(screen)?;
+    crate::fsutil::write_atomic(&paths.final_screen_file(&info.name), &json)?;
+    write_record(paths, info)
+}

@@ -1,0 +1,454 @@
+//! The session's screen: everything the job printed, interpreted.
+//!
+//! Bytes come from the PTY reader thread ([`super::Keeper`]); they go through
+//! the [`VtScanner`] (boundaries, queries, modes) into the avt terminal
+//! emulator, which keeps both screens, the cursor and the scrollback. Out
+//! come the bytes for clients (queries removed), the answers to the job's
+//! queries, redraws for attaching or lagging clients, and text for `tail`.
+//!
+//! Scrollback is bounded in cells, not lines: the emulator's line limit is
+//! `scrollback_cells / cols`, recomputed (and the history rebuilt) when the
+//! screen grows wider.
+
+use crate::vtscan::{Action, Modes, Query, Span, VtScanner};
+use avt::{Color, Line, Observation, Observer, Pen, ScreenKind, Terminal};
+use bytes::Bytes;
+use std::fmt::Write as _;
+use tether_proto::WindowSize;
+
+/// What one PTY read turned into.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Fed {
+    /// For every attachment: the output with all queries removed.
+    pub output: Bytes,
+    /// For the most recently active interactive client, when the output
+    /// held queries only one terminal should answer: `output` plus those.
+    pub one_client: Option<Bytes>,
+    /// The keeper's own answers to the job's queries, for the PTY.
+    pub replies: Vec<u8>,
+}
+
+/// Clears a terminal of whatever an earlier stream left (alternate screen,
+/// modes, margins, colours) before a redraw paints the session.
+const REDRAW_PREFIX: &str = concat!(
+    "\x1b[?1049l\x1b[?1047l",
+    "\x1b[!p\x1b[r",
+    "\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1005l\x1b[?1006l\x1b[?1015l\x1b[?1016l",
+    "\x1b[?1004l\x1b[?2004l\x1b[?1l\x1b>\x1b[=0;1u",
+    "\x1b[0m\x1b[H\x1b[2J"
+);
+
+/// Primary device attributes: a VT220 with ANSI colour, as tmux and
+/// screen answer.
+const DA1_REPLY: &str = "\x1b[?62;22c";
+/// Secondary device attributes: VT220, firmware 10.
+const DA2_REPLY: &str = "\x1b[>1;10;0c";
+
+/// The screen model of one session.
+pub struct Screen {
+    term: Terminal,
+    scanner: VtScanner,
+    /// The incomplete tail of the last read (an escape sequence or UTF-8
+    /// character), fed with the next read.
+    pending: Vec<u8>,
+    /// Scratch space for the scanner's spans.
+    spans: Vec<Span>,
+    /// Primary-screen lines dropped off the top of the scrollback so far:
+    /// with it, every line has an absolute number for `tail -f`.
+    evicted: u64,
+    scrollback_cells: usize,
+}
+
+impl Screen {
+    /// An empty screen of `size` keeping about `scrollback_cells` cells of history.
+    pub fn new(size: WindowSize, scrollback_cells: usize) -> Self {
+        let size = size.sanitized();
+        Screen {
+            term: new_terminal(size, scrollback_cells),
+            scanner: VtScanner::new(),
+            pending: Vec::new(),
+            spans: Vec::new(),
+            evicted: 0,
+            scrollback_cells,
+        }
+    }
+
+    /// The current size.
+    pub fn size(&self) -> WindowSize {
+        let (cols, rows) = self.term.size();
+        // Sizes are sanitized to at most WindowSize::MAX_DIM on the way in.
+        WindowSize { cols: cols as u16, rows: rows as u16 }
+    }
+
+    /// The modes the emulator does not keep.
+    pub fn modes(&self) -> &Modes {
+        &self.scanner.modes
+    }
+
+    /// Interprets one read of job output.
+    pub fn feed(&mut self, data: &[u8]) -> Fed {
+        self.pending.extend_from_slice(data);
+        let buf = std::mem::take(&mut self.pending);
+        self.spans.clear();
+        let complete = self.scanner.scan(&buf, &mut self.spans);
+        let spans = std::mem::take(&mut self.spans);
+        let fed = self.interpret(&buf[..complete], &spans);
+        self.spans = spans;
+        self.pending = buf;
+        self.pending.drain(..complete);
+        fed
+    }
+
+    fn interpret(&mut self, buf: &[u8], spans: &[Span]) -> Fed {
+        if spans.is_empty() {
+            self.feed_terminal(buf);
+            return Fed { output: Bytes::copy_from_slice(buf), ..Fed::default() };
+        }
+        let mut replies = Vec::new();
+        let mut output = Vec::with_capacity(buf.len());
+        let mut one_client = Vec::with_capacity(buf.len());
+        let (mut copied, mut fed) = (0, 0);
+        for span in spans {
+            output.extend_from_slice(&buf[copied..span.range.start]);
+            one_client.extend_from_slice(&buf[copied..span.range.start]);
+            copied = span.range.end;
+            match span.action {
+                Action::Answer(query) => {
+                    // The answer must see the screen as it was when the job
+                    // asked (the cursor position, in particular).
+                    self.feed_terminal(&buf[fed..span.range.end]);
+                    fed = span.range.end;
+                    replies.extend_from_slice(self.answer(query).as_bytes());
+                }
+                Action::OneClient => one_client.extend_from_slice(&buf[span.range.clone()]),
+                Action::Drop => {}
+            }
+        }
+        output.extend_from_slice(&buf[copied..]);
+        one_client.extend_from_slice(&buf[copied..]);
+        self.feed_terminal(&buf[fed..]);
+        let one_client = (one_client != output).then(|| Bytes::from(one_client));
+        Fed { output: Bytes::from(output), one_client, replies }
+    }
+
+    fn feed_terminal(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        // The scanner only passes whole UTF-8 characters; invalid bytes
+        // become U+FFFD on screen (the recording keeps them).
+        let text = String::from_utf8_lossy(bytes);
+        let mut counter = EvictionCounter(0);
+        self.term.feed_with(text.as_ref(), &mut counter);
+        self.evicted += counter.0;
+    }
+
+    fn answer(&self, query: Query) -> String {
+        let cursor = self.term.cursor();
+        let (cols, rows) = self.term.size();
+        let (row, col) = (cursor.row + 1, (cursor.col + 1).min(cols));
+        match query {
+            Query::Status => "\x1b[0n".to_owned(),
+            Query::CursorPosition { dec: false } => format!("\x1b[{row};{col}R"),
+            Query::CursorPosition { dec: true } => format!("\x1b[?{row};{col}R"),
+            Query::PrimaryAttributes => DA1_REPLY.to_owned(),
+            Query::SecondaryAttributes => DA2_REPLY.to_owned(),
+            Query::TextAreaSize => format!("\x1b[8;{rows};{cols}t"),
+        }
+    }
+
+    /// Changes the size. Widening the screen may shrink the number of
+    /// history lines kept, so that the scrollback stays within its cells.
+    pub fn resize(&mut self, size: WindowSize) {
+        let size = size.sanitized();
+        let limit = self.scrollback_cells / usize::from(size.cols);
+        let history = self.history_len();
+        if history > limit + limit / 4 {
+            self.rebuild(limit);
+        }
+        self.term.resize(usize::from(size.cols), usize::from(size.rows));
+    }
+
+    fn history_len(&self) -> usize {
+        let rows = self.term.size().1;
+        self.term.primary_screen().all_lines().count().saturating_sub(rows)
+    }
+
+    /// Replaces the emulator by one with a history limit of `limit` lines,
+    /// carrying over the newest history lines (with their colours), both
+    /// screens, the cursor and the modes.
+    fn rebuild(&mut self, limit: usize) {
+        let (cols, rows) = self.term.size();
+        let Ok(mut fresh) = Terminal::with_scrollback(cols, rows, Some(limit)) else { return };
+        let history = self.history_len();
+        let keep = history.min(limit);
+        let mut replay = String::new();
+        for line in self.term.primary_screen().all_lines().skip(history - keep).take(keep) {
+            line_to_ansi(line, &mut replay);
+            if !line.is_wrapped() {
+                replay.push_str("\x1b[0m\r\n");
+            }
+        }
+        // Primary ED2 moves the occupied screen into history, so the
+        // replayed lines end up there before the dump repaints the screen.
+        replay.push_str("\x1b[0m\x1b[H\x1b[2J");
+        replay.push_str(&self.term.dump());
+        fresh.feed(replay.as_str());
+        self.evicted += (history - keep) as u64;
+        self.term = fresh;
+    }
+
+    /// Bytes that repaint a terminal of the session's size from any state:
+    /// both screens, colours and attributes, cursor position and
+    /// visibility, scrolling region, input modes and title.
+    pub fn redraw(&self) -> Vec<u8> {
+        let mut dump = self.term.dump();
+        if self.term.active_screen_kind() == ScreenKind::Alternate {
+            // avt switches screens with 1047, which some emulators lack;
+            // 1049 also saves the primary cursor, as the application's own
+            // 1049 did, so its eventual 1049l puts the cursor back.
+            dump = dump.replacen("\x1b[?1047h", "\x1b[?1049h", 1);
+        }
+        let mut out = String::with_capacity(REDRAW_PREFIX.len() + dump.len() + 64);
+        out.push_str(REDRAW_PREFIX);
+        out.push_str(&dump);
+        out.push_str(&self.scanner.modes.restore_sequence());
+        out.into_bytes()
+    }
+
+    /// The session's text: history and the screen a reattach would show,
+    /// as logical lines (soft wraps joined), trailing blank lines removed;
+    /// the last `lines` of them if given.
+    pub fn text(&self, lines: Option<usize>) -> Vec<String> {
+        let mut text = if self.term.active_screen_kind() == ScreenKind::Alternate {
+            let mut t = self.term.primary_screen().text();
+            t.truncate(self.history_len_logical());
+            t.extend(self.term.screen().visible_lines().map(|l| l.text().trim_end().to_owned()));
+            t
+        } else {
+            self.term.primary_screen().text()
+        };
+        while text.last().is_some_and(String::is_empty) {
+            text.pop();
+        }
+        if let Some(n) = lines {
+            let skip = text.len().saturating_sub(n);
+            text.drain(..skip);
+        }
+        text
+    }
+
+    fn history_len_logical(&self) -> usize {
+        let history = self.history_len();
+        self.term.primary_screen().all_lines().take(history).filter(|l| !l.is_wrapped()).count()
+    }
+
+    /// Lines of the primary screen completed since absolute line `from`
+    /// (the cursor has moved below them), joined across soft wraps, and the
+    /// absolute number to continue from. With `to_end`, the rest of the
+    /// screen counts as complete too (the job has ended). Nothing
+    /// completes while the alternate screen is active.
+    pub fn completed_lines(&self, from: u64, to_end: bool) -> (Vec<String>, u64) {
+        if self.term.active_screen_kind() == ScreenKind::Alternate && !to_end {
+            return (Vec::new(), from);
+        }
+        let history = self.history_len() as u64;
+        let rows = self.term.size().1 as u64;
+        let end = if to_end { rows } else { self.term.cursor().row as u64 };
+        let end_abs = self.evicted + history + end;
+        let start = from.max(self.evicted);
+        let mut out = Vec::new();
+        let mut next = start;
+        let mut current = String::new();
+        let skip = (start - self.evicted) as usize;
+        let take = end_abs.saturating_sub(start) as usize;
+        for (i, line) in self.term.primary_screen().all_lines().skip(skip).take(take).enumerate() {
+            current.extend(line.chars());
+            if !line.is_wrapped() {
+                out.push(std::mem::take(&mut current).trim_end().to_owned());
+                next = start + i as u64 + 1;
+            }
+        }
+        if to_end {
+            if !current.is_empty() {
+                out.push(current.trim_end().to_owned());
+            }
+            while out.last().is_some_and(String::is_empty) {
+                out.pop();
+            }
+        }
+        (out, next)
+    }
+}
+
+/// Appends one screen row as text with SGR attributes (trailing default
+/// blanks trimmed unless the row wraps into the next).
+fn line_to_ansi(line: &Line, out: &mut String) {
+    let cells = line.cells();
+    let end = if line.is_wrapped() {
+        cells.len()
+    } else {
+        cells.iter().rposition(|c| c.char() != ' ' || !c.pen().is_default()).map_or(0, |i| i + 1)
+    };
+    let mut pen = Pen::default();
+    for cell in &cells[..end] {
+        if cell.width() == 0 {
+            continue;
+        }
+        if *cell.pen() != pen {
+            pen = *cell.pen();
+            out.push_str(&sgr(&pen));
+        }
+        out.push(cell.char());
+    }
+}
+
+/// A full SGR sequence for `pen`, starting from a reset.
+fn sgr(pen: &Pen) -> String {
+    let mut s = String::from("\x1b[0");
+    let flags = [
+        (pen.is_bold(), "1"),
+        (pen.is_faint(), "2"),
+        (pen.is_italic(), "3"),
+        (pen.is_underline(), "4"),
+        (pen.is_blink(), "5"),
+        (pen.is_inverse(), "7"),
+        (pen.is_strikethrough(), "9"),
+    ];
+    for (on, code) in flags {
+        if on {
+            s.push(';');
+            s.push_str(code);
+        }
+    }
+    for (color, base) in [(pen.foreground(), 38), (pen.background(), 48)] {
+        match color {
+            Some(Color::Indexed(i)) => {
+                let _ = write!(s, ";{base};5;{i}");
+            }
+            Some(Color::RGB(c)) => {
+                let _ = write!(s, ";{base};2;{};{};{}", c.r, c.g, c.b);
+            }
+            None => {}
+        }
+    }
+    s.push('m');
+    s
+}
+
+struct EvictionCounter(u64);
+
+impl Observer for &mut EvictionCounter {
+    type Output = ();
+    fn evicted(&mut self, _: &mut Observation<'_>, _: &Line) {
+        self.0 += 1;
+    }
+    fn end(&mut self, _: &mut Observation<'_>) {}
+}
+
+fn new_terminal(size: WindowSize, scrollback_cells: usize) -> Terminal {
+    let (cols, rows) = (usize::from(size.cols.max(1)), usize::from(size.rows.max(1)));
+    let limit = scrollback_cells / cols;
+    #[allow(clippy::expect_used)]
+    // avt only rejects zero dimensions, and both are at least 1 here.
+    Terminal::with_scrollback(cols, rows, Some(limit)).expect("terminal size is at least 1x1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn size(cols: u16, rows: u16) -> WindowSize {
+        WindowSize { cols, rows }
+    }
+
+    /// Feeds a redraw into a fresh emulator of the same size.
+    fn replay(redraw: &[u8], s: WindowSize) -> Terminal {
+        let mut t = Terminal::with_scrollback(s.cols.into(), s.rows.into(), Some(0)).unwrap();
+        t.feed(String::from_utf8_lossy(redraw).as_ref());
+        t
+    }
+
+    #[test]
+    fn redraw_reproduces_screen_cursor_and_attributes() {
+        let mut screen = Screen::new(size(40, 10), 10_000);
+        screen.feed(b"plain\r\n\x1b[1;31mred bold\x1b[0m\r\n\x1b[?25l\x1b[5;7Hhere");
+        let t = replay(&screen.redraw(), size(40, 10));
+        assert_eq!(t.screen().text(), screen.term.screen().text());
+        assert_eq!(t.cursor(), screen.term.cursor());
+        let red = t.screen().line(1).unwrap().cells()[0];
+        assert!(red.pen().is_bold());
+        assert_eq!(red.pen().foreground(), Some(Color::Indexed(1)));
+    }
+
+    #[test]
+    fn redraw_keeps_both_screens() {
+        let mut screen = Screen::new(size(30, 6), 10_000);
+        screen.feed(b"primary\r\n\x1b[?1049h\x1b[Halternate");
+        let redraw = screen.redraw();
+        let text = String::from_utf8_lossy(&redraw);
+        assert!(text.contains("\x1b[?1049h"), "switches screens with 1049: {text:?}");
+        let mut t = replay(&redraw, size(30, 6));
+        assert_eq!(t.screen().text()[0], "alternate");
+        t.feed("\x1b[?1049l");
+        assert_eq!(t.screen().text()[0], "primary");
+    }
+
+    #[test]
+    fn redraw_restores_modes_the_emulator_does_not_keep() {
+        let mut screen = Screen::new(size(20, 5), 1000);
+        screen.feed(b"\x1b[?2004h\x1b[?1000h\x1b[?1006h\x1b]2;my title\x07");
+        let text = String::from_utf8(screen.redraw()).unwrap();
+        let tail = &text[text.rfind("\x1b[H").unwrap()..];
+        for seq in ["\x1b[?2004h", "\x1b[?1000h", "\x1b[?1006h", "\x1b]2;my title\x07"] {
+            assert!(tail.contains(seq), "{seq:?} missing from {tail:?}");
+        }
+    }
+
+    #[test]
+    fn queries_are_answered_and_removed_from_client_output() {
+        let mut screen = Screen::new(size(80, 24), 1000);
+        let fed = screen.feed(b"ab\x1b[6ncd\x1b[c\x1b]11;?\x07");
+        assert_eq!(fed.replies, b"\x1b[1;3R\x1b[?62;22c");
+        assert_eq!(&fed.output[..], b"abcd");
+        assert_eq!(fed.one_client.as_deref(), Some(&b"abcd\x1b]11;?\x07"[..]));
+    }
+
+    #[test]
+    fn split_sequences_and_characters_are_held_back() {
+        let mut screen = Screen::new(size(80, 24), 1000);
+        let fed = screen.feed(b"x\x1b[3");
+        assert_eq!(&fed.output[..], b"x");
+        let fed = screen.feed(b"1mred \xe2\x82");
+        assert_eq!(&fed.output[..], b"\x1b[31mred ");
+        let fed = screen.feed(b"\xac");
+        assert_eq!(&fed.output[..], "€".as_bytes());
+        assert_eq!(screen.text(None), ["xred €"]);
+    }
+
+    #[test]
+    fn scrollback_is_bounded_in_cells() {
+        let mut screen = Screen::new(size(10, 5), 1000);
+        for i in 0..500 {
+            screen.feed(format!("{i}\r\n").as_bytes());
+        }
+        assert_eq!(screen.history_len(), 100, "1000 cells of 10 columns");
+        // Wider: fewer lines, still about 1000 cells.
+        screen.resize(size(40, 5));
+        assert!(screen.history_len() * 40 <= 1000 + 1000 / 4, "{}", screen.history_len());
+        assert_eq!(screen.text(Some(1)), ["499"]);
+    }
+
+    #[test]
+    fn completed_lines_follow_the_cursor() {
+        let mut screen = Screen::new(size(20, 4), 1000);
+        screen.feed(b"one\r\ntwo\r\nthr");
+        let (lines, next) = screen.completed_lines(0, false);
+        assert_eq!(lines, ["one", "two"]);
+        screen.feed(b"ee\r\nfour\r\nfive\r\nsix\r\n");
+        let (lines, next) = screen.completed_lines(next, false);
+        assert_eq!(lines, ["three", "four", "five", "six"]);
+        screen.feed(b"tail");
+        assert_eq!(screen.completed_lines(next, true).0, ["tail"]);
+    }
+}

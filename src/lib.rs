@@ -1,0 +1,36 @@
+//! tether: a persistent remote session multiplexer.
+//!
+//! # Layout
+//!
+//! Follow a keystroke from the user's terminal to the job and back:
+//!
+//! * [`cli`] parses the command line; [`commands`] runs each subcommand.
+//! * [`client`] is the attached terminal: raw mode, the detach key, SIGWINCH,
+//!   and [`client::KeeperClient`], the framed connection to a keeper.
+//! * [`keeper`] is one process per session. It owns the PTY and the job
+//!   ([`keeper::pty`]), reads the PTY on its own thread into the screen model
+//!   ([`keeper::screen`], which uses [`vtscan`] to answer terminal queries and
+//!   track input modes), and fans output out to attachments through bounded
+//!   outboxes ([`keeper::fanout`]).
+//! * [`session`] is the on-disk registry: session records, liveness locks,
+//!   `lost` detection.
+//! * [`paths`] and [`config`] say where everything lives and how it behaves.
+//! * The wire format is in the `tether-proto` crate.
+
+pub mod cli;
+pub mod client;
+pub mod clock;
+pub mod commands;
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod fsutil;
+pub mod keeper;
+pub mod paths;
+pub mod session;
+pub mod vtscan;
+
+pub use error::Failure;
+
+/// "tether 0.1.0", as sent in hello messages.
+pub const SOFTWARE: &str = concat!("tether ", env!("CARGO_PKG_VERSION"));

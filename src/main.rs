@@ -1,0 +1,43 @@
+//! The `tether` binary: parse, run, report. Everything else is in the library.
+
+use clap::Parser;
+use tether::cli::{Cli, Command};
+
+fn main() {
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::Keeper) {
+        init_cli_log();
+    }
+    // `wait` reserves its exit codes for the job; its own failures are 125.
+    let own_failure = matches!(cli.command, Command::Wait { .. }).then_some(125);
+    let code = match tether::commands::run(cli) {
+        Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => 0,
+        Err(e) => {
+            eprintln!("tether: {}", tether::error::message(&e));
+            own_failure.unwrap_or_else(|| tether::error::exit_code(&e))
+        }
+    };
+    std::process::exit(code);
+}
+
+/// Warnings (a skipped bad record, say) go to stderr; `TETHER_LOG` raises
+/// the level.
+fn init_cli_log() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TETHER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .without_time()
+        .with_target(false)
+        .try_init();
+}
+
+/// `tether ls | head` closing the pipe early is not an error.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,734 @@
+//! A byte-level scanner for what a job prints: where escape sequences begin
+//! and end, which of them are terminal queries, and which input modes they
+//! switch.
+//!
+//! The keeper runs every PTY read through it before the screen model
+//! (`keeper::screen`) and the fan-out, for three reasons:
+//!
+//! * **Boundaries.** A read can end in the middle of an escape sequence or a
+//!   UTF-8 character. The keeper holds such a tail back until it is
+//!   complete, so a redraw is never taken in the middle of a sequence and a
+//!   client never receives half of one after a redraw.
+//! * **Queries.** A job asking for the cursor position or device attributes
+//!   must get exactly one answer, with no client or with several. The keeper
+//!   answers those itself and removes them from what clients receive; other
+//!   queries (colours, versions) go to one client only; a few (clipboard read,
+//!   title report) go nowhere.
+//! * **Modes** the screen model does not keep (bracketed paste, mouse
+//!   reporting, focus events, keypad, cursor style, title, kitty keyboard
+//!   flags): restored on redraw, and undone by a client when it detaches.
+//!
+//! The client runs the same scanner over what it receives, only to know
+//! which modes to undo.
+
+use std::fmt::Write as _;
+use std::ops::Range;
+
+/// The longest incomplete tail held back; a longer sequence (an image, a
+/// huge clipboard write) is passed through in pieces.
+pub const HOLDBACK_MAX: usize = 64 * 1024;
+
+/// Bytes of a sequence kept for classification; a longer sequence is still
+/// delimited but never classified as a query.
+const COLLECT_MAX: usize = 4096;
+
+/// The longest title kept for redraws.
+const TITLE_MAX: usize = 256;
+
+/// Deepest kitty keyboard flag stack kept (kitty itself keeps a bounded stack).
+const KITTY_STACK_MAX: usize = 16;
+
+/// Private modes tracked for redraw and reset, besides the alternate screen:
+/// X10 mouse, DECCKM is kept by the screen model but must be undone on
+/// detach, mouse tracking and encodings, focus events, alternate scroll,
+/// bracketed paste.
+const TRACKED_MODES: [u16; 12] = [1, 9, 1000, 1002, 1003, 1004, 1005, 1006, 1007, 1015, 1016, 2004];
+
+/// A query the keeper answers itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Query {
+    /// `CSI 5 n`: "are you OK?".
+    Status,
+    /// `CSI 6 n` (or `CSI ? 6 n` when `dec`): cursor position report.
+    CursorPosition {
+        /// The DEC variant, answered with `CSI ? r ; c R`.
+        dec: bool,
+    },
+    /// `CSI c`: primary device attributes.
+    PrimaryAttributes,
+    /// `CSI > c`: secondary device attributes.
+    SecondaryAttributes,
+    /// `CSI 18 t`: text area size in characters.
+    TextAreaSize,
+}
+
+/// What to do with a complete sequence, besides feeding the screen model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// The keeper answers; no client sees it.
+    Answer(Query),
+    /// Only one client (the most recently active one) sees it, so that at
+    /// most one terminal answers.
+    OneClient,
+    /// Nobody sees it (clipboard reads, title reports).
+    Drop,
+}
+
+/// A classified sequence within the scanned bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Span {
+    /// Byte range of the whole sequence.
+    pub range: Range<usize>,
+    /// What to do with it.
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Ground,
+    Utf8 { need: u8 },
+    Esc,
+    EscInter,
+    Csi,
+    Osc,
+    OscEsc,
+    Str,
+    StrEsc,
+}
+
+/// Input and display modes the screen model does not keep.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Modes {
+    /// Bit i set: `TRACKED_MODES[i]` is on.
+    private: u16,
+    /// The mode that entered the alternate screen (47, 1047 or 1049).
+    alt_screen: Option<u16>,
+    /// `ESC =` application keypad.
+    app_keypad: bool,
+    /// DECSCUSR parameter.
+    cursor_style: Option<u16>,
+    /// Last OSC 0/2 title, control characters removed.
+    title: Option<String>,
+    /// kitty keyboard protocol flag stack; the top is in effect.
+    kitty: Vec<u16>,
+}
+
+impl Modes {
+    /// Whether private mode `mode` is on (tracked modes and the alternate screen).
+    pub fn private_mode(&self, mode: u16) -> bool {
+        if matches!(mode, 47 | 1047 | 1049) {
+            return self.alt_screen == Some(mode);
+        }
+        TRACKED_MODES.iter().position(|m| *m == mode).is_some_and(|i| self.private & (1 << i) != 0)
+    }
+
+    /// Whether the alternate screen is active.
+    pub fn alt_screen(&self) -> bool {
+        self.alt_screen.is_some()
+    }
+
+    fn set_private(&mut self, mode: u16, on: bool) {
+        if matches!(mode, 47 | 1047 | 1049) {
+            self.alt_screen = on.then_some(mode);
+        } else if let Some(i) = TRACKED_MODES.iter().position(|m| *m == mode) {
+            if on {
+                self.private |= 1 << i;
+            } else {
+                self.private &= !(1 << i);
+            }
+        }
+    }
+
+    /// Sequences that re-establish these modes on a terminal that has just
+    /// been drawn from the screen model (which restores DECCKM and the
+    /// alternate screen itself).
+    pub fn restore_sequence(&self) -> String {
+        let mut s = String::new();
+        for (i, m) in TRACKED_MODES.iter().enumerate() {
+            if *m != 1 && self.private & (1 << i) != 0 {
+                let _ = write!(s, "\x1b[?{m}h");
+            }
+        }
+        if self.app_keypad {
+            s.push_str("\x1b=");
+        }
+        if let Some(style) = self.cursor_style {
+            let _ = write!(s, "\x1b[{style} q");
+        }
+        if let Some(title) = &self.title {
+            let _ = write!(s, "\x1b]2;{title}\x07");
+        }
+        if let Some(flags) = self.kitty.last().filter(|f| **f != 0) {
+            let _ = write!(s, "\x1b[={flags};1u");
+        }
+        s
+    }
+
+    /// Sequences that return a terminal showing a session to the state a
+    /// shell expects: primary screen, no mouse or paste modes, normal keys,
+    /// visible cursor, full scrolling region, default colours.
+    pub fn reset_sequence(&self) -> String {
+        let mut s = String::new();
+        if let Some(m) = self.alt_screen {
+            let _ = write!(s, "\x1b[?{m}l");
+        }
+        for (i, m) in TRACKED_MODES.iter().enumerate() {
+            if self.private & (1 << i) != 0 {
+                let _ = write!(s, "\x1b[?{m}l");
+            }
+        }
+        if self.app_keypad {
+            s.push_str("\x1b>");
+        }
+        if self.cursor_style.is_some() {
+            s.push_str("\x1b[0 q");
+        }
+        if self.kitty.last().is_some_and(|f| *f != 0) {
+            s.push_str("\x1b[=0;1u");
+        }
+        // Full scrolling region without moving the cursor, visible cursor,
+        // default attributes.
+        s.push_str("\x1b7\x1b[r\x1b8\x1b[?25h\x1b[0m");
+        s
+    }
+}
+
+/// The scanner. Feed it bytes with [`VtScanner::scan`].
+#[derive(Debug)]
+pub struct VtScanner {
+    state: State,
+    /// Bytes of the current sequence after its introducer, up to COLLECT_MAX.
+    collected: Vec<u8>,
+    /// The current sequence outgrew `collected`; it will not be classified.
+    overflow: bool,
+    /// Where the current sequence or character began in the scanned buffer.
+    start: usize,
+    /// The modes seen so far.
+    pub modes: Modes,
+}
+
+impl Default for VtScanner {
+    fn default() -> Self {
+        VtScanner {
+            state: State::Ground,
+            collected: Vec::new(),
+            overflow: false,
+            start: 0,
+            modes: Modes::default(),
+        }
+    }
+}
+
+impl VtScanner {
+    /// A scanner in the ground state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Scans `buf`, appending the classified sequences to `spans`, and
+    /// returns the length of its complete prefix: the part that ends outside
+    /// any escape sequence and UTF-8 character.
+    ///
+    /// If the incomplete tail is at most [`HOLDBACK_MAX`] bytes, the scanner
+    /// forgets it: the caller keeps those bytes and passes them again, with
+    /// whatever follows, next time. A longer tail is consumed (the scanner
+    /// stays inside the sequence) and the whole buffer counts as complete.
+    pub fn scan(&mut self, buf: &[u8], spans: &mut Vec<Span>) -> usize {
+        self.start = 0;
+        for (i, &b) in buf.iter().enumerate() {
+            if self.state == State::Ground {
+                self.start = i;
+            }
+            self.step(b, i, spans);
+        }
+        if self.state == State::Ground {
+            return buf.len();
+        }
+        let tail = buf.len() - self.start.min(buf.len());
+        if tail <= HOLDBACK_MAX {
+            self.reset_sequence_state();
+            buf.len() - tail
+        } else {
+            // Keep scanning the oversized sequence from the next buffer on;
+            // it can no longer be classified.
+            self.overflow = true;
+            self.start = 0;
+            buf.len()
+        }
+    }
+
+    fn reset_sequence_state(&mut self) {
+        self.state = State::Ground;
+        self.collected.clear();
+        self.overflow = false;
+    }
+
+    fn collect(&mut self, b: u8) {
+        if self.collected.len() < COLLECT_MAX {
+            self.collected.push(b);
+        } else {
+            self.overflow = true;
+        }
+    }
+
+    fn begin(&mut self, state: State) {
+        self.state = state;
+        self.collected.clear();
+        self.overflow = false;
+    }
+
+    fn step(&mut self, b: u8, i: usize, spans: &mut Vec<Span>) {
+        // CAN and SUB abort any sequence; ESC starts a new one (except where
+        // it may begin a string terminator).
+        match (self.state, b) {
+            (State::Osc | State::Str, 0x1b) => {
+                self.state = if self.state == State::Osc { State::OscEsc } else { State::StrEsc };
+                return;
+            }
+            (_, 0x18 | 0x1a) if self.state != State::Ground => {
+                self.reset_sequence_state();
+                return;
+            }
+            _ => {}
+        }
+        match self.state {
+            State::Ground => self.ground(b),
+            State::Utf8 { need } => self.utf8(b, need, i, spans),
+            State::Esc => self.escape(b),
+            State::EscInter => self.escape_intermediate(b),
+            State::Csi => self.csi(b, i, spans),
+            State::Osc => self.osc(b, i, spans),
+            State::OscEsc | State::StrEsc => self.string_escape(b, i, spans),
+            State::Str => self.collect(b),
+        }
+    }
+
+    fn ground(&mut self, b: u8) {
+        match b {
+            0x1b => self.begin(State::Esc),
+            0xc2..=0xdf => self.state = State::Utf8 { need: 1 },
+            0xe0..=0xef => self.state = State::Utf8 { need: 2 },
+            0xf0..=0xf4 => self.state = State::Utf8 { need: 3 },
+            _ => {}
+        }
+    }
+
+    fn utf8(&mut self, b: u8, need: u8, i: usize, spans: &mut Vec<Span>) {
+        if (0x80..=0xbf).contains(&b) {
+            self.state = if need > 1 { State::Utf8 { need: need - 1 } } else { State::Ground };
+        } else {
+            // Invalid continuation: the partial character is garbage (the
+            // screen model shows U+FFFD); this byte starts afresh.
+            self.state = State::Ground;
+            self.start = i;
+            self.step(b, i, spans);
+        }
+    }
+
+    fn escape(&mut self, b: u8) {
+        match b {
+            b'[' => self.begin(State::Csi),
+            b']' => self.begin(State::Osc),
+            b'P' | b'X' | b'^' | b'_' => {
+                self.begin(State::Str);
+                self.collect(b);
+            }
+            0x20..=0x2f => self.state = State::EscInter,
+            0x1b => self.begin(State::Esc),
+            0x30..=0x7e => {
+                self.state = State::Ground;
+                self.escape_dispatch(b);
+            }
+            // C0 controls inside an escape are executed by terminals and
+            // leave the escape pending.
+            _ => {}
+        }
+    }
+
+    fn escape_intermediate(&mut self, b: u8) {
+        match b {
+            0x30..=0x7e => self.state = State::Ground,
+            0x1b => self.begin(State::Esc),
+            _ => {}
+        }
+    }
+
+    fn escape_dispatch(&mut self, fin: u8) {
+        match fin {
+            b'=' => self.modes.app_keypad = true,
+            b'>' => self.modes.app_keypad = false,
+            b'c' => self.modes = Modes::default(),
+            _ => {}
+        }
+    }
+
+    fn csi(&mut self, b: u8, i: usize, spans: &mut Vec<Span>) {
+        match b {
+            0x40..=0x7e => {
+                self.state = State::Ground;
+                if !self.overflow {
+                    let body = std::mem::take(&mut self.collected);
+                    if let Some(action) = self.csi_dispatch(&body, b) {
+                        spans.push(Span { range: self.start..i + 1, action });
+                    }
+                    self.collected = body;
+                }
+            }
+            0x1b => self.begin(State::Esc),
+            0x20..=0x3f => self.collect(b),
+            // C0 controls are executed in place; other bytes are invalid
+            // here and terminals ignore them.
+            _ => {}
+        }
+    }
+
+    fn osc(&mut self, b: u8, i: usize, spans: &mut Vec<Span>) {
+        if b == 0x07 {
+            self.finish_string(i, spans);
+        } else {
+            self.collect(b);
+        }
+    }
+
+    fn string_escape(&mut self, b: u8, i: usize, spans: &mut Vec<Span>) {
+        if b == b'\\' {
+            self.finish_string(i, spans);
+        } else {
+            // ESC not followed by '\' aborts the string and starts a new
+            // escape sequence with this byte.
+            self.begin(State::Esc);
+            self.start = i - 1;
+            self.step(b, i, spans);
+        }
+    }
+
+    fn finish_string(&mut self, i: usize, spans: &mut Vec<Span>) {
+        let osc = matches!(self.state, State::Osc | State::OscEsc);
+        self.state = State::Ground;
+        if self.overflow {
+            return;
+        }
+        let body = std::mem::take(&mut self.collected);
+        let action = if osc { self.osc_dispatch(&body) } else { dcs_dispatch(&body) };
+        if let Some(action) = action {
+            spans.push(Span { range: self.start..i + 1, action });
+        }
+        self.collected = body;
+    }
+
+    fn csi_dispatch(&mut self, body: &[u8], fin: u8) -> Option<Action> {
+        let (prefix, rest) = match body.first() {
+            Some(p @ (b'<' | b'=' | b'>' | b'?')) => (Some(*p), &body[1..]),
+            _ => (None, body),
+        };
+        let split = rest.iter().position(|b| (0x20..=0x2f).contains(b)).unwrap_or(rest.len());
+        let (params, inter) = rest.split_at(split);
+        let first = first_param(params);
+        match (prefix, inter, fin) {
+            (Some(b'?'), b"", b'h' | b'l') => {
+                for p in params.split(|b| *b == b';') {
+                    if let Some(m) = parse_u16(p) {
+                        self.modes.set_private(m, fin == b'h');
+                    }
+                }
+                None
+            }
+            (None, b"", b'n') => match first {
+                Some(5) => Some(Action::Answer(Query::Status)),
+                Some(6) => Some(Action::Answer(Query::CursorPosition { dec: false })),
+                _ => Some(Action::OneClient),
+            },
+            (Some(b'?'), b"", b'n') => match first {
+                Some(6) => Some(Action::Answer(Query::CursorPosition { dec: true })),
+                _ => Some(Action::OneClient),
+            },
+            (None, b"", b'c') if matches!(first, None | Some(0)) => {
+                Some(Action::Answer(Query::PrimaryAttributes))
+            }
+            (Some(b'>'), b"", b'c') if matches!(first, None | Some(0)) => {
+                Some(Action::Answer(Query::SecondaryAttributes))
+            }
+            (Some(b'='), b"", b'c') => Some(Action::OneClient),
+            (None, b"", b't') => match first {
+                Some(18) => Some(Action::Answer(Query::TextAreaSize)),
+                Some(14 | 16 | 19) => Some(Action::OneClient),
+                // Reporting the icon label or title echoes text the job
+                // chose back as input: a known injection vector.
+                Some(20 | 21) => Some(Action::Drop),
+                _ => None,
+            },
+            (_, b"$", b'p') | (Some(b'>'), b"", b'q') | (Some(b'?'), b"", b'u') => {
+                Some(Action::OneClient)
+            }
+            (None, b" ", b'q') => {
+                self.modes.cursor_style = Some(first.unwrap_or(0)).filter(|s| *s != 0);
+                None
+            }
+            (None, b"!", b'p') => {
+                // DECSTR soft reset.
+                self.modes.app_keypad = false;
+                self.modes.set_private(1, false);
+                None
+            }
+            (Some(p @ (b'>' | b'<' | b'=')), b"", b'u') => {
+                self.kitty_keyboard(p, params);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    fn kitty_keyboard(&mut self, op: u8, params: &[u8]) {
+        let mut it = params.split(|b| *b == b';').map(parse_u16);
+        let first = it.next().flatten();
+        let stack = &mut self.modes.kitty;
+        match op {
+            b'>' => {
+                if stack.len() == KITTY_STACK_MAX {
+                    stack.remove(0);
+                }
+                stack.push(first.unwrap_or(0));
+            }
+            b'<' => {
+                let n = usize::from(first.unwrap_or(1).max(1));
+                stack.truncate(stack.len().saturating_sub(n));
+            }
+            _ => {
+                let flags = first.unwrap_or(0);
+                let current = stack.last().copied().unwrap_or(0);
+                let new = match it.next().flatten().unwrap_or(1) {
+                    2 => current | flags,
+                    3 => current & !flags,
+                    _ => flags,
+                };
+                match stack.last_mut() {
+                    Some(top) => *top = new,
+                    None => stack.push(new),
+                }
+            }
+        }
+    }
+
+    fn osc_dispatch(&mut self, body: &[u8]) -> Option<Action> {
+        let (ps, pt) = match body.iter().position(|b| *b == b';') {
+            Some(i) => (&body[..i], &body[i + 1..]),
+            None => (body, &b""[..]),
+        };
+        match parse_u16(ps)? {
+            0 | 2 => {
+                let title: String = String::from_utf8_lossy(pt)
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(TITLE_MAX)
+                    .collect();
+                self.modes.title = Some(title);
+                None
+            }
+            // Colour queries: a palette entry, foreground, background, cursor…
+            4 | 5 if pt.split(|b| *b == b';').any(|f| f == b"?") => Some(Action::OneClient),
+            10..=19 if pt == b"?" => Some(Action::OneClient),
+            // A clipboard read would hand the client's clipboard to the job.
+            52 if pt.split(|b| *b == b';').nth(1) == Some(b"?") => Some(Action::Drop),
+            _ => None,
+        }
+    }
+}
+
+/// Follows the modes of a stream without classifying anything else: what
+/// an attached client needs to undo the session's modes when it leaves.
+#[derive(Debug, Default)]
+pub struct ModeTracker {
+    scanner: VtScanner,
+    pending: Vec<u8>,
+    spans: Vec<Span>,
+}
+
+impl ModeTracker {
+    /// A tracker for a terminal in its initial state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Follows `bytes`, as written to the terminal.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+        self.spans.clear();
+        let complete = self.scanner.scan(&self.pending, &mut self.spans);
+        self.pending.drain(..complete);
+    }
+
+    /// The modes in effect.
+    pub fn modes(&self) -> &Modes {
+        &self.scanner.modes
+    }
+}
+
+fn dcs_dispatch(body: &[u8]) -> Option<Action> {
+    // body[0] is the introducer letter; DECRQSS is `P $ q`, XTGETTCAP `P + q`.
+    match body {
+        [b'P', rest @ ..] if rest.starts_with(b"$q") || rest.starts_with(b"+q") => {
+            Some(Action::OneClient)
+        }
+        _ => None,
+    }
+}
+
+fn first_param(params: &[u8]) -> Option<u16> {
+    params.split(|b| *b == b';' || *b == b':').next().and_then(parse_u16)
+}
+
+fn parse_u16(digits: &[u8]) -> Option<u16> {
+    if digits.is_empty() || digits.len() > 5 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan_all(input: &[u8]) -> (usize, Vec<Span>, VtScanner) {
+        let mut s = VtScanner::new();
+        let mut spans = Vec::new();
+        let n = s.scan(input, &mut spans);
+        (n, spans, s)
+    }
+
+    #[test]
+    fn complete_prefix_excludes_partial_sequences_and_characters() {
+        let cases: &[(&[u8], usize)] = &[
+            (b"hello", 5),
+            (b"ab\x1b", 2),
+            (b"ab\x1b[3", 2),
+            (b"ab\x1b[31m", 7),
+            (b"x\x1b]0;title", 1),
+            (b"x\x1b]0;title\x07y", 12),
+            (b"x\x1b]0;t\x1b\\", 8),
+            (b"\xe2\x82", 0),
+            (b"a\xe2\x82\xac", 4),
+            (b"a\xf0\x9f\x98", 1),
+            (b"\xff\xfe", 2),
+            (b"\x1bP$q m", 0),
+            (b"\x1b[1;2\x18rest", 10),
+        ];
+        for (input, want) in cases {
+            assert_eq!(scan_all(input).0, *want, "{:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn held_back_tail_completes_on_rescan() {
+        let mut s = VtScanner::new();
+        let mut spans = Vec::new();
+        let mut buf = b"ab\x1b[".to_vec();
+        let n = s.scan(&buf, &mut spans);
+        assert_eq!(n, 2);
+        buf.drain(..n);
+        buf.extend_from_slice(b"6n");
+        assert_eq!(s.scan(&buf, &mut spans), 4);
+        assert_eq!(
+            spans,
+            [Span { range: 0..4, action: Action::Answer(Query::CursorPosition { dec: false }) }]
+        );
+    }
+
+    #[test]
+    fn long_sequences_pass_through_without_holdback() {
+        let mut s = VtScanner::new();
+        let mut spans = Vec::new();
+        let mut big = b"\x1b]52;c;".to_vec();
+        big.extend(std::iter::repeat_n(b'A', HOLDBACK_MAX + 10));
+        assert_eq!(s.scan(&big, &mut spans), big.len());
+        // The terminator in the next buffer ends it; nothing is classified.
+        assert_eq!(s.scan(b"\x07ok", &mut spans), 3);
+        assert!(spans.is_empty());
+    }
+
+    #[test]
+    fn classifies_queries() {
+        let cases: &[(&[u8], Option<Action>)] = &[
+            (b"\x1b[6n", Some(Action::Answer(Query::CursorPosition { dec: false }))),
+            (b"\x1b[?6n", Some(Action::Answer(Query::CursorPosition { dec: true }))),
+            (b"\x1b[5n", Some(Action::Answer(Query::Status))),
+            (b"\x1b[c", Some(Action::Answer(Query::PrimaryAttributes))),
+            (b"\x1b[0c", Some(Action::Answer(Query::PrimaryAttributes))),
+            (b"\x1b[>c", Some(Action::Answer(Query::SecondaryAttributes))),
+            (b"\x1b[18t", Some(Action::Answer(Query::TextAreaSize))),
+            (b"\x1b[21t", Some(Action::Drop)),
+            (b"\x1b[14t", Some(Action::OneClient)),
+            (b"\x1b[?2004$p", Some(Action::OneClient)),
+            (b"\x1b[>q", Some(Action::OneClient)),
+            (b"\x1b[?u", Some(Action::OneClient)),
+            (b"\x1b]11;?\x07", Some(Action::OneClient)),
+            (b"\x1b]4;1;?\x1b\\", Some(Action::OneClient)),
+            (b"\x1b]52;c;?\x07", Some(Action::Drop)),
+            (b"\x1bP$qm\x1b\\", Some(Action::OneClient)),
+            (b"\x1bP+q544e\x1b\\", Some(Action::OneClient)),
+            (b"\x1b]52;c;aGk=\x07", None),
+            (b"\x1b[31m", None),
+            (b"\x1b[8;24;80t", None),
+            (b"\x1b]0;hi\x07", None),
+        ];
+        for (input, want) in cases {
+            let (n, spans, _) = scan_all(input);
+            assert_eq!(n, input.len());
+            let got = spans.first().map(|s| s.action);
+            assert_eq!(got, *want, "{:?}", String::from_utf8_lossy(input));
+            if let Some(s) = spans.first() {
+                assert_eq!(s.range, 0..input.len());
+            }
+        }
+    }
+
+    #[test]
+    fn spans_point_into_the_buffer() {
+        let (_, spans, _) = scan_all(b"ab\x1b[6ncd\x1b[>0cef");
+        let ranges: Vec<_> = spans.iter().map(|s| s.range.clone()).collect();
+        assert_eq!(ranges, [2..6, 8..13]);
+    }
+
+    #[test]
+    fn tracks_modes() {
+        let (_, _, s) = scan_all(
+            b"\x1b[?2004h\x1b[?1000;1006h\x1b[?1049h\x1b=\x1b[5 q\x1b]2;build\x07\x1b[>1u\x1b[?1000l",
+        );
+        let m = &s.modes;
+        assert!(m.private_mode(2004) && m.private_mode(1006) && !m.private_mode(1000));
+        assert!(m.alt_screen() && m.private_mode(1049));
+        assert_eq!(
+            m.restore_sequence(),
+            "\x1b[?1006h\x1b[?2004h\x1b=\x1b[5 q\x1b]2;build\x07\x1b[=1;1u"
+        );
+        assert_eq!(
+            m.reset_sequence(),
+            "\x1b[?1049l\x1b[?1006l\x1b[?2004l\x1b>\x1b[0 q\x1b[=0;1u\x1b7\x1b[r\x1b8\x1b[?25h\x1b[0m"
+        );
+        let (_, _, s) = scan_all(b"\x1b[?2004h\x1bc");
+        assert_eq!(s.modes, Modes::default());
+    }
+
+    #[test]
+    fn kitty_flags_push_pop_set() {
+        let (_, _, s) = scan_all(b"\x1b[>1u\x1b[>3u\x1b[<u\x1b[=4;2u");
+        assert_eq!(s.modes.kitty, [5]);
+        let (_, _, s) = scan_all(b"\x1b[>1u\x1b[<5u");
+        assert!(s.modes.kitty.is_empty());
+    }
+
+    #[test]
+    fn titles_lose_control_characters() {
+        let (_, _, s) = scan_all(b"\x1b]0;a\x01b\x07");
+        assert_eq!(s.modes.title.as_deref(), Some("ab"));
+    }
+
+    #[test]
+    fn huge_parameters_do_not_panic() {
+        let mut input = b"\x1b[".to_vec();
+        input.extend(std::iter::repeat_n(b'9', 10_000));
+        input.extend_from_slice(b"n\x1b[?99999999h");
+        let (n, spans, _) = scan_all(&input);
+        assert_eq!(n, input.len());
+        assert!(spans.is_empty());
+    }
+}

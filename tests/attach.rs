@@ -1,0 +1,176 @@
+//! Attached clients: typing, detaching, several clients, killed and stalled
+//! clients, resizing, terminal queries.
+
+use crate::support::*;
+use rustix::process::Signal;
+
+#[test]
+fn attach_creates_runs_and_detaches_with_the_key() {
+    let env = TestEnv::new();
+    let mut term = env.terminal(&["attach", "fresh", "--", "sh"], 80, 24);
+    term.wait_text("$");
+    term.send(b"echo hello $((6*7))\r");
+    term.wait_text("hello 42");
+    assert_eq!(env.session("fresh")["clients"], 1);
+    assert_eq!(term.detach(), 0);
+    assert!(term.contents().contains("[detached from fresh]"));
+    let s = env.session("fresh");
+    assert_eq!((s["state"].as_str(), s["clients"].as_u64()), (Some("running"), Some(0)));
+}
+
+#[test]
+fn the_job_keeps_running_when_the_client_is_killed() {
+    let env = TestEnv::new();
+    let mut term = env.terminal(
+        &[
+            "attach",
+            "tick",
+            "--",
+            "sh",
+            "-c",
+            "i=0; while :; do i=$((i+1)); echo t$i; sleep 0.05; done",
+        ],
+        80,
+        24,
+    );
+    term.wait_text("t3");
+    kill9(term.pid());
+    term.wait_exit();
+    let count = |e: &TestEnv| {
+        e.tail("tick").lines().filter_map(|l| l.strip_prefix('t')?.parse::<u64>().ok()).max()
+    };
+    let before = count(&env).unwrap();
+    wait_until("the job to keep counting", || count(&env).unwrap() > before + 5);
+    let s = env.session("tick");
+    assert_eq!((s["state"].as_str(), s["clients"].as_u64()), (Some("running"), Some(0)));
+    // And a new client sees the current screen.
+    let term2 = env.terminal(&["attach", "tick"], 80, 24);
+    let now = count(&env).unwrap();
+    term2.wait_text(&format!("t{}", now + 2));
+}
+
+#[test]
+fn two_interactive_clients_both_see_output_and_both_type() {
+    let env = TestEnv::new();
+    env.start("pair", &["sh"]);
+    let mut a = env.terminal(&["attach", "pair"], 80, 24);
+    let mut b = env.terminal(&["attach", "pair"], 80, 24);
+    a.wait_attached();
+    b.wait_attached();
+    a.send(b"echo from-$((1+1))-a\r");
+    b.send(b"echo from-$((2+1))-b\r");
+    for t in [&a, &b] {
+        t.wait_text("from-2-a");
+        t.wait_text("from-3-b");
+    }
+}
+
+#[test]
+fn pressing_the_detach_key_twice_sends_it_once() {
+    let env = TestEnv::new();
+    // With ISIG off, Ctrl-\ is an ordinary byte; `od` shows what arrived.
+    env.start(
+        "keys",
+        &["sh", "-c", "stty -isig -icanon -echo min 1; while :; do echo \"got$(dd bs=1 count=1 2>/dev/null | od -An -tx1)\"; done"],
+    );
+    let mut term = env.terminal(&["attach", "keys"], 80, 24);
+    term.wait_attached();
+    term.send(b"\x1c\x1c");
+    term.wait_text("got 1c");
+    term.send(b"z");
+    term.wait_text("got 7a");
+    let hits = term.contents().matches("got 1c").count();
+    assert_eq!(hits, 1, "{}", term.contents());
+    assert!(!term.contents().contains("detached"));
+}
+
+#[test]
+fn resizing_the_terminal_resizes_the_job() {
+    let env = TestEnv::new();
+    let mut term = env.terminal(&["attach", "size", "--", "sh"], 100, 30);
+    term.wait_text("$");
+    term.send(b"stty size\r");
+    term.wait_text("30 100");
+    term.resize(120, 40);
+    wait_until("the session to follow", || env.session("size")["cols"] == 120);
+    term.send(b"clear; stty size\r");
+    term.wait_text("40 120");
+}
+
+#[test]
+fn the_most_recently_active_client_sets_the_size() {
+    let env = TestEnv::new();
+    env.start("sizes", &["sh"]);
+    let mut big = env.terminal(&["attach", "sizes"], 120, 40);
+    big.wait_attached();
+    wait_until("the first size", || env.session("sizes")["cols"] == 120);
+    let _small = env.terminal(&["attach", "sizes"], 70, 20);
+    wait_until("the newcomer's size", || env.session("sizes")["cols"] == 70);
+    big.send(b" ");
+    wait_until("the typist's size", || env.session("sizes")["cols"] == 120);
+}
+
+#[test]
+fn a_stalled_client_never_slows_the_job() {
+    let env = TestEnv::new();
+    let go = env.root().join("go");
+    let script = format!(
+        "while [ ! -e {} ]; do sleep 0.05; done; seq 1 300000; echo flood-done; sleep 60",
+        go.display()
+    );
+    env.start("flood", &["sh", "-c", &script]);
+    let term = env.terminal(&["attach", "flood"], 80, 24);
+    wait_until("the client to attach", || env.session("flood")["clients"] == 1);
+    // Stop the client: it reads nothing more from the keeper.
+    signal(term.pid(), Signal::STOP);
+    std::fs::write(&go, "").unwrap();
+    env.wait_text("flood", "flood-done");
+    // The keeper's memory stayed bounded while the client stalled.
+    let keeper = env.session("flood")["keeper_pid"].as_u64().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{keeper}/status")).unwrap();
+    let rss_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    assert!(rss_kb < 64 * 1024, "keeper RSS {rss_kb} kB");
+    // Resumed, the client catches up with a redraw of the final screen.
+    signal(term.pid(), Signal::CONT);
+    term.wait_text("flood-done");
+}
+
+#[test]
+fn terminal_queries_are_answered_once_by_the_keeper() {
+    let env = TestEnv::new();
+    // The job asks for the cursor position with no client attached and
+    // prints what it got back.
+    let script = "stty raw -echo; printf 'ab\\033[6n'; dd bs=1 count=6 2>/dev/null | od -An -c | tr -d ' \\n'; printf '\\r\\n'; stty sane; sleep 60";
+    env.start("query", &["sh", "-c", script]);
+    env.wait_text("query", "033[1;3R");
+    // With a client attached, the client's terminal never sees the query.
+    env.start("query2", &["sh", "-c", &format!("read go; {script}")]);
+    let mut term = env.terminal(&["attach", "query2"], 80, 24);
+    term.wait_attached();
+    term.send(b"go\r");
+    env.wait_text("query2", "033[2;3R");
+    let raw = term.raw();
+    assert!(!raw.windows(4).any(|w| w == b"\x1b[6n"), "the query reached the client");
+}
+
+#[test]
+fn watch_is_read_only() {
+    let env = TestEnv::new();
+    let file = env.root().join("typed.txt");
+    let cmd = format!("cat > {}", file.display());
+    env.start("ro", &["sh", "-c", &cmd]);
+    let mut watcher = env.terminal(&["watch", "ro"], 80, 24);
+    watcher.wait_attached();
+    watcher.send(b"should not arrive\r\x04");
+    let mut owner = env.terminal(&["attach", "ro"], 80, 24);
+    owner.wait_attached();
+    owner.send(b"owner-line\r");
+    watcher.wait_text("owner-line");
+    owner.send(b"\x04");
+    assert_eq!(env.run(&["wait", "ro"]).status.code(), Some(0));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "owner-line\n");
+}

@@ -1,0 +1,11 @@
+//! Black-box tests: the real binary, real PTYs, a fresh HOME per test.
+//! `support` holds the harness; each module covers one area.
+
+// Panicking on unexpected errors is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod attach;
+mod lifecycle;
+mod screen;
