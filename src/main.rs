@@ -4,6 +4,11 @@ use clap::Parser;
 use tether::cli::{Cli, Command};
 
 fn main() {
+    // A keeper lives as long as its job: dispatch before the command-line
+    // parser so that its code never becomes part of the keeper's memory.
+    if std::env::args_os().nth(1).is_some_and(|a| a == tether::keeper::launch::KEEPER_SUBCOMMAND) {
+        std::process::exit(tether::keeper::launch::keeper_main());
+    }
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Keeper) {
         init_cli_log();

@@ -8,4 +8,5 @@ mod support;
 
 mod attach;
 mod lifecycle;
+mod protocol;
 mod screen;

@@ -101,8 +101,15 @@ pub enum Started {
 /// or could not be started.
 pub fn launch(spec: &KeeperSpec) -> Result<(u32, u32)> {
     let exe = std::env::current_exe().context("finding the tether executable")?;
-    let mut child = Command::new(exe)
-        .arg(KEEPER_SUBCOMMAND)
+    let keeper = exe.with_file_name("tether-keeper");
+    let mut command = if keeper.is_file() {
+        Command::new(keeper)
+    } else {
+        let mut c = Command::new(exe);
+        c.arg(KEEPER_SUBCOMMAND);
+        c
+    };
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -264,12 +271,16 @@ fn init_log(paths: &Paths, name: &SessionName) {
     if let Ok(file) = file {
         let _ = rustix::stdio::dup2_stderr(&file);
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TETHER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A plain level (no filter expressions): the keeper's resident memory
+    // is a budget, and a filter parser would be part of it.
+    let level = std::env::var("TETHER_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::INFO);
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
-        .with_env_filter(filter)
+        .with_max_level(level)
         .try_init();
 }
 
