@@ -9,6 +9,18 @@ use tether_proto::SessionName;
 #[derive(Debug, Parser)]
 #[command(name = "tether", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
+    /// Do it on a remote daemon over SSH: [USER@]HOST[:PORT] (port 2222 by default).
+    #[arg(long, global = true, env = "TETHER_HOST", value_name = "[USER@]HOST[:PORT]")]
+    pub host: Option<String>,
+    /// With --host: the private key to use (default: ssh-agent, then
+    /// ~/.ssh/id_ed25519, id_ecdsa, id_rsa).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// With --host: trust and remember the host's key if it is not in
+    /// ~/.ssh/known_hosts yet (trust on first use). A changed key is
+    /// always refused.
+    #[arg(long, global = true)]
+    pub trust_new_host: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -77,6 +89,18 @@ pub enum Command {
         /// Keep printing lines as they are completed, until the job ends.
         #[arg(short, long)]
         follow: bool,
+    },
+    /// Run the SSH daemon, the remote front end to this host's sessions.
+    ///
+    /// Without --foreground it detaches and writes a pid file. Killing or
+    /// restarting it never touches a session.
+    Daemon {
+        /// Address to listen on (default from config.toml: 127.0.0.1:2222).
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<String>,
+        /// Stay in the foreground (for systemd and tests).
+        #[arg(long)]
+        foreground: bool,
     },
     /// Runs a session's keeper (internal).
     #[command(name = "__keeper", hide = true)]

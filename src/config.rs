@@ -20,6 +20,16 @@ pub struct Config {
     pub scrollback_cells: usize,
     /// `TERM` for jobs whose client does not say (e.g. `new -d`).
     pub default_term: String,
+    /// Where `tether daemon` listens.
+    pub listen: String,
+    /// SSH connections served at once; more are closed at once.
+    pub max_connections: usize,
+    /// Channels open at once on one SSH connection.
+    pub max_channels: usize,
+    /// Seconds a connection may take to authenticate.
+    pub auth_timeout_secs: u64,
+    /// Keys a connection may try before it is closed.
+    pub max_auth_attempts: usize,
 }
 
 impl Default for Config {
@@ -29,6 +39,11 @@ impl Default for Config {
             // 10,000 lines of 120 columns: about 19 MB at 16 bytes a cell.
             scrollback_cells: 1_200_000,
             default_term: "xterm-256color".into(),
+            listen: "127.0.0.1:2222".into(),
+            max_connections: 256,
+            max_channels: 16,
+            auth_timeout_secs: 30,
+            max_auth_attempts: 6,
         }
     }
 }
@@ -66,6 +81,20 @@ impl Config {
         }
         if config.default_term.is_empty() || config.default_term.contains(char::is_whitespace) {
             return Err("default_term must be a non-empty terminal name".into());
+        }
+        if config.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!("listen {:?} is not an ADDRESS:PORT", config.listen));
+        }
+        let limits = [
+            ("max_connections", config.max_connections, 100_000),
+            ("max_channels", config.max_channels, 1024),
+            ("auth_timeout_secs", config.auth_timeout_secs as usize, 3600),
+            ("max_auth_attempts", config.max_auth_attempts, 100),
+        ];
+        for (key, value, max) in limits {
+            if value == 0 || value > max {
+                return Err(format!("{key} must be between 1 and {max}"));
+            }
         }
         Ok(config)
     }

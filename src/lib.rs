@@ -14,20 +14,30 @@
 //!   outboxes ([`keeper::fanout`]).
 //! * [`session`] is the on-disk registry: session records, liveness locks,
 //!   `lost` detection.
+//! * [`daemon`] and [`sshd`] are the SSH front end: `ssh host COMMAND`,
+//!   the session picker, the `tether` subsystem; [`remote`] is its client
+//!   (`tether --host`). [`backend`] lets commands run against local or
+//!   remote sessions alike.
 //! * [`paths`] and [`config`] say where everything lives and how it behaves.
 //! * The wire format is in the `tether-proto` crate.
 
+pub mod audit;
+pub mod backend;
 pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod connection;
+pub mod daemon;
 pub mod error;
 pub mod fsutil;
 pub mod keeper;
+pub mod keys;
 pub mod paths;
+pub mod remote;
 pub mod session;
+pub mod sshd;
 pub mod vtscan;
 
 pub use error::Failure;

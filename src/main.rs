@@ -10,7 +10,7 @@ fn main() {
         std::process::exit(tether::keeper::launch::keeper_main());
     }
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Keeper) {
+    if !matches!(cli.command, Command::Keeper | Command::Daemon { .. }) {
         init_cli_log();
     }
     // `wait` reserves its exit codes for the job; its own failures are 125.

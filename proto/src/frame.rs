@@ -49,6 +49,7 @@ pub fn encode_into(msg: &Message, out: &mut Vec<u8>) -> Result<(), TooLargeToSen
         Message::Detach => {}
         Message::Hello(m) => json_into(m, out),
         Message::HelloReply(m) => json_into(m, out),
+        Message::Route(m) => json_into(m, out),
         Message::Attach(m) => json_into(m, out),
         Message::AttachReply(m) => json_into(m, out),
         Message::Exit(m) => json_into(m, out),
@@ -121,6 +122,7 @@ fn parse_body(kind: u8, payload: Bytes) -> Result<Message, DecodeError> {
     Ok(match kind {
         kind::HELLO => Message::Hello(json("hello", &payload)?),
         kind::HELLO_REPLY => Message::HelloReply(json("hello reply", &payload)?),
+        kind::ROUTE => Message::Route(json("route", &payload)?),
         kind::ATTACH => Message::Attach(json("attach", &payload)?),
         kind::ATTACH_REPLY => Message::AttachReply(json("attach reply", &payload)?),
         kind::INPUT => Message::Input(payload),
@@ -162,6 +164,7 @@ impl Message {
         match self {
             Message::Hello(_) => kind::HELLO,
             Message::HelloReply(_) => kind::HELLO_REPLY,
+            Message::Route(_) => kind::ROUTE,
             Message::Attach(_) => kind::ATTACH,
             Message::AttachReply(_) => kind::ATTACH_REPLY,
             Message::Input(_) => kind::INPUT,
@@ -274,8 +277,19 @@ mod tests {
             Message::HelloReply(HelloReply {
                 protocol: 1,
                 software: "tether".into(),
-                session: SessionName::new("s").unwrap(),
+                session: Some(SessionName::new("s").unwrap()),
             }),
+            Message::Route(RouteRequest { session: SessionName::new("s").unwrap() }),
+            Message::Request(Request::Create(CreateRequest {
+                name: SessionName::new("n").unwrap(),
+                command: vec!["sh".into()],
+                cwd: None,
+                env: vec![("A".into(), "b".into())],
+                size: WindowSize::DEFAULT,
+                term: Some("xterm".into()),
+                protect: true,
+            })),
+            Message::Reply(Reply::Done),
             Message::Attach(AttachRequest {
                 mode: AttachMode::ReadOnly,
                 size: WindowSize { cols: 100, rows: 30 },

@@ -24,6 +24,10 @@ pub enum Message {
     Hello(HelloRequest),
     /// Kind `0x02`, JSON [`HelloReply`].
     HelloReply(HelloReply),
+    /// Kind `0x03`, JSON [`RouteRequest`]: sent to a daemon (the `tether` SSH
+    /// subsystem) after the hello, to talk to one session's keeper from then
+    /// on. Answered by that keeper's [`Message::HelloReply`] or an error.
+    Route(RouteRequest),
     /// Kind `0x10`, JSON [`AttachRequest`]. Answered by [`Message::AttachReply`]
     /// followed by a [`Message::Redraw`], or by [`Message::Error`].
     Attach(AttachRequest),
@@ -62,6 +66,7 @@ pub enum Message {
 pub(crate) mod kind {
     pub const HELLO: u8 = 0x01;
     pub const HELLO_REPLY: u8 = 0x02;
+    pub const ROUTE: u8 = 0x03;
     pub const ATTACH: u8 = 0x10;
     pub const ATTACH_REPLY: u8 = 0x11;
     pub const INPUT: u8 = 0x12;
@@ -97,8 +102,34 @@ pub struct HelloReply {
     pub protocol: u16,
     /// The keeper's software name and version.
     pub software: String,
-    /// The session this keeper owns.
+    /// The session this keeper owns; `None` from a daemon.
+    pub session: Option<SessionName>,
+}
+
+/// Talk to `session`'s keeper through a daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteRequest {
+    /// The session.
     pub session: SessionName,
+}
+
+/// Create a session (a daemon-level request).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateRequest {
+    /// The session's name.
+    pub name: SessionName,
+    /// argv; empty for the user's shell on the server.
+    pub command: Vec<String>,
+    /// Working directory; `None` for the server's default.
+    pub cwd: Option<String>,
+    /// Extra environment.
+    pub env: Vec<(String, String)>,
+    /// Initial size.
+    pub size: WindowSize,
+    /// `TERM`; `None` for the server's default.
+    pub term: Option<String>,
+    /// `kill` needs `--force`.
+    pub protect: bool,
 }
 
 /// A terminal size in character cells.
@@ -244,6 +275,24 @@ pub enum Request {
     Wait,
     /// → [`Reply::Who`].
     Who,
+    /// Daemon-level: create a session. → [`Reply::Info`].
+    Create(CreateRequest),
+    /// Daemon-level: one session's record, including ended and lost ones.
+    /// → [`Reply::Info`] or [`ErrorCode::NoSuchSession`].
+    Lookup {
+        /// The session.
+        name: SessionName,
+    },
+    /// Daemon-level: forget an ended or lost session. → [`Reply::Done`].
+    Remove {
+        /// The session.
+        name: SessionName,
+    },
+    /// Daemon-level: an ended session's final screen. → [`Reply::FinalScreen`].
+    FinalScreen {
+        /// The session.
+        name: SessionName,
+    },
 }
 
 /// Answers to [`Request`].
@@ -274,6 +323,13 @@ pub enum Reply {
     Who {
         /// One entry per attachment.
         attachments: Vec<Presence>,
+    },
+    /// The request was carried out.
+    Done,
+    /// An ended session's final screen, if one was recorded.
+    FinalScreen {
+        /// The screen.
+        screen: Option<crate::store::FinalScreen>,
     },
 }
 

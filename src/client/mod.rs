@@ -12,7 +12,8 @@ use anyhow::{Context, Result};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 use tether_proto::{
-    HelloRequest, Identity, Message, PROTOCOL_VERSION, Reply, Request, Role, SessionName,
+    HelloRequest, Identity, Message, PROTOCOL_VERSION, Reply, Request, Role, RouteRequest,
+    SessionName,
 };
 
 /// How long to wait for a keeper's hello reply. A stopped (SIGSTOP) keeper
@@ -39,31 +40,50 @@ impl KeeperClient {
         let stream = UnixStream::connect(&socket).map_err(|e| {
             Failure::unavailable(format!("cannot reach the keeper of session {name}: {e}"))
         })?;
-        let (mut reader, mut writer) = split(stream)?;
+        Self::hello(stream, &format!("the keeper of session {name}"))
+    }
+
+    /// Exchanges hellos over a connected stream (to a keeper, or to a
+    /// daemon's `tether` subsystem).
+    ///
+    /// # Errors
+    ///
+    /// The peer does not answer, refuses, or speaks another protocol version.
+    pub fn hello(stream: UnixStream, peer: &str) -> Result<Self> {
+        let (reader, mut writer) = split(stream)?;
         reader.stream().set_read_timeout(Some(HELLO_TIMEOUT))?;
         writer.write_message(&Message::Hello(HelloRequest {
             protocol: PROTOCOL_VERSION,
             software: crate::SOFTWARE.into(),
         }))?;
-        match reader.read_message() {
-            Ok(Some(Message::HelloReply(_))) => {}
-            Ok(Some(Message::Error(e))) => return Err(Failure::from(e).into()),
-            Ok(Some(other)) => {
-                return Err(Failure::unavailable(format!(
-                    "the keeper of {name} answered hello with frame kind {}",
-                    other.kind()
-                ))
-                .into());
-            }
-            Ok(None) | Err(_) => {
-                return Err(Failure::unavailable(format!(
-                    "the keeper of session {name} did not answer"
-                ))
-                .into());
-            }
+        let mut client = KeeperClient { reader, writer };
+        client.expect_hello(peer)?;
+        client.reader.stream().set_read_timeout(None)?;
+        Ok(client)
+    }
+
+    fn expect_hello(&mut self, peer: &str) -> Result<()> {
+        match self.reader.read_message() {
+            Ok(Some(Message::HelloReply(_))) => Ok(()),
+            Ok(Some(Message::Error(e))) => Err(Failure::from(e).into()),
+            Ok(Some(other)) => Err(Failure::unavailable(format!(
+                "{peer} answered hello with frame kind {}",
+                other.kind()
+            ))
+            .into()),
+            Ok(None) | Err(_) => Err(Failure::unavailable(format!("{peer} did not answer")).into()),
         }
-        reader.stream().set_read_timeout(None)?;
-        Ok(KeeperClient { reader, writer })
+    }
+
+    /// Through a daemon: from now on, talk to `name`'s keeper.
+    ///
+    /// # Errors
+    ///
+    /// The daemon refuses (no such session, no right) or the keeper cannot
+    /// be reached.
+    pub fn route(&mut self, name: &SessionName) -> Result<()> {
+        self.writer.write_message(&Message::Route(RouteRequest { session: name.clone() }))?;
+        self.expect_hello(&format!("the keeper of session {name}"))
     }
 
     /// Sends a request and returns the first reply.

@@ -112,7 +112,7 @@ fn handshake(
     writer.write_message(&Message::HelloReply(HelloReply {
         protocol: PROTOCOL_VERSION,
         software: crate::SOFTWARE.into(),
-        session: keeper.name().clone(),
+        session: Some(keeper.name().clone()),
     }))?;
     match reader.read_message() {
         Ok(m) => Ok(m),
@@ -207,6 +207,12 @@ fn control(keeper: &Arc<Keeper>, req: Request, mut writer: FrameWriter) {
         Request::Tail { lines, follow: true } => {
             follow(keeper, lines.map(|n| n as usize), writer);
             return;
+        }
+        Request::Create(_)
+        | Request::Lookup { .. }
+        | Request::Remove { .. }
+        | Request::FinalScreen { .. } => {
+            Err(Failure::invalid("that request is for a daemon, not a session's keeper"))
         }
     };
     let msg = match reply {

@@ -109,6 +109,9 @@ pub fn launch(spec: &KeeperSpec) -> Result<(u32, u32)> {
         c.arg(KEEPER_SUBCOMMAND);
         c
     };
+    for var in crate::daemon::SERVICE_ENV {
+        command.env_remove(var);
+    }
     let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -1,0 +1,264 @@
+//! Where sessions are: on this host ([`Local`]: records, keeper sockets,
+//! launching keepers) or behind a daemon (the `--host` client, see
+//! `remote`). Commands are written once against [`Backend`].
+
+use crate::Failure;
+use crate::client::KeeperClient;
+use crate::config::Config;
+use crate::keeper::launch::{KeeperSpec, launch};
+use crate::paths::Paths;
+use crate::session::Registry;
+use anyhow::Result;
+use std::path::PathBuf;
+use tether_proto::store::FinalScreen;
+use tether_proto::{CreateRequest, SessionInfo, SessionName, WindowSize};
+
+/// The operations commands need from wherever sessions live.
+pub trait Backend: Send {
+    /// Every visible session.
+    ///
+    /// # Errors
+    ///
+    /// The sessions cannot be read or reached.
+    fn list(&self) -> Result<Vec<SessionInfo>>;
+    /// One session, if it exists and is visible.
+    ///
+    /// # Errors
+    ///
+    /// As [`Backend::list`].
+    fn lookup(&self, name: &SessionName) -> Result<Option<SessionInfo>>;
+    /// Starts a session; returns once its job runs.
+    ///
+    /// # Errors
+    ///
+    /// Name in use (exit 4), command cannot start (exit 2), and so on.
+    fn create(&self, req: &CreateRequest) -> Result<()>;
+    /// Forgets an ended or lost session.
+    ///
+    /// # Errors
+    ///
+    /// No such session (3), still running (4).
+    fn remove(&self, name: &SessionName) -> Result<()>;
+    /// An ended session's final screen.
+    ///
+    /// # Errors
+    ///
+    /// As [`Backend::list`].
+    fn final_screen(&self, name: &SessionName) -> Result<Option<FinalScreen>>;
+    /// A connection to a running session's keeper, after the hello.
+    ///
+    /// # Errors
+    ///
+    /// The keeper cannot be reached (6).
+    fn connect(&self, name: &SessionName) -> Result<KeeperClient>;
+}
+
+/// Which sessions a caller may see: all, or those matching one of the
+/// globs of an SSH key's `tether-sessions` option.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Visibility {
+    globs: Option<Vec<String>>,
+}
+
+impl Visibility {
+    /// Everything.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Only names matching one of `globs` (`*` and `?` wildcards).
+    pub fn only(globs: Vec<String>) -> Self {
+        Visibility { globs: Some(globs) }
+    }
+
+    /// Whether `name` is visible.
+    pub fn allows(&self, name: &SessionName) -> bool {
+        match &self.globs {
+            None => true,
+            Some(globs) => globs.iter().any(|g| glob_match(g.as_bytes(), name.as_str().as_bytes())),
+        }
+    }
+}
+
+/// `*` matches any run, `?` any one character; everything else itself.
+pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut backtrack: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                backtrack = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match backtrack {
+                Some((bp, bt)) => {
+                    p = bp + 1;
+                    t = bt + 1;
+                    backtrack = Some((bp, bt + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|c| *c == b'*')
+}
+
+/// Sessions on this host.
+pub struct Local {
+    paths: Paths,
+    config: Config,
+    registry: Registry,
+    /// Where a new session's job starts when the request does not say.
+    default_cwd: PathBuf,
+    visibility: Visibility,
+}
+
+impl Local {
+    /// This host's sessions, all visible, new jobs starting in `default_cwd`.
+    pub fn new(paths: Paths, config: Config, default_cwd: PathBuf) -> Self {
+        let registry = Registry::new(paths.clone());
+        Local { paths, config, registry, default_cwd, visibility: Visibility::all() }
+    }
+
+    /// Restricts what this backend shows and touches.
+    pub fn with_visibility(mut self, visibility: Visibility) -> Self {
+        self.visibility = visibility;
+        self
+    }
+
+    /// The paths in use.
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    fn visible(&self, name: &SessionName) -> Result<()> {
+        if self.visibility.allows(name) {
+            Ok(())
+        } else {
+            Err(Failure::no_such_session(name).into())
+        }
+    }
+
+    /// The keeper spec for `req`, with this host's defaults filled in.
+    fn spec(&self, req: &CreateRequest) -> Result<KeeperSpec> {
+        let command =
+            if req.command.is_empty() { vec![default_shell()] } else { req.command.clone() };
+        let cwd = match &req.cwd {
+            Some(dir) => std::path::absolute(dir)?,
+            None => self.default_cwd.clone(),
+        };
+        if !cwd.is_dir() {
+            return Err(Failure::invalid(format!("{} is not a directory", cwd.display())).into());
+        }
+        let term = req
+            .term
+            .clone()
+            .filter(|t| !t.is_empty() && !t.contains(|c: char| c.is_whitespace() || c.is_control()))
+            .unwrap_or_else(|| self.config.default_term.clone());
+        Ok(KeeperSpec {
+            name: req.name.clone(),
+            command,
+            cwd,
+            env: req.env.clone(),
+            size: req.size.sanitized(),
+            term,
+            protected: req.protect,
+            scrollback_cells: self.config.scrollback_cells,
+        })
+    }
+}
+
+impl Backend for Local {
+    fn list(&self) -> Result<Vec<SessionInfo>> {
+        let mut all = self.registry.list()?;
+        all.retain(|s| self.visibility.allows(&s.name));
+        Ok(all)
+    }
+
+    fn lookup(&self, name: &SessionName) -> Result<Option<SessionInfo>> {
+        if !self.visibility.allows(name) {
+            return Ok(None);
+        }
+        self.registry.get(name)
+    }
+
+    fn create(&self, req: &CreateRequest) -> Result<()> {
+        self.visible(name_of(req))?;
+        self.paths.prepare()?;
+        launch(&self.spec(req)?).map(|_| ())
+    }
+
+    fn remove(&self, name: &SessionName) -> Result<()> {
+        self.visible(name)?;
+        self.registry.remove(name)?;
+        let _ = crate::fsutil::remove_if_exists(&self.paths.log_file(name));
+        Ok(())
+    }
+
+    fn final_screen(&self, name: &SessionName) -> Result<Option<FinalScreen>> {
+        self.visible(name)?;
+        self.registry.final_screen(name)
+    }
+
+    fn connect(&self, name: &SessionName) -> Result<KeeperClient> {
+        self.visible(name)?;
+        KeeperClient::connect(&self.paths, name)
+    }
+}
+
+fn name_of(req: &CreateRequest) -> &SessionName {
+    &req.name
+}
+
+/// `$SHELL`, else `/bin/sh`.
+pub fn default_shell() -> String {
+    std::env::var("SHELL").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "/bin/sh".into())
+}
+
+/// A create request with everything defaulted but the name and command.
+pub fn create_request(name: &SessionName, command: Vec<String>, size: WindowSize) -> CreateRequest {
+    CreateRequest {
+        name: name.clone(),
+        command,
+        cwd: None,
+        env: Vec::new(),
+        size,
+        term: std::env::var("TERM").ok().filter(|t| !t.is_empty()),
+        protect: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        let cases = [
+            ("*", "anything", true),
+            ("build-*", "build-42", true),
+            ("build-*", "deploy", false),
+            ("a?c", "abc", true),
+            ("a?c", "ac", false),
+            ("*-prod", "db-prod", true),
+            ("*x*y", "axbxy", true),
+            ("exact", "exact", true),
+            ("exact", "exactly", false),
+        ];
+        for (p, t, want) in cases {
+            assert_eq!(glob_match(p.as_bytes(), t.as_bytes()), want, "{p} {t}");
+        }
+    }
+
+    #[test]
+    fn visibility() {
+        let n = |s| SessionName::new(s).unwrap();
+        let v = Visibility::only(vec!["mentee-*".into(), "shared".into()]);
+        assert!(v.allows(&n("mentee-1")) && v.allows(&n("shared")) && !v.allows(&n("prod")));
+        assert!(Visibility::all().allows(&n("prod")));
+    }
+}

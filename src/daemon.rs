@@ -1,0 +1,354 @@
+//! `tether daemon`: the process that listens for SSH.
+//!
+//! Startup: one daemon per state (a `flock`ed pid file), the host key
+//! (created on first start), the listener, then `listening on ADDR:PORT` on
+//! stdout. Without `--foreground` the command starts itself again detached
+//! (new session id, stdio on `/dev/null` and the daemon log) and returns
+//! once the child listens.
+//!
+//! The daemon never ends a session: SIGTERM stops it gracefully, SIGKILL
+//! just stops it, and in both cases every keeper keeps running; the next
+//! daemon serves them, whatever its version. SIGHUP re-reads config.toml
+//! (a broken file is refused and the old settings kept); authorized_keys is
+//! read at every authentication anyway.
+
+use crate::Failure;
+use crate::audit::{AuditLog, Entry, Event};
+use crate::config::Config;
+use crate::paths::Paths;
+use crate::sshd::Shared;
+use crate::sshd::handler::Connection;
+use anyhow::{Context, Result};
+use russh::keys::PrivateKey;
+use russh::{MethodKind, MethodSet, SshId};
+use rustix::fs::FlockOperation;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tether_proto::ErrorCode;
+
+/// Set in the environment of a daemon started by `tether daemon` without
+/// `--foreground`.
+const DAEMONIZED_ENV: &str = "TETHER_DAEMONIZED";
+
+/// How long `tether daemon` waits for its detached child to listen.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Environment variables of a service manager that must not leak into
+/// keepers (and from there into jobs).
+pub const SERVICE_ENV: &[&str] = &[
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "INVOCATION_ID",
+    "JOURNAL_STREAM",
+    DAEMONIZED_ENV,
+];
+
+/// Runs `tether daemon`.
+///
+/// # Errors
+///
+/// A bad address (exit 2), another daemon running (exit 4), or a failure
+/// to start.
+pub fn run(paths: Paths, config: Config, listen: Option<String>, foreground: bool) -> Result<i32> {
+    let listen = listen.unwrap_or_else(|| config.listen.clone());
+    let addr: SocketAddr = listen
+        .parse()
+        .map_err(|_| Failure::invalid(format!("--listen {listen:?} is not an ADDRESS:PORT")))?;
+    if !foreground {
+        return daemonize(&paths, addr);
+    }
+    let daemonized = std::env::var_os(DAEMONIZED_ENV).is_some();
+    if daemonized {
+        let _ = rustix::process::setsid();
+    }
+    init_log();
+    match serve(paths, config, addr, daemonized) {
+        Ok(()) => Ok(0),
+        Err(e) => {
+            if daemonized {
+                // The parent relays this line to the user.
+                println!("error {}: {}", crate::error::exit_code(&e), crate::error::message(&e));
+            }
+            Err(e)
+        }
+    }
+}
+
+fn init_log() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("TETHER_LOG"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .try_init();
+}
+
+/// Starts `tether daemon --foreground` detached and relays its first line.
+fn daemonize(paths: &Paths, addr: SocketAddr) -> Result<i32> {
+    paths.prepare()?;
+    let log_path = paths.state_dir.join("daemon.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let exe = std::env::current_exe().context("finding the tether executable")?;
+    let mut child = Command::new(exe)
+        .args(["daemon", "--foreground", "--listen", &addr.to_string()])
+        .env(DAEMONIZED_ENV, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .context("starting the daemon")?;
+    let stdout = child.stdout.take().context("daemon stdout")?;
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(START_TIMEOUT).unwrap_or_default();
+    let line = line.trim_end();
+    if line.starts_with("listening on ") {
+        println!("{line}");
+        return Ok(0);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Some(rest) = line.strip_prefix("error ") {
+        let (code, msg) = rest.split_once(": ").unwrap_or(("1", rest));
+        eprintln!("tether: {msg}");
+        return Ok(code.parse().unwrap_or(1));
+    }
+    Err(anyhow::anyhow!("the daemon did not start; see {}", log_path.display()))
+}
+
+/// The daemon's pid file, locked for its whole life.
+struct PidFile {
+    path: PathBuf,
+    _file: File,
+}
+
+impl PidFile {
+    fn acquire(path: &Path) -> Result<PidFile> {
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        if let Err(e) = rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            if e == rustix::io::Errno::WOULDBLOCK {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                return Err(Failure::conflict(format!(
+                    "a tether daemon is already running (pid {}); stop it first",
+                    pid.trim()
+                ))
+                .into());
+            }
+            return Err(e).context("locking the pid file");
+        }
+        file.set_len(0)?;
+        writeln!(file, "{}", std::process::id())?;
+        Ok(PidFile { path: path.to_owned(), _file: file })
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn serve(paths: Paths, config: Config, addr: SocketAddr, daemonized: bool) -> Result<()> {
+    paths.prepare()?;
+    crate::fsutil::ensure_private_dir(&paths.data_dir)?;
+    let pid_file = PidFile::acquire(&paths.daemon_pid_file())?;
+    let key_path = paths.data_dir.join("host_ed25519_key");
+    let host_key = crate::keys::load_or_create(&key_path)?;
+    tracing::info!(
+        "host key {} ({})",
+        crate::keys::fingerprint(host_key.public_key()),
+        key_path.display()
+    );
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from);
+    let shared = Arc::new(Shared {
+        audit: AuditLog::new(paths.state_dir.join("audit.jsonl")),
+        paths,
+        config: RwLock::new(config),
+        home,
+    });
+    spawn_reaper();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let result = runtime.block_on(accept_loop(shared, host_key, addr, daemonized));
+    drop(pid_file);
+    // Connections still open are dropped with the runtime: their clients
+    // see the connection close; their sessions are untouched.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+/// Keepers started by the daemon are its children until they exit; reap
+/// them so none lingers as a zombie.
+fn spawn_reaper() {
+    let _ = std::thread::Builder::new().name("reaper".into()).spawn(|| {
+        loop {
+            match rustix::process::wait(rustix::process::WaitOptions::empty()) {
+                Ok(_) => {}
+                // No children right now.
+                Err(_) => std::thread::sleep(Duration::from_secs(1)),
+            }
+        }
+    });
+}
+
+fn ssh_config(host_key: PrivateKey, config: &Config) -> russh::server::Config {
+    russh::server::Config {
+        server_id: SshId::Standard(format!("SSH-2.0-tether_{}", env!("CARGO_PKG_VERSION")).into()),
+        methods: MethodSet::from(&[MethodKind::PublicKey][..]),
+        // OpenSSH probes with "none" first; answering it at once saves a
+        // second per connection. Real refusals still take constant time.
+        auth_rejection_time: Duration::from_millis(500),
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        keys: vec![host_key],
+        max_auth_attempts: config.max_auth_attempts,
+        // Attached clients may be idle for days; keepalives find dead peers.
+        inactivity_timeout: None,
+        keepalive_interval: Some(Duration::from_secs(30)),
+        keepalive_max: 4,
+        nodelay: true,
+        ..Default::default()
+    }
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    host_key: PrivateKey,
+    addr: SocketAddr,
+    daemonized: bool,
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Failure::new(ErrorCode::Conflict, format!("cannot listen on {addr}: {e}")))?;
+    let local = listener.local_addr()?;
+    let ssh = Arc::new(ssh_config(host_key, &shared.config()));
+    println!("listening on {local}");
+    let _ = std::io::stdout().flush();
+    if daemonized {
+        detach_stdout();
+    }
+    tracing::info!("listening on {local}");
+    let active = Arc::new(AtomicUsize::new(0));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((socket, peer)) => admit(&shared, &ssh, &active, socket, peer),
+                Err(e) => {
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => reload(&shared),
+        }
+    }
+    tracing::info!("stopping; sessions keep running");
+    Ok(())
+}
+
+fn detach_stdout() {
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        let _ = rustix::stdio::dup2_stdout(&null);
+    }
+}
+
+fn reload(shared: &Shared) {
+    match Config::load(&shared.paths.config_file()) {
+        Ok(config) => {
+            if let Ok(mut c) = shared.config.write() {
+                *c = config;
+            }
+            tracing::info!("configuration reloaded");
+        }
+        Err(e) => tracing::error!("keeping the old configuration: {}", crate::error::message(&e)),
+    }
+}
+
+/// Serves one TCP connection, unless too many are open.
+fn admit(
+    shared: &Arc<Shared>,
+    ssh: &Arc<russh::server::Config>,
+    active: &Arc<AtomicUsize>,
+    socket: tokio::net::TcpStream,
+    peer: SocketAddr,
+) {
+    let max = shared.config().max_connections;
+    if active.load(Ordering::SeqCst) >= max {
+        tracing::warn!(%peer, "refusing a connection: {max} already open");
+        return;
+    }
+    active.fetch_add(1, Ordering::SeqCst);
+    shared
+        .audit
+        .record(&Entry { address: Some(peer.to_string()), ..Entry::new(Event::Connection) });
+    let (shared, ssh, active) = (shared.clone(), ssh.clone(), active.clone());
+    tokio::spawn(async move {
+        let _ = socket.set_nodelay(true);
+        let authenticated = Arc::new(AtomicBool::new(false));
+        let timeout = Duration::from_secs(shared.config().auth_timeout_secs);
+        let handler = Connection::new(shared, Some(peer), authenticated.clone());
+        // A peer that connects and says nothing must not hold a slot.
+        let started =
+            tokio::time::timeout(timeout, russh::server::run_stream(ssh, socket, handler));
+        match started.await.unwrap_or_else(|_| Err(anyhow::anyhow!("no SSH handshake in time"))) {
+            Ok(session) => {
+                let handle = session.handle();
+                let watchdog = tokio::spawn(async move {
+                    tokio::time::sleep(timeout).await;
+                    if !authenticated.load(Ordering::SeqCst) {
+                        tracing::warn!(%peer, "authentication timed out");
+                        let _ = handle
+                            .disconnect(
+                                russh::Disconnect::ByApplication,
+                                "authentication timed out".into(),
+                                String::new(),
+                            )
+                            .await;
+                    }
+                });
+                if let Err(e) = session.await {
+                    tracing::debug!(%peer, "connection ended: {e:#}");
+                }
+                watchdog.abort();
+            }
+            Err(e) => tracing::debug!(%peer, "handshake failed: {e:#}"),
+        }
+        active.fetch_sub(1, Ordering::SeqCst);
+    });
+}
