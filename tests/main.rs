@@ -10,3 +10,4 @@ mod attach;
 mod lifecycle;
 mod protocol;
 mod screen;
+mod ssh;

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod ssh;
+
 use portable_pty::{Child, CommandBuilder, MasterPty, PtySize, native_pty_system};
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -172,7 +174,19 @@ impl TestEnv {
     /// Starts `tether ARGS` in a new PTY of `cols`x`rows`, the way a user's
     /// terminal would.
     pub fn terminal(&self, args: &[&str], cols: u16, rows: u16) -> Terminal {
-        Terminal::spawn(self, args, cols, rows)
+        let mut argv = vec![bin()];
+        argv.extend_from_slice(args);
+        Terminal::spawn(self, &argv, cols, rows)
+    }
+
+    /// Starts any program in a new PTY with this environment.
+    pub fn terminal_program(&self, argv: &[&str], cols: u16, rows: u16) -> Terminal {
+        Terminal::spawn(self, argv, cols, rows)
+    }
+
+    /// `$HOME` of this environment.
+    pub fn home(&self) -> PathBuf {
+        self.root().join("home")
     }
 }
 
@@ -186,6 +200,11 @@ impl Drop for TestEnv {
     /// Kills every keeper and job this test started (their pids are in the
     /// session records).
     fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.runtime_dir().join("daemon.pid"))
+            && let Ok(pid) = pid.trim().parse()
+        {
+            kill9(pid);
+        }
         let Ok(entries) = std::fs::read_dir(self.state_dir().join("sessions")) else { return };
         for entry in entries.flatten() {
             let Ok(text) = std::fs::read_to_string(entry.path()) else { continue };
@@ -246,12 +265,12 @@ pub struct Terminal {
 }
 
 impl Terminal {
-    fn spawn(env: &TestEnv, args: &[&str], cols: u16, rows: u16) -> Terminal {
+    fn spawn(env: &TestEnv, argv: &[&str], cols: u16, rows: u16) -> Terminal {
         let pair = native_pty_system()
             .openpty(PtySize { rows, cols, pixel_width: 0, pixel_height: 0 })
             .unwrap();
-        let mut cmd = CommandBuilder::new(bin());
-        cmd.args(args);
+        let mut cmd = CommandBuilder::new(argv[0]);
+        cmd.args(&argv[1..]);
         cmd.env_clear();
         for (k, v) in env.envs() {
             cmd.env(k, v);

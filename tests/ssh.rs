@@ -1,0 +1,352 @@
+//! The daemon with the real OpenSSH client: commands, attach, auth, roles,
+//! audit, and a daemon that can die without taking a session with it.
+
+use crate::support::ssh::{Daemon, Key, Ssh, authorize, known_hosts_line};
+use crate::support::*;
+use rustix::process::Signal;
+
+/// A daemon with one owner key, and a client for it.
+fn setup() -> (TestEnv, Daemon, Key, Ssh) {
+    let env = TestEnv::new();
+    let key = Key::new(&env.root().join("keys"), "alice", "alice@laptop");
+    authorize(&env, &[key.public()]);
+    let daemon = Daemon::start(&env, "127.0.0.1:0");
+    let ssh = Ssh::new(&env, &daemon, &key);
+    (env, daemon, key, ssh)
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn commands_over_ssh_have_the_same_output_and_exit_codes() {
+    let (env, _daemon, _key, ssh) = setup();
+    assert_eq!(ssh.ok(&env, &["ls", "--json"]).trim(), "[]");
+    // Quotes survive: OpenSSH joins the words, the daemon splits them again.
+    ssh.ok(&env, &["new", "-d", "q", "--", "sh", "-c", "'echo hi there; exit 3'"]);
+    assert_eq!(ssh.run(&env, &["wait", "q"]).status.code(), Some(3));
+    assert!(ssh.ok(&env, &["tail", "q"]).contains("hi there"));
+    let listed: serde_json::Value = serde_json::from_str(&ssh.ok(&env, &["ls", "--json"])).unwrap();
+    assert_eq!(listed[0]["exit_code"], 3);
+    assert_eq!(
+        listed,
+        serde_json::from_str::<serde_json::Value>(&env.ok(&["ls", "--json"])).unwrap()
+    );
+    let cases: &[(&[&str], i32)] = &[
+        (&["kill", "nosuch"], 3),
+        (&["new", "-d", "../x", "--", "true"], 2),
+        (&["frobnicate"], 2),
+        (&["wait", "nosuch"], 125),
+        (&["new", "-d", "q", "--", "true"], 4),
+        (&["attach", "q"], 2),
+    ];
+    for (command, code) in cases {
+        let out = ssh.run(&env, command);
+        assert_eq!(out.status.code(), Some(*code), "{command:?}: {}", text(&out));
+    }
+    let out = ssh.run(&env, &["attach", "q"]);
+    assert!(text(&out).contains("ssh -t"), "{}", text(&out));
+    ssh.ok(&env, &["rm", "q"]);
+    assert_eq!(ssh.ok(&env, &["ls", "--json"]).trim(), "[]");
+}
+
+#[test]
+fn attach_over_ssh_shows_the_screen_types_and_resizes() {
+    let (env, _daemon, _key, ssh) = setup();
+    ssh.ok(&env, &["new", "-d", "work", "--", "sh"]);
+    let argv = ssh.argv(&["-tt"], &["attach", "work"]);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let mut term = env.terminal_program(&argv, 100, 30);
+    term.wait_text("$");
+    term.send(b"echo hello $((6*7)); stty size\r");
+    term.wait_text("hello 42");
+    term.wait_text("30 100");
+    term.resize(120, 40);
+    wait_until("the session to follow", || env.session("work")["cols"] == 120);
+    term.send(b"clear; stty size\r");
+    term.wait_text("40 120");
+    assert_eq!(term.detach(), 0);
+    assert_eq!(env.session("work")["state"], "running");
+    // The audit log names the key that attached.
+    let audit = std::fs::read_to_string(env.state_dir().join("audit.jsonl")).unwrap();
+    let attach = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["event"] == "attach")
+        .expect("an attach entry");
+    assert_eq!(attach["session"], "work");
+    assert_eq!(attach["comment"], "alice@laptop");
+    assert!(attach["fingerprint"].as_str().unwrap().starts_with("SHA256:"));
+    assert!(attach["address"].as_str().unwrap().starts_with("127.0.0.1:"));
+}
+
+#[test]
+fn unknown_keys_and_passwords_are_refused() {
+    let (env, daemon, _key, ssh) = setup();
+    let stranger = Key::new(&env.root().join("keys"), "mallory", "mallory");
+    let other = Ssh::new(&env, &daemon, &stranger);
+    let out = other.run(&env, &["ls"]);
+    assert_eq!(out.status.code(), Some(255), "{}", text(&out));
+    assert!(text(&out).contains("Permission denied"), "{}", text(&out));
+    let out = ssh.run_with(
+        &env,
+        &[
+            "-o",
+            "PubkeyAuthentication=no",
+            "-o",
+            "PreferredAuthentications=password,keyboard-interactive",
+        ],
+        &["ls"],
+    );
+    assert_eq!(out.status.code(), Some(255));
+    let audit = std::fs::read_to_string(env.state_dir().join("audit.jsonl")).unwrap();
+    assert!(audit.contains(&stranger.fingerprint()), "the refusal names the key");
+    assert!(audit.contains("\"auth_failure\""));
+}
+
+#[test]
+fn killing_the_ssh_client_leaves_the_job_running() {
+    let (env, _daemon, _key, ssh) = setup();
+    let argv = ssh.argv(
+        &["-tt"],
+        &[
+            "attach",
+            "tick",
+            "--",
+            "sh",
+            "-c",
+            "'i=0; while :; do i=$((i+1)); echo t$i; sleep 0.05; done'",
+        ],
+    );
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let mut term = env.terminal_program(&argv, 80, 24);
+    term.wait_text("t3");
+    kill9(term.pid());
+    term.wait_exit();
+    let count = || {
+        env.tail("tick")
+            .lines()
+            .filter_map(|l| l.strip_prefix('t')?.parse::<u64>().ok())
+            .max()
+            .unwrap()
+    };
+    let before = count();
+    wait_until("the job to keep counting", || count() > before + 5);
+    wait_until("the attachment to be gone", || env.session("tick")["clients"] == 0);
+}
+
+#[test]
+fn the_daemon_is_disposable() {
+    let (env, mut daemon, key, ssh) = setup();
+    ssh.ok(
+        &env,
+        &[
+            "new",
+            "-d",
+            "long",
+            "--",
+            "sh",
+            "-c",
+            "'i=0; while :; do i=$((i+1)); echo n$i; sleep 0.05; done'",
+        ],
+    );
+    let argv = ssh.argv(&["-tt"], &["attach", "long"]);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let mut term = env.terminal_program(&argv, 80, 24);
+    term.wait_text("n3");
+    let pid = env.session("long")["pid"].as_u64().unwrap() as u32;
+    let port = daemon.port;
+    daemon.kill9();
+    // The client reports the lost connection; the job does not notice.
+    term.wait_exit();
+    assert!(alive(pid));
+    let count = || {
+        env.tail("long")
+            .lines()
+            .filter_map(|l| l.strip_prefix('n')?.parse::<u64>().ok())
+            .max()
+            .unwrap()
+    };
+    let before = count();
+    wait_until("the job to keep running without a daemon", || count() > before + 5);
+    // A new daemon finds the session; attaching works.
+    let _again = Daemon::start(&env, &format!("127.0.0.1:{port}"));
+    let ssh = Ssh::new(&env, &_again, &key);
+    assert!(ssh.ok(&env, &["ls"]).contains("long"));
+    let argv = ssh.argv(&["-tt"], &["attach", "long"]);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let term = env.terminal_program(&argv, 80, 24);
+    term.wait_text(&format!("n{}", count() + 2));
+    assert_eq!(env.session("long")["pid"].as_u64().unwrap() as u32, pid);
+}
+
+#[test]
+fn sigterm_stops_the_daemon_and_touches_no_session() {
+    let (env, mut daemon, _key, ssh) = setup();
+    ssh.ok(&env, &["new", "-d", "keep", "--", "sleep", "60"]);
+    let pid = env.session("keep")["pid"].as_u64().unwrap() as u32;
+    signal(daemon.pid(), Signal::TERM);
+    assert!(daemon.wait().success());
+    assert!(alive(pid));
+    assert_eq!(env.session("keep")["state"], "running");
+    assert!(!env.runtime_dir().join("daemon.pid").exists());
+}
+
+#[test]
+fn a_second_daemon_on_the_same_dirs_refuses() {
+    let (env, _daemon, _key, _ssh) = setup();
+    let out = env.run(&["daemon", "--foreground", "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(text(&out).contains("already running"), "{}", text(&out));
+}
+
+#[test]
+fn the_daemon_detaches_without_foreground() {
+    let env = TestEnv::new();
+    let out = env.run(&["daemon", "--listen", "127.0.0.1:0"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("listening on 127.0.0.1:"));
+    let pid: u32 = std::fs::read_to_string(env.runtime_dir().join("daemon.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(alive(pid));
+    let key = std::fs::metadata(env.root().join("data/tether/host_ed25519_key")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(key.permissions().mode() & 0o777, 0o600);
+    signal(pid, Signal::TERM);
+    wait_until("the daemon to stop", || !alive(pid));
+}
+
+#[test]
+fn tether_host_works_like_the_local_cli_and_checks_host_keys() {
+    let (env, daemon, key, _ssh) = setup();
+    // The remote CLI uses the user's ~/.ssh like ssh does.
+    let ssh_dir = env.home().join(".ssh");
+    std::fs::create_dir_all(&ssh_dir).unwrap();
+    std::fs::copy(&key.path, ssh_dir.join("id_ed25519")).unwrap();
+    let host = format!("127.0.0.1:{}", daemon.port);
+    let out = env.run(&["--host", &host, "ls"]);
+    assert_eq!(out.status.code(), Some(6), "an unknown host is refused: {}", text(&out));
+    assert!(
+        text(&out).contains("SHA256:") && text(&out).contains("--trust-new-host"),
+        "{}",
+        text(&out)
+    );
+
+    std::fs::write(ssh_dir.join("known_hosts"), known_hosts_line(&env, daemon.port)).unwrap();
+    env.ok(&[
+        "--host",
+        &host,
+        "new",
+        "-d",
+        "remote",
+        "--",
+        "sh",
+        "-c",
+        "echo from afar; read x; exit 4",
+    ]);
+    let listed: serde_json::Value =
+        serde_json::from_str(&env.ok(&["--host", &host, "ls", "--json"])).unwrap();
+    assert_eq!(listed[0]["name"], "remote");
+    env.wait_text("remote", "from afar");
+    assert!(env.ok(&["--host", &host, "tail", "remote"]).contains("from afar"));
+    let mut term = env.terminal(&["--host", &host, "attach", "remote"], 80, 24);
+    term.wait_attached();
+    term.wait_text("from afar");
+    term.send(b"bye\r");
+    assert_eq!(term.wait_exit(), 4);
+    assert_eq!(env.run(&["--host", &host, "wait", "remote"]).status.code(), Some(4));
+    assert_eq!(env.run(&["--host", &host, "kill", "nosuch"]).status.code(), Some(3));
+
+    // A changed host key is a hard error naming both fingerprints.
+    let impostor = Key::new(&env.root().join("keys"), "impostor", "x");
+    let fake = impostor.public();
+    let fake = fake.rsplit_once(' ').map_or(fake.as_str(), |(k, _)| k);
+    std::fs::write(ssh_dir.join("known_hosts"), format!("[127.0.0.1]:{} {fake}\n", daemon.port))
+        .unwrap();
+    let out = env.run(&["--host", &host, "ls"]);
+    assert_eq!(out.status.code(), Some(6));
+    assert!(
+        text(&out).contains("CHANGED") && text(&out).contains(&impostor.fingerprint()),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn roles_and_session_globs_are_enforced() {
+    let env = TestEnv::new();
+    let owner = Key::new(&env.root().join("keys"), "owner", "owner");
+    let mentor = Key::new(&env.root().join("keys"), "mentor", "mentor@example");
+    let op = Key::new(&env.root().join("keys"), "op", "operator");
+    authorize(
+        &env,
+        &[
+            owner.public(),
+            format!("tether-role=\"watcher\" {}", mentor.public()),
+            format!("tether-role=\"operator\",tether-sessions=\"team-*\" {}", op.public()),
+        ],
+    );
+    let daemon = Daemon::start(&env, "127.0.0.1:0");
+    let (owner_ssh, mentor_ssh, op_ssh) = (
+        Ssh::new(&env, &daemon, &owner),
+        Ssh::new(&env, &daemon, &mentor),
+        Ssh::new(&env, &daemon, &op),
+    );
+    owner_ssh.ok(&env, &["new", "-d", "team-a", "--", "sleep", "60"]);
+    owner_ssh.ok(&env, &["new", "-d", "secret", "--", "sleep", "60"]);
+    // A watcher sees everything but may not change anything.
+    assert!(mentor_ssh.ok(&env, &["ls"]).contains("secret"));
+    for command in [&["kill", "team-a"][..], &["new", "-d", "x", "--", "true"], &["tail", "team-a"]]
+    {
+        let out = mentor_ssh.run(&env, command);
+        assert_eq!(out.status.code(), Some(5), "{command:?}");
+        assert!(text(&out).contains("watcher role"), "{}", text(&out));
+    }
+    let out = mentor_ssh.run_with(&env, &["-tt"], &["attach", "team-a"]);
+    assert_eq!(out.status.code(), Some(5));
+    // An operator limited to team-* does not even see the others.
+    let listed = op_ssh.ok(&env, &["ls"]);
+    assert!(listed.contains("team-a") && !listed.contains("secret"), "{listed}");
+    assert_eq!(op_ssh.run(&env, &["tail", "secret"]).status.code(), Some(3));
+    assert_eq!(op_ssh.run(&env, &["kill", "team-a"]).status.code(), Some(5));
+    op_ssh.ok(&env, &["tail", "team-a"]);
+    assert_eq!(op_ssh.run(&env, &["new", "-d", "other", "--", "true"]).status.code(), Some(3));
+}
+
+#[test]
+fn a_client_that_stops_reading_never_grows_the_daemon() {
+    let (env, daemon, _key, ssh) = setup();
+    let go = env.root().join("go");
+    let script = format!(
+        "'while [ ! -e {} ]; do sleep 0.05; done; i=0; while [ $i -lt 60 ]; do seq 1 20000; i=$((i+1)); done; echo flood-done; sleep 60'",
+        go.display()
+    );
+    ssh.ok(&env, &["new", "-d", "flood", "--", "sh", "-c", &script]);
+    let argv = ssh.argv(&["-tt"], &["attach", "flood"]);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let term = env.terminal_program(&argv, 80, 24);
+    wait_until("the attachment", || env.session("flood")["clients"] == 1);
+    signal(term.pid(), Signal::STOP);
+    let before = rss_kb(daemon.pid());
+    std::fs::write(&go, "").unwrap();
+    env.wait_text("flood", "flood-done");
+    // 6.6 MB went to a client that reads nothing: with flow control the
+    // daemon holds at most a window's worth, not the whole stream.
+    let growth = rss_kb(daemon.pid()).saturating_sub(before);
+    assert!(growth < 4 * 1024, "daemon RSS grew by {growth} kB for a stalled client");
+    signal(term.pid(), Signal::CONT);
+    term.wait_text("flood-done");
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
