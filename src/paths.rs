@@ -89,6 +89,11 @@ impl Paths {
         self.sessions_dir().join(format!("{name}.lock"))
     }
 
+    /// Where keepers spill output their screen model has not caught up with.
+    pub fn spill_dir(&self) -> PathBuf {
+        self.state_dir.join("spill")
+    }
+
     /// A keeper's log file.
     pub fn log_file(&self, name: &SessionName) -> PathBuf {
         self.logs_dir().join(format!("{name}.log"))

@@ -9,6 +9,7 @@
 //! its stdio at `/dev/null` and its log file. From then on the caller may
 //! exit or be killed: nothing ties the keeper to it.
 
+use super::backlog::Backlog;
 use super::pty::{Job, JobIo, JobSpec};
 use super::screen::Screen;
 use super::{Keeper, Meta, conn};
@@ -291,10 +292,16 @@ fn run(running: Running) -> i32 {
     let Running { keeper, listener, io, input, socket, _lock } = running;
     let JobIo { reader, writer, mut child } = io;
     let (done_tx, done_rx) = sync_channel::<()>(1);
+    let (parsed_tx, parsed_rx) = sync_channel::<()>(1);
+    let backlog = Arc::new(Backlog::new(&keeper.paths.spill_dir()));
     let threads = [
         spawn_named("pty-reader", {
-            let keeper = keeper.clone();
-            move || pump_output(&keeper, reader, &done_tx)
+            let backlog = backlog.clone();
+            move || read_pty(reader, &backlog, &done_tx)
+        }),
+        spawn_named("parser", {
+            let (keeper, backlog) = (keeper.clone(), backlog.clone());
+            move || parse_output(&keeper, &backlog, &parsed_tx)
         }),
         spawn_named("pty-writer", move || pump_input(writer, &input)),
         spawn_named("accept", {
@@ -318,6 +325,10 @@ fn run(running: Running) -> i32 {
         }
     };
     let _ = done_rx.recv_timeout(DRAIN_TIMEOUT);
+    // Everything the job printed is read; let the screen catch up with it
+    // before recording the final screen (however long a flood takes).
+    backlog.close();
+    let _ = parsed_rx.recv();
     keeper.finish(status, FLUSH_TIMEOUT);
     let _ = crate::fsutil::remove_if_exists(&socket);
     tracing::info!("keeper exits");
@@ -329,12 +340,8 @@ fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> Option<()> {
 }
 
 /// The PTY reader: runs for the job's whole life, so a job never blocks on
-/// output, attached or not.
-fn pump_output(
-    keeper: &Keeper,
-    mut reader: Box<dyn Read + Send>,
-    done: &std::sync::mpsc::SyncSender<()>,
-) {
+/// output, attached or not, and never waits for the screen model.
+fn read_pty(mut reader: Box<dyn Read + Send>, backlog: &Backlog, done: &std::sync::mpsc::SyncSender<()>) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match reader.read(&mut buf) {
@@ -344,10 +351,18 @@ fn pump_output(
             // EIO: every slave fd is closed (the job and its children are gone).
             Err(_) => break,
         };
-        let replies = keeper.on_output(&buf[..n]);
+        backlog.push(Bytes::copy_from_slice(&buf[..n]));
+    }
+    let _ = done.try_send(());
+}
+
+/// The parser: feeds the screen model and fans out, at its own pace.
+fn parse_output(keeper: &Keeper, backlog: &Backlog, done: &std::sync::mpsc::SyncSender<()>) {
+    while let Some(chunk) = backlog.pop() {
+        let replies = keeper.on_output(&chunk);
         if !replies.is_empty() {
-            // Never block the reader: if the input queue is full the job is
-            // not reading anyway, and a lost answer is a timeout for it.
+            // Never block here: if the input queue is full the job is not
+            // reading anyway, and a lost answer is a timeout for it.
             let _ = keeper.input.try_send(Bytes::from(replies));
         }
     }

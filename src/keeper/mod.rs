@@ -15,6 +15,7 @@
 //! Started by [`launch`] fully detached (own session id, stdio on
 //! `/dev/null` and a log file), it depends on no other tether process.
 
+pub mod backlog;
 pub mod conn;
 pub mod fanout;
 pub mod launch;
