@@ -4,7 +4,7 @@
 
 use crate::Failure;
 use crate::client::KeeperClient;
-use crate::config::Config;
+use crate::config::{Config, RecordingPolicy};
 use crate::keeper::launch::{KeeperSpec, launch};
 use crate::paths::Paths;
 use crate::session::Registry;
@@ -51,6 +51,15 @@ pub trait Backend: Send {
     ///
     /// The keeper cannot be reached (6).
     fn connect(&self, name: &SessionName) -> Result<KeeperClient>;
+    /// This host's paths, when sessions are local (recordings are read
+    /// directly then).
+    fn local_paths(&self) -> Option<&Paths> {
+        None
+    }
+    /// Whether a session of this name may be seen (recordings included).
+    fn visible(&self, _name: &str) -> bool {
+        true
+    }
 }
 
 /// Which sessions a caller may see: all, or those matching one of the
@@ -135,7 +144,7 @@ impl Local {
         &self.paths
     }
 
-    fn visible(&self, name: &SessionName) -> Result<()> {
+    fn check_visible(&self, name: &SessionName) -> Result<()> {
         if self.visibility.allows(name) {
             Ok(())
         } else {
@@ -159,6 +168,17 @@ impl Local {
             .clone()
             .filter(|t| !t.is_empty() && !t.contains(|c: char| c.is_whitespace() || c.is_control()))
             .unwrap_or_else(|| self.config.default_term.clone());
+        let record = match (self.config.recording, req.no_record) {
+            (RecordingPolicy::Required, true) => {
+                return Err(Failure::new(
+                    tether_proto::ErrorCode::Refused,
+                    "this host requires recording (recording = \"required\" in config.toml); --no-record is refused",
+                )
+                .into());
+            }
+            (RecordingPolicy::Off, _) | (_, true) => false,
+            _ => true,
+        };
         Ok(KeeperSpec {
             name: req.name.clone(),
             command,
@@ -168,6 +188,9 @@ impl Local {
             term,
             protected: req.protect,
             scrollback_cells: self.config.scrollback_cells,
+            record,
+            record_input: req.record_input || self.config.record_input,
+            segment_bytes: self.config.segment_bytes,
         })
     }
 }
@@ -187,26 +210,34 @@ impl Backend for Local {
     }
 
     fn create(&self, req: &CreateRequest) -> Result<()> {
-        self.visible(name_of(req))?;
+        self.check_visible(name_of(req))?;
         self.paths.prepare()?;
         launch(&self.spec(req)?).map(|_| ())
     }
 
     fn remove(&self, name: &SessionName) -> Result<()> {
-        self.visible(name)?;
+        self.check_visible(name)?;
         self.registry.remove(name)?;
         let _ = crate::fsutil::remove_if_exists(&self.paths.log_file(name));
         Ok(())
     }
 
     fn final_screen(&self, name: &SessionName) -> Result<Option<FinalScreen>> {
-        self.visible(name)?;
+        self.check_visible(name)?;
         self.registry.final_screen(name)
     }
 
     fn connect(&self, name: &SessionName) -> Result<KeeperClient> {
-        self.visible(name)?;
+        self.check_visible(name)?;
         KeeperClient::connect(&self.paths, name)
+    }
+
+    fn local_paths(&self) -> Option<&Paths> {
+        Some(&self.paths)
+    }
+
+    fn visible(&self, name: &str) -> bool {
+        SessionName::new(name).is_ok_and(|n| self.visibility.allows(&n))
     }
 }
 
@@ -229,6 +260,8 @@ pub fn create_request(name: &SessionName, command: Vec<String>, size: WindowSize
         size,
         term: std::env::var("TERM").ok().filter(|t| !t.is_empty()),
         protect: false,
+        no_record: false,
+        record_input: false,
     }
 }
 

@@ -90,6 +90,66 @@ pub enum Command {
         #[arg(short, long)]
         follow: bool,
     },
+    /// Play a recording: a session's, or a file. With --at, print the
+    /// screen of that moment and exit.
+    Replay {
+        /// A session name or a recording file.
+        target: String,
+        /// Playback speed.
+        #[arg(long, default_value_t = 1.0, value_name = "X")]
+        speed: f64,
+        /// Play pauses longer than S seconds as S seconds.
+        #[arg(long, value_name = "S")]
+        idle_limit: Option<f64>,
+        /// A moment: HH:MM[:SS] (today), RFC 3339, or an offset like +5m30s.
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+    },
+    /// Search the text of recordings (all, or the given sessions or files).
+    ///
+    /// Prints session, time (RFC 3339 UTC), offset in seconds and the line,
+    /// tab-separated; exits 1 if nothing matches.
+    Grep {
+        /// A regular expression.
+        pattern: String,
+        /// Session names or recording files (default: every recording).
+        targets: Vec<String>,
+        /// Only lines at or after TIME.
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only lines at or before TIME.
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a recording in another format.
+    Export {
+        /// A session name or a recording file.
+        target: String,
+        /// v3 (asciicast 3, checkpoints kept), v2 (asciicast 2), txt (the
+        /// text a person reads) or raw (the exact bytes the job wrote).
+        #[arg(long, value_enum)]
+        format: crate::recording::export::Format,
+        /// Write to FILE (created 0600) instead of stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Check a recording's hash chain and signatures.
+    ///
+    /// Exits 0 only for a fully intact recording.
+    Verify {
+        /// A recording file (or a session name).
+        path: String,
+        /// The signing key to trust (an OpenSSH public key file; default:
+        /// this host's signing key).
+        #[arg(long, value_name = "PUBFILE")]
+        key: Option<PathBuf>,
+        /// The report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the SSH daemon, the remote front end to this host's sessions.
     ///
     /// Without --foreground it detaches and writes a pid file. Killing or
@@ -118,6 +178,13 @@ pub struct NewArgs {
     /// Refuse `kill` without --force.
     #[arg(long)]
     pub protect: bool,
+    /// Do not record this session (refused if config.toml says
+    /// `recording = "required"`).
+    #[arg(long)]
+    pub no_record: bool,
+    /// Record keystrokes too (masked while the terminal does not echo).
+    #[arg(long)]
+    pub record_input: bool,
     /// The job's working directory (default: the current one).
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,

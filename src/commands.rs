@@ -13,6 +13,7 @@ use crate::client::{KeeperClient, terminal};
 use crate::config::Config;
 use crate::keeper::launch::keeper_main;
 use crate::paths::Paths;
+use crate::recording::{self, Recording, export, grep, replay, timespec, verify};
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::PathBuf;
@@ -83,6 +84,14 @@ impl Ctx {
             Command::Rm { name } => self.rm(&name),
             Command::Wait { name } => self.wait(&name),
             Command::Tail { name, lines, follow } => self.tail(&name, lines, follow),
+            Command::Replay { target, speed, idle_limit, at } => {
+                self.replay(&target, speed, idle_limit, at.as_deref())
+            }
+            Command::Grep { pattern, targets, since, until, json } => {
+                self.grep(&pattern, &targets, since.as_deref(), until.as_deref(), json)
+            }
+            Command::Export { target, format, output } => self.export(&target, format, output),
+            Command::Verify { path, key, json } => self.verify(&path, key, json),
             Command::Daemon { .. } | Command::Keeper => {
                 Err(Failure::invalid("that command only runs locally").into())
             }
@@ -134,6 +143,8 @@ impl Ctx {
             cwd,
             env: args.env.clone(),
             protect: args.protect,
+            no_record: args.no_record,
+            record_input: args.record_input,
             ..create_request(&args.name, args.command.clone(), size)
         };
         self.backend.create(&req)?;
@@ -295,6 +306,144 @@ impl Ctx {
         Ok(0)
     }
 
+    /// This host's paths, for reading recordings directly.
+    fn recordings_paths(&self) -> Result<Paths> {
+        self.backend.local_paths().cloned().ok_or_else(|| {
+            Failure::invalid(
+                "recordings are read on the host that keeps them: run this there, or over ssh",
+            )
+            .into()
+        })
+    }
+
+    fn recording(&self, target: &str) -> Result<Recording> {
+        let rec = recording::resolve(&self.recordings_paths()?, target)?;
+        if !self.backend.visible(&rec.session_name()) {
+            return Err(Failure::no_such_session(target).into());
+        }
+        Ok(rec)
+    }
+
+    fn replay(
+        &mut self,
+        target: &str,
+        speed: f64,
+        idle_limit: Option<f64>,
+        at: Option<&str>,
+    ) -> Result<i32> {
+        if !(speed.is_finite() && speed > 0.0) {
+            return Err(Failure::invalid("--speed must be a positive number").into());
+        }
+        let rec = self.recording(target)?;
+        let start = match at {
+            Some(t) => replay::offset(&rec, timespec::parse(t)?),
+            None => 0.0,
+        };
+        if at.is_some() {
+            let lines = replay::text_at(&rec, start)?;
+            self.print_lines(&lines)?;
+            return Ok(0);
+        }
+        replay::run(rec, &replay::Options { speed, idle_limit, start })
+    }
+
+    fn grep(
+        &mut self,
+        pattern: &str,
+        targets: &[String],
+        since: Option<&str>,
+        until: Option<&str>,
+        json: bool,
+    ) -> Result<i32> {
+        let regex = regex::Regex::new(pattern)
+            .map_err(|e| Failure::invalid(format!("bad pattern: {e}")))?;
+        let since = since.map(timespec::parse).transpose()?;
+        let until = until.map(timespec::parse).transpose()?;
+        let recordings = if targets.is_empty() {
+            let mut all = recording::all(&self.recordings_paths()?)?;
+            all.retain(|r| self.backend.visible(&r.session_name()));
+            all
+        } else {
+            targets.iter().map(|t| self.recording(t)).collect::<Result<Vec<_>>>()?
+        };
+        let mut matches = 0u64;
+        for rec in &recordings {
+            let from = since.map_or(f64::NEG_INFINITY, |w| w.offset_from(rec.started()));
+            let to = until.map_or(f64::INFINITY, |w| w.offset_from(rec.started()));
+            let out = &mut self.out;
+            grep::search(rec, &regex, from, to, &mut |m| {
+                matches += 1;
+                if json {
+                    serde_json::to_writer(&mut *out, &m)?;
+                    writeln!(out)?;
+                } else {
+                    writeln!(out, "{}\t{}\t{:.3}\t{}", m.session, m.time, m.offset, m.line)?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(if matches > 0 { 0 } else { 1 })
+    }
+
+    fn export(
+        &mut self,
+        target: &str,
+        format: export::Format,
+        output: Option<PathBuf>,
+    ) -> Result<i32> {
+        let rec = self.recording(target)?;
+        match output {
+            Some(path) => {
+                use std::os::unix::fs::OpenOptionsExt;
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .with_context(|| format!("creating {}", path.display()))?;
+                let mut out = std::io::BufWriter::new(file);
+                export::export(&rec, format, &mut out)?;
+                out.flush()?;
+            }
+            None => export::export(&rec, format, &mut self.out)?,
+        }
+        Ok(0)
+    }
+
+    fn verify(&mut self, path: &str, key: Option<PathBuf>, json: bool) -> Result<i32> {
+        let paths = self.recordings_paths().ok();
+        let rec = match &paths {
+            Some(p) => recording::resolve(p, path)?,
+            None => recording::Recording::open(std::path::Path::new(path))?,
+        };
+        let trusted = trusted_key(key.as_deref(), paths.as_ref())?;
+        let report = verify::verify(&rec, trusted)?;
+        if json {
+            serde_json::to_writer_pretty(&mut self.out, &report)?;
+            writeln!(self.out)?;
+        } else {
+            writeln!(self.out, "recording: {} ({} segment(s))", report.path, report.segments)?;
+            writeln!(
+                self.out,
+                "signed by: {} ({})",
+                report.key.as_deref().unwrap_or("nobody"),
+                match (&report.trusted, &report.trusted_key) {
+                    (true, Some(from)) => format!("trusted: {from}"),
+                    (false, Some(from)) => format!("NOT the trusted key from {from}"),
+                    _ => "no trusted key".into(),
+                }
+            )?;
+            let verdict = if report.ok() {
+                String::new()
+            } else {
+                format!("{}: ", report.status.to_uppercase())
+            };
+            writeln!(self.out, "{verdict}{}", report.message)?;
+        }
+        Ok(if report.ok() { 0 } else { 1 })
+    }
+
     fn print_lines(&mut self, lines: &[String]) -> Result<()> {
         for line in lines {
             writeln!(self.out, "{line}")?;
@@ -407,4 +556,28 @@ fn describe_presence(p: &Presence) -> String {
 
 fn unexpected(reply: &Reply) -> anyhow::Error {
     Failure::unavailable(format!("unexpected reply: {reply:?}")).into()
+}
+
+/// The key `verify` trusts: `--key PUBFILE`, else this host's signing key.
+fn trusted_key(
+    key: Option<&std::path::Path>,
+    paths: Option<&Paths>,
+) -> Result<Option<(russh::keys::PublicKey, String)>> {
+    let (file, from) = match (key, paths) {
+        (Some(k), _) => (k.to_path_buf(), format!("--key {}", k.display())),
+        (None, Some(p)) => {
+            (p.signing_key_file().with_extension("pub"), "this host's signing key".into())
+        }
+        (None, None) => return Ok(None),
+    };
+    match std::fs::read_to_string(&file) {
+        Ok(text) => {
+            let public = russh::keys::PublicKey::from_openssh(text.trim()).map_err(|e| {
+                Failure::invalid(format!("{}: not a public key: {e}", file.display()))
+            })?;
+            Ok(Some((public, from)))
+        }
+        Err(e) if key.is_none() && e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Failure::invalid(format!("cannot read {}: {e}", file.display())).into()),
+    }
 }

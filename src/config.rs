@@ -30,6 +30,25 @@ pub struct Config {
     pub auth_timeout_secs: u64,
     /// Keys a connection may try before it is closed.
     pub max_auth_attempts: usize,
+    /// Whether sessions are recorded: `on` (default; `new --no-record` may
+    /// turn it off), `off`, or `required` (`--no-record` is refused).
+    pub recording: RecordingPolicy,
+    /// Record input too (as with `new --record-input`).
+    pub record_input: bool,
+    /// Bytes per recording segment before rotating to the next file.
+    pub segment_bytes: u64,
+}
+
+/// `recording` in config.toml.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordingPolicy {
+    /// Record unless `--no-record`.
+    On,
+    /// Record only with... never.
+    Off,
+    /// Always record; `--no-record` is refused.
+    Required,
 }
 
 impl Default for Config {
@@ -44,6 +63,9 @@ impl Default for Config {
             max_channels: 16,
             auth_timeout_secs: 30,
             max_auth_attempts: 6,
+            recording: RecordingPolicy::On,
+            record_input: false,
+            segment_bytes: 64 << 20,
         }
     }
 }
@@ -91,6 +113,9 @@ impl Config {
             ("auth_timeout_secs", config.auth_timeout_secs as usize, 3600),
             ("max_auth_attempts", config.max_auth_attempts, 100),
         ];
+        if config.segment_bytes < 64 * 1024 {
+            return Err("segment_bytes must be at least 65536".into());
+        }
         for (key, value, max) in limits {
             if value == 0 || value > max {
                 return Err(format!("{key} must be between 1 and {max}"));

@@ -35,6 +35,8 @@ pub mod fsutil;
 pub mod keeper;
 pub mod keys;
 pub mod paths;
+pub mod recorder;
+pub mod recording;
 pub mod remote;
 pub mod session;
 pub mod sshd;

@@ -94,6 +94,16 @@ impl Paths {
         self.state_dir.join("spill")
     }
 
+    /// Recordings.
+    pub fn recordings_dir(&self) -> PathBuf {
+        self.data_dir.join("recordings")
+    }
+
+    /// The key that signs recordings and evidence.
+    pub fn signing_key_file(&self) -> PathBuf {
+        self.data_dir.join("signing_ed25519_key")
+    }
+
     /// A keeper's log file.
     pub fn log_file(&self, name: &SessionName) -> PathBuf {
         self.logs_dir().join(format!("{name}.log"))

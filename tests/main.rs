@@ -9,5 +9,6 @@ mod support;
 mod attach;
 mod lifecycle;
 mod protocol;
+mod record;
 mod screen;
 mod ssh;

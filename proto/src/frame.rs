@@ -265,6 +265,7 @@ mod tests {
             protected: false,
             recording: RecordingState::Off,
             recording_path: None,
+            recording_end: None,
             command: vec!["/bin/sh".into()],
         }
     }
@@ -288,6 +289,8 @@ mod tests {
                 size: WindowSize::DEFAULT,
                 term: Some("xterm".into()),
                 protect: true,
+                no_record: false,
+                record_input: true,
             })),
             Message::Reply(Reply::Done),
             Message::Attach(AttachRequest {

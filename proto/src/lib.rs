@@ -37,6 +37,7 @@ pub mod error;
 pub mod frame;
 pub mod message;
 pub mod name;
+pub mod record;
 pub mod store;
 
 pub use error::DecodeError;

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// Every message, one per frame kind.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Message {
     /// Kind `0x01`, JSON [`HelloRequest`]. First frame from a client.
     /// Answered by [`Message::HelloReply`] or [`Message::Error`].
@@ -87,7 +87,7 @@ pub(crate) mod kind {
 ///
 /// `{"protocol": 1, "software": "tether 0.1.0"}`. These two fields keep their
 /// names and types in every version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HelloRequest {
     /// The sender's [`crate::PROTOCOL_VERSION`].
     pub protocol: u16,
@@ -96,7 +96,7 @@ pub struct HelloRequest {
 }
 
 /// The keeper's answer to a compatible [`HelloRequest`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HelloReply {
     /// The keeper's protocol version (equal to the client's).
     pub protocol: u16,
@@ -107,14 +107,14 @@ pub struct HelloReply {
 }
 
 /// Talk to `session`'s keeper through a daemon.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RouteRequest {
     /// The session.
     pub session: SessionName,
 }
 
 /// Create a session (a daemon-level request).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CreateRequest {
     /// The session's name.
     pub name: SessionName,
@@ -130,6 +130,12 @@ pub struct CreateRequest {
     pub term: Option<String>,
     /// `kill` needs `--force`.
     pub protect: bool,
+    /// `--no-record`.
+    #[serde(default)]
+    pub no_record: bool,
+    /// `--record-input`.
+    #[serde(default)]
+    pub record_input: bool,
 }
 
 /// A terminal size in character cells.
@@ -179,7 +185,7 @@ pub enum Role {
 
 /// Who is on the other end, carried from the first protocol version so that
 /// presence, markers and audit never need a version bump.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Identity {
     /// The SSH key's comment, or the local user name.
     pub name: String,
@@ -192,7 +198,7 @@ pub struct Identity {
 }
 
 /// Join a session's stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttachRequest {
     /// Interactive or read-only.
     pub mode: AttachMode,
@@ -203,14 +209,14 @@ pub struct AttachRequest {
 }
 
 /// The keeper accepted an [`AttachRequest`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttachReply {
     /// The session as it is now.
     pub session: SessionInfo,
 }
 
 /// How a job ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobExit {
     /// The exit code, when the job exited normally.
     pub code: Option<i32>,
@@ -241,7 +247,7 @@ impl JobExit {
 }
 
 /// A line for the human at the client, outside the session's screen.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notice {
     /// The text, without escape sequences.
     pub text: String,
@@ -249,7 +255,7 @@ pub struct Notice {
 
 /// Control operations on one session (the keeper) or on all of them (the
 /// daemon).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     /// → [`Reply::Info`].
@@ -296,7 +302,10 @@ pub enum Request {
 }
 
 /// Answers to [`Request`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// One reply per request crosses the wire: the size of the enum does not
+// matter, and boxing would only add noise at every construction.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
     /// One session.
@@ -334,7 +343,7 @@ pub enum Reply {
 }
 
 /// One attachment, as `tether who --json` prints it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Presence {
     /// `client` (interactive) or `watcher` (read-only).
     pub kind: String,
@@ -351,7 +360,7 @@ pub struct Presence {
 }
 
 /// A session as `tether ls --json` prints it (PRODUCT.md's schema).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionInfo {
     /// The session's name.
     pub name: SessionName,
@@ -385,6 +394,10 @@ pub struct SessionInfo {
     pub recording: RecordingState,
     /// The recording file, when there is one.
     pub recording_path: Option<String>,
+    /// The signed end of the recording, once the job has ended: kept
+    /// outside the recording so that a cut file can be told from a crash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording_end: Option<crate::record::Checkpoint>,
     /// The command the job runs (argv).
     #[serde(default)]
     pub command: Vec<String>,
@@ -426,7 +439,7 @@ pub enum RecordingState {
 }
 
 /// Why a request failed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorReply {
     /// The category, which decides the CLI's exit code.
     pub code: ErrorCode,

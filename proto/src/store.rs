@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The screen a session ended with.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FinalScreen {
     /// Bytes that repaint a terminal with the final screen (a redraw).
     pub redraw: String,

@@ -21,7 +21,7 @@ use std::time::Instant;
 use tether_proto::{AttachMode, AttachRequest, JobExit, Message, SessionName};
 
 /// How an attachment ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// The user detached (key, closed terminal, SIGTERM/SIGHUP).
     Detached,

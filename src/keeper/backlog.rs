@@ -155,7 +155,10 @@ fn take_spilled(inner: &mut Inner) -> Option<Bytes> {
         }
         Err(e) => {
             // Unreadable spill: the screen misses that part; say so loudly.
-            tracing::error!("reading back spilled output: {e}; {} bytes skipped", spill.written - spill.read);
+            tracing::error!(
+                "reading back spilled output: {e}; {} bytes skipped",
+                spill.written - spill.read
+            );
             inner.spill = None;
             None
         }

@@ -16,6 +16,7 @@ use super::{Keeper, Meta, conn};
 use crate::Failure;
 use crate::clock::now_rfc3339;
 use crate::paths::Paths;
+use crate::recorder::{Recorder, RecorderSpec};
 use crate::session::{Registry, SessionLock};
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -77,6 +78,12 @@ pub struct KeeperSpec {
     pub protected: bool,
     /// Scrollback bound, in cells.
     pub scrollback_cells: usize,
+    /// Record the session.
+    pub record: bool,
+    /// Record input too.
+    pub record_input: bool,
+    /// Bytes per recording segment.
+    pub segment_bytes: u64,
 }
 
 /// The keeper's one-line report to its launcher.
@@ -258,12 +265,61 @@ fn start(spec: &KeeperSpec) -> Result<Running> {
         protected: spec.protected,
         started: now_rfc3339(),
     };
+    let recorder = if spec.record {
+        match start_recording(&paths, spec, &meta) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                // The job already runs; it must not be left without a keeper.
+                tracing::error!("recording {name}: {e:#}; continuing without a recording");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let (tx, input) = sync_channel(INPUT_QUEUE_CAP);
     let screen = Screen::new(spec.size, spec.scrollback_cells);
-    let keeper = Arc::new(Keeper::new(meta, paths, job, screen, tx));
+    let parts = super::Parts {
+        meta,
+        paths,
+        job,
+        screen,
+        input: tx,
+        recorder,
+        record_input: spec.record_input,
+    };
+    let keeper = Arc::new(Keeper::new(parts));
+    if let Some(recorder) = &keeper.recorder {
+        let weak = Arc::downgrade(&keeper);
+        recorder.on_change(Box::new(move |state| {
+            tracing::warn!(?state, "recording state changed");
+            if let Some(k) = weak.upgrade() {
+                k.save_record();
+            }
+        }));
+    }
     keeper.save_record();
     tracing::info!(pid = keeper.job.pid, command = ?spec.command, "session started");
     Ok(Running { keeper, listener, io, input, socket, _lock: lock })
+}
+
+/// Starts the recorder: `recordings/NAME-<UTC start>.cast`, signed with
+/// this host's signing key (created if needed, atomically, so keepers never
+/// depend on the daemon).
+fn start_recording(paths: &Paths, spec: &KeeperSpec, meta: &Meta) -> Result<Recorder> {
+    let key = crate::keys::load_or_create(&paths.signing_key_file())?;
+    let stamp = meta.started.replace(['-', ':'], "");
+    let path = paths.recordings_dir().join(format!("{}-{stamp}.cast", spec.name));
+    Recorder::start(RecorderSpec {
+        session: spec.name.to_string(),
+        path,
+        command: spec.command.join(" "),
+        term: spec.term.clone(),
+        cols: spec.size.sanitized().cols,
+        rows: spec.size.sanitized().rows,
+        key,
+        segment_bytes: spec.segment_bytes,
+    })
 }
 
 fn init_log(paths: &Paths, name: &SessionName) {
@@ -296,8 +352,8 @@ fn run(running: Running) -> i32 {
     let backlog = Arc::new(Backlog::new(&keeper.paths.spill_dir()));
     let threads = [
         spawn_named("pty-reader", {
-            let backlog = backlog.clone();
-            move || read_pty(reader, &backlog, &done_tx)
+            let (backlog, keeper) = (backlog.clone(), keeper.clone());
+            move || read_pty(reader, &backlog, &keeper, &done_tx)
         }),
         spawn_named("parser", {
             let (keeper, backlog) = (keeper.clone(), backlog.clone());
@@ -341,7 +397,14 @@ fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> Option<()> {
 
 /// The PTY reader: runs for the job's whole life, so a job never blocks on
 /// output, attached or not, and never waits for the screen model.
-fn read_pty(mut reader: Box<dyn Read + Send>, backlog: &Backlog, done: &std::sync::mpsc::SyncSender<()>) {
+fn read_pty(
+    mut reader: Box<dyn Read + Send>,
+    backlog: &Backlog,
+    keeper: &Keeper,
+    done: &std::sync::mpsc::SyncSender<()>,
+) {
+    let recorder = keeper.recorder.as_ref();
+    let mut onlcr = None;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match reader.read(&mut buf) {
@@ -351,7 +414,19 @@ fn read_pty(mut reader: Box<dyn Read + Send>, backlog: &Backlog, done: &std::syn
             // EIO: every slave fd is closed (the job and its children are gone).
             Err(_) => break,
         };
-        backlog.push(Bytes::copy_from_slice(&buf[..n]));
+        let chunk = Bytes::copy_from_slice(&buf[..n]);
+        if let Some(r) = recorder {
+            // The recording keeps the terminal's bytes; noting the output
+            // translation lets `export --format raw` give the job's own.
+            let mode = keeper.job.onlcr();
+            if mode.is_some() && mode != onlcr {
+                onlcr = mode;
+                r.tty_mode(mode.unwrap_or(true));
+            }
+            // Lossless: may wait (the job slows) while the recorder catches up.
+            r.output(chunk.clone(), std::time::Instant::now());
+        }
+        backlog.push(chunk);
     }
     let _ = done.try_send(());
 }

@@ -25,6 +25,7 @@ pub mod screen;
 use crate::Failure;
 use crate::clock::now_rfc3339;
 use crate::paths::Paths;
+use crate::recorder::{Keyframe, Recorder};
 use bytes::Bytes;
 use fanout::Outbox;
 use pty::{ExitStatus, Job};
@@ -83,13 +84,44 @@ struct State {
     exit: Option<JobExit>,
     /// Writer threads still sending to clients.
     writers: usize,
+    /// Output bytes the parser has taken (for keyframes).
+    parsed: u64,
+    /// When the next keyframe is due.
+    next_keyframe: u64,
+    /// The recording's signed end, once written.
+    recording_end: Option<tether_proto::record::Checkpoint>,
 }
+
+/// The pieces a keeper is built from.
+pub struct Parts {
+    /// Facts fixed at creation.
+    pub meta: Meta,
+    /// Where things live.
+    pub paths: Paths,
+    /// The job.
+    pub job: Job,
+    /// The screen model.
+    pub screen: Screen,
+    /// Input for the PTY writer thread.
+    pub input: SyncSender<Bytes>,
+    /// The recording, if the session is recorded.
+    pub recorder: Option<Recorder>,
+    /// Record input events.
+    pub record_input: bool,
+}
+
+/// Output parsed between keyframes for the recording's seek index: seeking
+/// replays at most this much.
+const KEYFRAME_EVERY: u64 = 4 << 20;
 
 /// A session's keeper, shared by all its threads.
 pub struct Keeper {
     meta: Meta,
     paths: Paths,
     job: Job,
+    /// The recording; `None` when not recorded or when it could not start.
+    recorder: Option<Recorder>,
+    record_input: bool,
     /// Held briefly by the reader for each read, and by control operations.
     state: Mutex<State>,
     /// Signalled when the job's end is recorded and when a writer finishes.
@@ -110,29 +142,28 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Keeper {
     /// A keeper for a job that has just started.
-    pub fn new(
-        meta: Meta,
-        paths: Paths,
-        job: Job,
-        screen: Screen,
-        input: SyncSender<Bytes>,
-    ) -> Self {
+    pub fn new(parts: Parts) -> Self {
         let state = State {
-            screen,
+            screen: parts.screen,
             attachments: Vec::new(),
             followers: Vec::new(),
             next_id: 1,
             active: None,
             exit: None,
             writers: 0,
+            parsed: 0,
+            next_keyframe: KEYFRAME_EVERY,
+            recording_end: None,
         };
         Keeper {
-            meta,
-            paths,
-            job,
+            meta: parts.meta,
+            paths: parts.paths,
+            job: parts.job,
+            recorder: parts.recorder,
+            record_input: parts.record_input,
             state: Mutex::new(state),
             changed: Condvar::new(),
-            input,
+            input: parts.input,
             record_write: Mutex::new(()),
         }
     }
@@ -164,8 +195,9 @@ impl Keeper {
             clients: count(AttachMode::Interactive),
             watchers: count(AttachMode::ReadOnly),
             protected: self.meta.protected,
-            recording: RecordingState::Off,
-            recording_path: None,
+            recording: self.recorder.as_ref().map_or(RecordingState::Off, Recorder::state),
+            recording_path: self.recorder.as_ref().map(|r| r.path().display().to_string()),
+            recording_end: st.recording_end.clone(),
             command: self.meta.command.clone(),
         }
     }
@@ -189,6 +221,8 @@ impl Keeper {
     pub fn on_output(&self, data: &[u8]) -> Vec<u8> {
         let mut st = self.state();
         let Fed { output, one_client, replies } = st.screen.feed(data);
+        st.parsed += data.len() as u64;
+        self.keyframe_if_due(&mut st);
         if output.is_empty() && one_client.is_none() {
             return replies;
         }
@@ -203,6 +237,27 @@ impl Keeper {
             f.push_output(Message::Output(Bytes::new()));
         }
         replies
+    }
+
+    /// Every [`KEYFRAME_EVERY`] bytes, hands the recorder a redraw of the
+    /// screen as it is after exactly that much output.
+    fn keyframe_if_due(&self, st: &mut State) {
+        let Some(recorder) = &self.recorder else { return };
+        let out = st.parsed - st.screen.pending_len() as u64;
+        if out < st.next_keyframe {
+            return;
+        }
+        st.next_keyframe = out + KEYFRAME_EVERY;
+        let size = st.screen.size();
+        let dump = String::from_utf8_lossy(&st.screen.redraw()).into_owned();
+        recorder.keyframe(Keyframe { out, cols: size.cols, rows: size.rows, dump });
+    }
+
+    /// Adds a marker to the recording.
+    fn mark(&self, label: String) {
+        if let Some(r) = &self.recorder {
+            r.marker(label);
+        }
     }
 
     /// Registers an attachment. Its outbox receives the attach reply and a
@@ -242,6 +297,8 @@ impl Keeper {
             id
         };
         tracing::info!(id, identity = %req.identity.name, mode = ?req.mode, "attached");
+        let verb = if req.mode == AttachMode::ReadOnly { "watch" } else { "attach" };
+        self.mark(format!("{verb} {}", describe_identity(&req.identity)));
         self.save_record();
         Ok(id)
     }
@@ -250,15 +307,17 @@ impl Keeper {
     pub fn detach(&self, id: u64) {
         let removed = {
             let mut st = self.state();
-            let before = st.attachments.len();
-            st.attachments.retain(|a| a.id != id);
+            let gone =
+                st.attachments.iter().position(|a| a.id == id).map(|i| st.attachments.remove(i));
             if st.active == Some(id) {
                 st.active = None;
             }
-            before != st.attachments.len()
+            gone
         };
-        if removed {
+        if let Some(a) = removed {
             tracing::info!(id, "detached");
+            let verb = if a.mode == AttachMode::ReadOnly { "unwatch" } else { "detach" };
+            self.mark(format!("{verb} {}", describe_identity(&a.identity)));
             self.save_record();
         }
     }
@@ -280,6 +339,19 @@ impl Keeper {
         };
         if resized {
             self.save_record();
+        }
+        if self.record_input
+            && let Some(r) = &self.recorder
+        {
+            let text = String::from_utf8_lossy(&bytes);
+            // A terminal that does not echo is asking for a secret: keep the
+            // count and the timing, not the characters.
+            let text = if self.job.echo_off() {
+                "*".repeat(text.chars().count())
+            } else {
+                text.into_owned()
+            };
+            r.input(text);
         }
         // Blocks only this client's connection thread when the job does
         // not read its input.
@@ -310,6 +382,9 @@ impl Keeper {
         }
         st.screen.resize(size);
         self.job.resize(size);
+        if let Some(r) = &self.recorder {
+            r.resize(size.cols, size.rows);
+        }
         true
     }
 
@@ -432,9 +507,12 @@ impl Keeper {
     pub fn finish(&self, status: ExitStatus, flush_timeout: Duration) {
         let exit = JobExit { code: status.code, signal: status.signal, ended: now_rfc3339() };
         tracing::info!(exit = %exit.describe(), "job ended");
+        // The recording's signed end first, so the record can keep it.
+        let end = self.recorder.as_ref().and_then(|r| r.finish(Some(exit.status())));
         {
             let mut st = self.state();
             st.exit = Some(exit.clone());
+            st.recording_end = end.map(|h| h.end);
             let final_screen =
                 FinalScreen { redraw: redraw_string(&st.screen), text: st.screen.text(None) };
             let info = self.info_of(&st);
@@ -456,6 +534,15 @@ impl Keeper {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else { break };
             st = self.changed.wait_timeout(st, left).unwrap_or_else(PoisonError::into_inner).0;
         }
+    }
+}
+
+/// "alice@laptop (owner, 10.1.2.3:40444)" for markers.
+fn describe_identity(id: &Identity) -> String {
+    let role = crate::sshd::roles::role_name(id.role);
+    match &id.address {
+        Some(addr) => format!("{} ({role}, {addr})", id.name),
+        None => format!("{} ({role}, local)", id.name),
     }
 }
 

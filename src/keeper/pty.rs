@@ -100,6 +100,24 @@ impl Job {
         }
     }
 
+    /// Whether the terminal has echo turned off (a password prompt).
+    pub fn echo_off(&self) -> bool {
+        let master = self.master.lock().unwrap_or_else(PoisonError::into_inner);
+        master
+            .get_termios()
+            .is_some_and(|t| t.local_flags.bits() & rustix::termios::LocalModes::ECHO.bits() == 0)
+    }
+
+    /// Whether the PTY turns `\n` into `\r\n` (OPOST and ONLCR, and no
+    /// other output translation). `None` if it cannot be read.
+    pub fn onlcr(&self) -> Option<bool> {
+        use rustix::termios::OutputModes as O;
+        let master = self.master.lock().unwrap_or_else(PoisonError::into_inner);
+        let flags = master.get_termios()?.output_flags.bits();
+        let on = |f: O| flags & f.bits() != 0;
+        Some(on(O::OPOST) && on(O::ONLCR))
+    }
+
     /// Sends `signal` to the job's process group and to the terminal's
     /// foreground process group (a shell's running command has its own).
     /// Processes that are already gone are not an error.

@@ -80,6 +80,33 @@ impl Screen {
         WindowSize { cols: cols as u16, rows: rows as u16 }
     }
 
+    /// The visible lines of the active screen as text, trailing blanks kept
+    /// per line but blank lines at the end removed.
+    pub fn visible_text(&self) -> Vec<String> {
+        let mut lines: Vec<String> =
+            self.term.screen().visible_lines().map(|l| l.text().trim_end().to_owned()).collect();
+        while lines.last().is_some_and(String::is_empty) {
+            lines.pop();
+        }
+        lines
+    }
+
+    /// The visible lines of the active screen, for rendering.
+    pub fn visible_lines(&self) -> impl Iterator<Item = &Line> {
+        self.term.screen().visible_lines()
+    }
+
+    /// The cursor: column, row, visible.
+    pub fn cursor(&self) -> (usize, usize, bool) {
+        let c = self.term.cursor();
+        (c.col, c.row, c.visible)
+    }
+
+    /// Bytes held back (an incomplete sequence or character): fed later.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
     /// The modes the emulator does not keep.
     pub fn modes(&self) -> &Modes {
         &self.scanner.modes

@@ -89,6 +89,8 @@ impl Exec {
                     cwd: args.cwd.as_ref().map(|p| p.display().to_string()),
                     env: args.env.clone(),
                     protect: args.protect,
+                    no_record: args.no_record,
+                    record_input: args.record_input,
                     ..self.create_request(&args.name, args.command.clone())
                 };
                 self.create(req).await?;
@@ -100,6 +102,18 @@ impl Exec {
             }
             Command::Daemon { .. } | Command::Keeper => {
                 Err(Failure::invalid("that command only runs locally").into())
+            }
+            Command::Replay { at: None, .. } => Err(Failure::invalid(
+                "the interactive player runs where the recording is: use `replay --at TIME` over ssh, or `export` and play it locally",
+            )
+            .into()),
+            // Files named on the command line would be the daemon's, not
+            // the caller's: over ssh, recordings are named by session.
+            Command::Export { output: Some(_), .. } => {
+                Err(Failure::invalid("over ssh, export writes to stdout: drop -o and redirect").into())
+            }
+            Command::Verify { key: Some(_), .. } => {
+                Err(Failure::invalid("over ssh, verify uses the host's key; copy the recording to check it against another key").into())
             }
             other => self.run_blocking(other).await,
         }
@@ -262,6 +276,11 @@ fn classify(command: &Command) -> (Op, Option<String>) {
         Command::Tail { name, .. } => (Op::Tail, s(name)),
         Command::Attach { name, .. } | Command::Watch { name } => (Op::Attach, s(name)),
         Command::New(args) => (Op::New, s(&args.name)),
+        Command::Replay { target, .. } | Command::Export { target, .. } => {
+            (Op::Review, Some(target.clone()))
+        }
+        Command::Grep { .. } => (Op::Review, None),
+        Command::Verify { path, .. } => (Op::Review, Some(path.clone())),
         Command::Daemon { .. } | Command::Keeper => (Op::Rm, None),
     }
 }

@@ -32,6 +32,8 @@ pub enum Op {
     Kill,
     /// Forget a session.
     Rm,
+    /// Replay, grep, export or verify recordings.
+    Review,
 }
 
 impl Op {
@@ -47,6 +49,7 @@ impl Op {
             Op::Wait => "wait",
             Op::Kill => "kill",
             Op::Rm => "rm",
+            Op::Review => "read recordings",
         }
     }
 }
@@ -55,7 +58,7 @@ impl Op {
 pub fn permits(role: Role, op: Op) -> bool {
     match op {
         Op::List | Op::Who | Op::Watch => true,
-        Op::Attach | Op::New | Op::Tail | Op::Wait => role != Role::Watcher,
+        Op::Attach | Op::New | Op::Tail | Op::Wait | Op::Review => role != Role::Watcher,
         Op::Kill | Op::Rm => role == Role::Owner,
     }
 }
@@ -91,10 +94,10 @@ mod tests {
     #[test]
     fn the_table() {
         use Op::*;
-        let all = [List, Who, Watch, Attach, New, Tail, Wait, Kill, Rm];
+        let all = [List, Who, Watch, Attach, New, Tail, Wait, Kill, Rm, Review];
         let allowed = |role| all.iter().filter(|op| permits(role, **op)).count();
-        assert_eq!(allowed(Role::Owner), 9);
-        assert_eq!(allowed(Role::Operator), 7);
+        assert_eq!(allowed(Role::Owner), 10);
+        assert_eq!(allowed(Role::Operator), 8);
         assert_eq!(allowed(Role::Watcher), 3);
         let err = check(Role::Watcher, Attach).unwrap_err();
         assert_eq!(err.message, "the watcher role may not attach");

@@ -1,0 +1,451 @@
+//! `tether replay`: a full-screen player, and `--at` (the screen at a
+//! moment, as text).
+//!
+//! Keys: space pause, `+`/`-` speed, ←/→ 5 s (with Shift: 1 min), `g` go
+//! to a time, `[`/`]` previous/next marker, `/` search forward for text on
+//! screen, `n`/`N` repeat forward/backward, `q` quit. Seeking uses the
+//! recording's keyframes, so it is fast anywhere in a long recording.
+
+use super::seek::{Seeked, apply, seek};
+use super::timespec::{self, When};
+use super::{Recording, output_bytes};
+use crate::keeper::screen::Screen;
+use anyhow::{Context, Result};
+use avt::Color as VtColor;
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use ratatui::buffer::Buffer;
+use ratatui::crossterm::event::{self, Event as TermEvent, KeyCode, KeyEvent, KeyModifiers};
+use ratatui::crossterm::{execute, terminal as ct};
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier, Style};
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use tether_proto::record::EventData;
+
+/// Options of `tether replay`.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Playback speed.
+    pub speed: f64,
+    /// Longest pause played, in seconds.
+    pub idle_limit: Option<f64>,
+    /// Start here.
+    pub start: f64,
+}
+
+/// The screen at `t` seconds as plain text.
+///
+/// # Errors
+///
+/// The recording cannot be read.
+pub fn text_at(rec: &Recording, t: f64) -> Result<Vec<String>> {
+    Ok(seek(rec, t)?.screen.visible_text())
+}
+
+/// The length of a recording: the time of its last checkpoint or end (read
+/// from the tail of the last segment, not the whole file).
+pub fn duration(rec: &Recording) -> f64 {
+    let Some(last) = rec.segments.last() else { return 0.0 };
+    let Ok(mut file) = std::fs::File::open(last) else { return 0.0 };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(len.saturating_sub(256 * 1024)));
+    let mut tail = String::new();
+    let _ = file.read_to_string(&mut tail);
+    tail.lines()
+        .rev()
+        .find_map(|l| {
+            let json = l
+                .strip_prefix(tether_proto::record::CHECKPOINT_PREFIX)
+                .or_else(|| l.strip_prefix(tether_proto::record::END_PREFIX))?;
+            serde_json::from_str::<tether_proto::record::Checkpoint>(json).ok().map(|c| c.time)
+        })
+        .unwrap_or(0.0)
+}
+
+/// Markers, found by a background scan (a long recording takes a while).
+fn scan_markers(rec: Recording) -> Arc<Mutex<Vec<(f64, String)>>> {
+    let found = Arc::new(Mutex::new(Vec::new()));
+    let out = found.clone();
+    std::thread::spawn(move || {
+        for event in rec.events().map_while(Result::ok) {
+            if let EventData::Marker(label) = event.data {
+                out.lock().unwrap_or_else(PoisonError::into_inner).push((event.time, label));
+            }
+        }
+    });
+    found
+}
+
+struct Player {
+    rec: Recording,
+    state: Seeked,
+    time: f64,
+    duration: f64,
+    speed: f64,
+    idle_limit: Option<f64>,
+    paused: bool,
+    markers: Arc<Mutex<Vec<(f64, String)>>>,
+    search: Option<String>,
+    prompt: Option<(Prompt, String)>,
+    message: Option<String>,
+    /// Wall time when the next event is due.
+    due: Option<Instant>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Prompt {
+    GoTo,
+    Search,
+}
+
+/// Restores the terminal however the player ends.
+struct Screenmode;
+
+impl Screenmode {
+    fn enter() -> Result<Screenmode> {
+        ct::enable_raw_mode().context("switching the terminal to raw mode")?;
+        execute!(std::io::stdout(), ct::EnterAlternateScreen, ratatui::crossterm::cursor::Hide)?;
+        Ok(Screenmode)
+    }
+}
+
+impl Drop for Screenmode {
+    fn drop(&mut self) {
+        let _ =
+            execute!(std::io::stdout(), ratatui::crossterm::cursor::Show, ct::LeaveAlternateScreen);
+        let _ = ct::disable_raw_mode();
+    }
+}
+
+/// Plays `rec` in the terminal.
+///
+/// # Errors
+///
+/// No terminal, or the recording cannot be read.
+pub fn run(rec: Recording, opts: &Options) -> Result<i32> {
+    if !crate::client::terminal::stdin_is_terminal() {
+        return Err(crate::Failure::invalid(
+            "replay needs a terminal; use --at TIME to print a moment",
+        )
+        .into());
+    }
+    let state = seek(&rec, opts.start)?;
+    let mut player = Player {
+        duration: duration(&rec),
+        markers: scan_markers(rec.clone()),
+        rec,
+        state,
+        time: opts.start,
+        speed: opts.speed,
+        idle_limit: opts.idle_limit,
+        paused: false,
+        search: None,
+        prompt: None,
+        message: None,
+        due: None,
+    };
+    let _mode = Screenmode::enter()?;
+    let mut term = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
+    loop {
+        player.play_due();
+        term.draw(|f| player.render(f.area(), f.buffer_mut()))?;
+        let wait = player.due.map_or(Duration::from_millis(250), |d| {
+            d.saturating_duration_since(Instant::now()).min(Duration::from_millis(250))
+        });
+        if event::poll(wait)?
+            && let TermEvent::Key(key) = event::read()?
+            && !player.on_key(key)?
+        {
+            return Ok(0);
+        }
+    }
+}
+
+impl Player {
+    /// Applies every event whose time has come.
+    fn play_due(&mut self) {
+        if self.paused {
+            self.due = None;
+            return;
+        }
+        let started = Instant::now();
+        loop {
+            let Some(next) = &self.state.next else {
+                self.due = None;
+                return;
+            };
+            let mut gap = (next.time - self.time).max(0.0);
+            if let Some(limit) = self.idle_limit {
+                gap = gap.min(limit);
+            }
+            let due = *self
+                .due
+                .get_or_insert_with(|| Instant::now() + Duration::from_secs_f64(gap / self.speed));
+            if Instant::now() < due || started.elapsed() > Duration::from_millis(30) {
+                return;
+            }
+            self.step();
+            self.due = None;
+        }
+    }
+
+    /// Applies the next event.
+    fn step(&mut self) -> bool {
+        let Some(event) = self.state.next.take() else { return false };
+        apply(&mut self.state.screen, &event.data);
+        self.time = event.time;
+        self.state.next = self.state.events.next().and_then(Result::ok);
+        true
+    }
+
+    fn seek_to(&mut self, t: f64) {
+        let t = t.clamp(0.0, self.duration.max(t.min(self.time)).max(0.0));
+        match seek(&self.rec, t) {
+            Ok(state) => {
+                self.state = state;
+                self.time = t;
+                self.due = None;
+            }
+            Err(e) => self.message = Some(format!("{e:#}")),
+        }
+    }
+
+    /// Returns false to quit.
+    fn on_key(&mut self, key: KeyEvent) -> Result<bool> {
+        if let Some((kind, text)) = &mut self.prompt {
+            match key.code {
+                KeyCode::Esc => self.prompt = None,
+                KeyCode::Backspace => {
+                    text.pop();
+                }
+                KeyCode::Char(c) => text.push(c),
+                KeyCode::Enter => {
+                    let (kind, text) = (*kind, text.clone());
+                    self.prompt = None;
+                    match kind {
+                        Prompt::GoTo => match timespec::parse(&text) {
+                            Ok(when) => self.seek_to(when.offset_from(self.rec.started())),
+                            Err(e) => self.message = Some(e.message),
+                        },
+                        Prompt::Search => {
+                            self.search = Some(text);
+                            self.find(true);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            return Ok(true);
+        }
+        let shift = key.modifiers.contains(KeyModifiers::SHIFT);
+        let jump = if shift { 60.0 } else { 5.0 };
+        match key.code {
+            KeyCode::Char('q') | KeyCode::Esc => return Ok(false),
+            KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                return Ok(false);
+            }
+            KeyCode::Char(' ') => {
+                self.paused = !self.paused;
+                self.due = None;
+            }
+            KeyCode::Char('+') | KeyCode::Char('=') => self.speed = (self.speed * 2.0).min(64.0),
+            KeyCode::Char('-') => self.speed = (self.speed / 2.0).max(1.0 / 16.0),
+            KeyCode::Left => self.seek_to((self.time - jump).max(0.0)),
+            KeyCode::Right => self.seek_to(self.time + jump),
+            KeyCode::Char('g') => self.prompt = Some((Prompt::GoTo, String::new())),
+            KeyCode::Char('/') => self.prompt = Some((Prompt::Search, String::new())),
+            KeyCode::Char('n') => self.find(true),
+            KeyCode::Char('N') => self.find(false),
+            KeyCode::Char('[') => self.marker(false),
+            KeyCode::Char(']') => self.marker(true),
+            _ => {}
+        }
+        Ok(true)
+    }
+
+    fn marker(&mut self, forward: bool) {
+        let markers = self.markers.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let target = if forward {
+            markers.iter().find(|(t, _)| *t > self.time + 0.001)
+        } else {
+            markers.iter().rev().find(|(t, _)| *t < self.time - 0.001)
+        };
+        match target {
+            Some((t, label)) => {
+                self.message = Some(format!("marker: {label}"));
+                self.seek_to(*t);
+            }
+            None => self.message = Some("no more markers".into()),
+        }
+    }
+
+    /// Moves to the next (or previous) moment the search text is on screen.
+    fn find(&mut self, forward: bool) {
+        let Some(needle) = self.search.clone().filter(|s| !s.is_empty()) else { return };
+        let from = self.time;
+        let found =
+            if forward { self.find_forward(&needle) } else { self.find_backward(&needle, from) };
+        match found {
+            Some(t) => {
+                self.message = Some(format!("found {needle:?}"));
+                if !forward {
+                    self.seek_to(t);
+                }
+            }
+            None => {
+                self.message = Some(format!("{needle:?} not found"));
+                self.seek_to(from);
+            }
+        }
+    }
+
+    fn find_forward(&mut self, needle: &str) -> Option<f64> {
+        while self.step() {
+            if contains(&self.state.screen, needle) {
+                return Some(self.time);
+            }
+        }
+        None
+    }
+
+    fn find_backward(&mut self, needle: &str, before: f64) -> Option<f64> {
+        let mut state = seek(&self.rec, 0.0).ok()?;
+        let mut last = None;
+        while let Some(event) = state.next.take() {
+            if event.time >= before - 0.001 {
+                break;
+            }
+            let output = output_bytes(&event.data).is_some();
+            apply(&mut state.screen, &event.data);
+            if output && contains(&state.screen, needle) {
+                last = Some(event.time);
+            }
+            state.next = state.events.next().and_then(Result::ok);
+        }
+        last
+    }
+
+    fn render(&self, area: Rect, buf: &mut Buffer) {
+        if area.height == 0 {
+            return;
+        }
+        let view = Rect { height: area.height - 1, ..area };
+        let size = self.state.screen.size();
+        let (ccol, crow, _) = self.state.screen.cursor();
+        let window = |len: u16, have: u16, at: usize| -> u16 {
+            if len <= have {
+                return 0;
+            }
+            (at as u16).saturating_sub(have / 2).min(len - have)
+        };
+        let (x0, y0) = (window(size.cols, view.width, ccol), window(size.rows, view.height, crow));
+        for (y, line) in self
+            .state
+            .screen
+            .visible_lines()
+            .enumerate()
+            .skip(y0 as usize)
+            .take(view.height as usize)
+        {
+            let row = view.y + (y as u16 - y0);
+            for (x, cell) in
+                line.cells().iter().enumerate().skip(x0 as usize).take(view.width as usize)
+            {
+                if cell.width() == 0 {
+                    continue;
+                }
+                let col = view.x + (x as u16 - x0);
+                if let Some(c) = buf.cell_mut((col, row)) {
+                    c.set_char(cell.char()).set_style(style_of(cell.pen()));
+                }
+            }
+        }
+        let cropped = size.cols > view.width || size.rows > view.height;
+        let status = self.status(cropped, size);
+        buf.set_stringn(
+            area.x,
+            area.y + area.height - 1,
+            &status,
+            area.width as usize,
+            Style::new().add_modifier(Modifier::REVERSED),
+        );
+    }
+
+    fn status(&self, cropped: bool, size: tether_proto::WindowSize) -> String {
+        if let Some((kind, text)) = &self.prompt {
+            let label =
+                if *kind == Prompt::GoTo { "go to (HH:MM[:SS], +5m, RFC 3339)" } else { "search" };
+            return format!(" {label}: {text}_");
+        }
+        let clock = self
+            .rec
+            .started()
+            .and_then(|s| s.checked_add(jiff::SignedDuration::from_secs_f64(self.time)).ok())
+            .map(|t| t.to_zoned_datetime(timespec::local_zone()).strftime("%H:%M:%S").to_string())
+            .unwrap_or_default();
+        let markers = self.markers.lock().map(|m| m.len()).unwrap_or(0);
+        let mut s = format!(
+            " {} {clock} +{} / {} · {}x · {markers} markers",
+            if self.paused { "||" } else { ">" },
+            hms(self.time),
+            hms(self.duration),
+            self.speed
+        );
+        if cropped {
+            s.push_str(&format!(" · cropped {}x{}", size.cols, size.rows));
+        }
+        match &self.message {
+            Some(m) => s.push_str(&format!(" · {m}")),
+            None => {
+                s.push_str(" · space pause +/- speed ←/→ seek g goto [ ] markers / search q quit")
+            }
+        }
+        s
+    }
+}
+
+fn contains(screen: &Screen, needle: &str) -> bool {
+    screen.visible_text().iter().any(|l| l.contains(needle))
+}
+
+fn hms(secs: f64) -> String {
+    let s = secs.max(0.0) as u64;
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+fn style_of(pen: &avt::Pen) -> Style {
+    let color = |c: Option<VtColor>| match c {
+        Some(VtColor::Indexed(i)) => Some(Color::Indexed(i)),
+        Some(VtColor::RGB(rgb)) => Some(Color::Rgb(rgb.r, rgb.g, rgb.b)),
+        None => None,
+    };
+    let mut style = Style::new();
+    if let Some(fg) = color(pen.foreground()) {
+        style = style.fg(fg);
+    }
+    if let Some(bg) = color(pen.background()) {
+        style = style.bg(bg);
+    }
+    let flags = [
+        (pen.is_bold(), Modifier::BOLD),
+        (pen.is_faint(), Modifier::DIM),
+        (pen.is_italic(), Modifier::ITALIC),
+        (pen.is_underline(), Modifier::UNDERLINED),
+        (pen.is_blink(), Modifier::SLOW_BLINK),
+        (pen.is_inverse(), Modifier::REVERSED),
+        (pen.is_strikethrough(), Modifier::CROSSED_OUT),
+    ];
+    for (on, m) in flags {
+        if on {
+            style = style.add_modifier(m);
+        }
+    }
+    style
+}
+
+/// Where `--at` or the start option points, in seconds.
+pub fn offset(rec: &Recording, when: When) -> f64 {
+    when.offset_from(rec.started()).max(0.0)
+}

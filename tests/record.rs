@@ -1,0 +1,400 @@
+//! Recording: lossless, tamper-evident, readable by the real asciinema
+//! tools; verify, export, grep, replay.
+
+use crate::support::*;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn recording_of(env: &TestEnv, name: &str) -> PathBuf {
+    PathBuf::from(env.session(name)["recording_path"].as_str().expect("a recording path"))
+}
+
+fn sha256(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The asciinema 3.x CLI (from crates.io), on PATH or in ~/.cargo/bin.
+fn asciinema3() -> PathBuf {
+    let cargo_bin = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/asciinema"));
+    cargo_bin.filter(|p| p.exists()).unwrap_or_else(|| PathBuf::from("asciinema"))
+}
+
+fn verify(env: &TestEnv, target: &str) -> (i32, serde_json::Value) {
+    let out = env.run(&["verify", target, "--json"]);
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap(), report)
+}
+
+/// A job printing text, colours, a UTF-8 character split across two
+/// writes, and binary garbage; and the bytes it wrote.
+fn mixed_job(env: &TestEnv) -> (Vec<String>, Vec<u8>) {
+    let noise: Vec<u8> =
+        (0..100_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let noise_file = env.root().join("noise.bin");
+    std::fs::write(&noise_file, &noise).unwrap();
+    let script = format!(
+        "printf 'plain text\\n\\033[1;31mred bold\\033[0m \\342\\202'; sleep 0.2; printf '\\254 euro\\n'; cat {}; printf 'end\\n'",
+        noise_file.display()
+    );
+    let mut expected = b"plain text\n\x1b[1;31mred bold\x1b[0m \xe2\x82\xac euro\n".to_vec();
+    expected.extend_from_slice(&noise);
+    expected.extend_from_slice(b"end\n");
+    (vec!["sh".into(), "-c".into(), script], expected)
+}
+
+#[test]
+fn raw_export_is_exactly_what_the_job_wrote() {
+    let env = TestEnv::new();
+    let (command, expected) = mixed_job(&env);
+    let argv: Vec<&str> = command.iter().map(String::as_str).collect();
+    env.start("mixed", &argv);
+    assert_eq!(env.run(&["wait", "mixed"]).status.code(), Some(0));
+    let out = env.run(&["export", "mixed", "--format", "raw"]);
+    assert!(out.status.success());
+    assert_eq!(sha256(&out.stdout), sha256(&expected));
+    // The same with the terminal in raw mode (no \n → \r\n translation).
+    let raw_script = format!("stty raw -echo; {}", command[2]);
+    env.start("mixed-raw", &["sh", "-c", &raw_script]);
+    assert_eq!(env.run(&["wait", "mixed-raw"]).status.code(), Some(0));
+    let out = env.run(&["export", "mixed-raw", "--format", "raw"]);
+    assert_eq!(sha256(&out.stdout), sha256(&expected));
+    let (code, report) = verify(&env, "mixed");
+    assert_eq!(code, 0, "{report}");
+}
+
+#[test]
+fn recordings_are_private_asciicast_v3_played_by_asciinema() {
+    let env = TestEnv::new();
+    env.start(
+        "text",
+        &[
+            "sh",
+            "-c",
+            "printf 'hello \\033[32mworld\\033[0m\\n'; sleep 0.2; printf 'second line\\n'",
+        ],
+    );
+    env.run(&["wait", "text"]);
+    let path = recording_of(&env, "text");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    let header: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&path).unwrap().lines().next().unwrap())
+            .unwrap();
+    assert_eq!(header["version"], 3);
+    assert_eq!(header["title"], "text");
+    assert_eq!(header["term"]["cols"], 80);
+    // asciinema 3 converts it; the output is what the terminal showed.
+    let raw = env.root().join("a3.raw");
+    let out = Command::new(asciinema3())
+        .arg("convert")
+        .arg("-f")
+        .arg("raw")
+        .arg(&path)
+        .arg(&raw)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown = String::from_utf8(std::fs::read(&raw).unwrap()).unwrap();
+    assert!(shown.ends_with("hello \x1b[32mworld\x1b[0m\r\nsecond line\r\n"), "{shown:?}");
+    // asciinema 2 (PyPI) plays the v2 export.
+    let v2 = env.root().join("text.v2.cast");
+    env.ok(&["export", "text", "--format", "v2", "-o", v2.to_str().unwrap()]);
+    let out = Command::new("python3").args(["-m", "asciinema", "cat"]).arg(&v2).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello \x1b[32mworld\x1b[0m\r\nsecond line\r\n"
+    );
+    let txt = env.ok(&["export", "text", "--format", "txt"]);
+    assert_eq!(txt, "hello world\nsecond line\n");
+}
+
+/// A finished recording whose lines can be tampered with.
+fn finished(env: &TestEnv) -> PathBuf {
+    env.start("audit", &["sh", "-c", "for i in 1 2 3 4 5 6; do echo line $i; sleep 0.3; done"]);
+    env.run(&["wait", "audit"]);
+    recording_of(env, "audit")
+}
+
+/// A change to a recording's lines.
+type Tamper = dyn Fn(&mut Vec<String>);
+
+fn tamper(path: &PathBuf, f: impl FnOnce(&mut Vec<String>)) -> PathBuf {
+    let copy =
+        path.with_file_name(format!("tampered-{}", path.file_name().unwrap().to_string_lossy()));
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    f(&mut lines);
+    std::fs::write(&copy, lines.join("\n") + "\n").unwrap();
+    copy
+}
+
+fn event_lines(lines: &[String]) -> Vec<usize> {
+    (1..lines.len()).filter(|i| lines[*i].starts_with('[')).collect()
+}
+
+#[test]
+fn verify_tells_intact_from_each_kind_of_tampering() {
+    let env = TestEnv::new();
+    let path = finished(&env);
+    let (code, report) = verify(&env, path.to_str().unwrap());
+    assert_eq!((code, report["status"].as_str()), (0, Some("intact")), "{report}");
+    assert!(report["trusted"].as_bool().unwrap());
+    let human = env.ok(&["verify", path.to_str().unwrap()]);
+    assert!(human.contains("SHA256:") && human.contains("OK"), "{human}");
+
+    let cases: Vec<(&str, Box<Tamper>)> = vec![
+        (
+            "modified",
+            Box::new(|l: &mut Vec<String>| {
+                let i = *event_lines(l).iter().find(|i| l[**i].contains("line 3")).unwrap();
+                l[i] = l[i].replace("line 3", "line 9");
+            }),
+        ),
+        (
+            "deleted",
+            Box::new(|l: &mut Vec<String>| {
+                let i = event_lines(l)[1];
+                l.remove(i);
+            }),
+        ),
+        (
+            "reordered",
+            Box::new(|l: &mut Vec<String>| {
+                let e = event_lines(l);
+                l.swap(e[0], e[1]);
+            }),
+        ),
+        (
+            "inserted",
+            Box::new(|l: &mut Vec<String>| {
+                let i = event_lines(l)[1];
+                l.insert(i, "[0.1, \"o\", \"forged\\r\\n\"]".into());
+            }),
+        ),
+        (
+            "truncated",
+            Box::new(|l: &mut Vec<String>| {
+                l.truncate(l.len() - 3);
+            }),
+        ),
+    ];
+    for (want, change) in cases {
+        let copy = tamper(&path, change);
+        let (code, report) = verify(&env, copy.to_str().unwrap());
+        assert_eq!(code, 1, "{want}: {report}");
+        let got = report["status"].as_str().unwrap();
+        // A cut file has no session record pointing at it: it reads as a
+        // crash, and only the part before the last checkpoint counts.
+        let ok = got == want || (want == "truncated" && got == "interrupted");
+        assert!(ok, "{want}: {report}");
+        assert!(!report["message"].as_str().unwrap().is_empty());
+    }
+    // Cutting the session's own file is told apart from a crash: the
+    // session record keeps the signed end.
+    let original = std::fs::read_to_string(&path).unwrap();
+    let cut: Vec<&str> = original.lines().collect();
+    std::fs::write(&path, cut[..cut.len() - 3].join("\n") + "\n").unwrap();
+    let (code, report) = verify(&env, "audit");
+    assert_eq!((code, report["status"].as_str()), (1, Some("truncated")), "{report}");
+}
+
+#[test]
+fn a_killed_keeper_leaves_an_interrupted_recording_that_verifies_up_to_its_checkpoint() {
+    let env = TestEnv::new();
+    env.start("crash", &["sh", "-c", "i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.1; done"]);
+    wait_until("a few checkpoints", || {
+        std::fs::read_to_string(recording_of(&env, "crash"))
+            .unwrap()
+            .matches("#tether:checkpoint")
+            .count()
+            >= 2
+    });
+    let (code, report) = verify(&env, "crash");
+    assert_eq!((code, report["status"].as_str()), (1, Some("live")), "{report}");
+    kill9(env.session("crash")["keeper_pid"].as_u64().unwrap() as u32);
+    wait_until("the session to be lost", || env.session("crash")["state"] == "lost");
+    let (code, report) = verify(&env, "crash");
+    assert_eq!((code, report["status"].as_str()), (1, Some("interrupted")), "{report}");
+    assert!(report["vouched_lines"].as_u64().unwrap() > 0);
+    // asciinema still plays it.
+    let path = recording_of(&env, "crash");
+    let out = Command::new(asciinema3())
+        .arg("convert")
+        .arg("-f")
+        .arg("txt")
+        .arg(&path)
+        .arg(env.root().join("c.txt"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read_to_string(env.root().join("c.txt")).unwrap().contains("tick 1"));
+}
+
+#[test]
+fn replay_at_grep_and_markers() {
+    let env = TestEnv::new();
+    env.start("story", &["sh", "-c", "echo first; sleep 1.2; printf 'abc\\rX\\033[3Cmoved\\n'; sleep 1.2; echo third; read x"]);
+    env.wait_text("story", "third");
+    let mut term = env.terminal(&["attach", "story"], 80, 24);
+    term.wait_attached();
+    term.send(b"go\r");
+    assert_eq!(env.run(&["wait", "story"]).status.code(), Some(0));
+    // The screen of a moment.
+    let at = env.ok(&["replay", "story", "--at", "+0.5"]);
+    assert_eq!(at.trim_end(), "first");
+    let at = env.ok(&["replay", "story", "--at", "+2"]);
+    assert!(at.contains("Xbc moved") && !at.contains("third"), "{at}");
+    // grep finds text drawn with a carriage return and cursor movement.
+    let out = env.ok(&["grep", "Xbc +moved"]);
+    let fields: Vec<&str> = out.trim_end().split('\t').collect();
+    assert_eq!(fields[0], "story");
+    assert!(fields[1].ends_with('Z'));
+    let offset: f64 = fields[2].parse().unwrap();
+    assert!((1.0..2.0).contains(&offset), "{out}");
+    assert_eq!(fields[3], "Xbc moved");
+    assert_eq!(env.run(&["grep", "no such text"]).status.code(), Some(1));
+    let json = env.ok(&["grep", "third", "story", "--json"]);
+    let m: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert_eq!(m["line"], "third");
+    // The attach and detach are markers in the recording.
+    let text = std::fs::read_to_string(recording_of(&env, "story")).unwrap();
+    assert!(text.contains("\"m\", \"attach tester (owner, local)\""), "{text}");
+}
+
+#[test]
+fn the_player_pauses_seeks_and_searches() {
+    let env = TestEnv::new();
+    env.start("movie", &["sh", "-c", "for i in $(seq 1 30); do echo frame $i; sleep 0.1; done; echo needle here; sleep 0.5; echo after"]);
+    env.run(&["wait", "movie"]);
+    let mut player = env.terminal(&["replay", "movie", "--speed", "0.25"], 80, 24);
+    player.wait_text("frame 1");
+    player.send(b" ");
+    player.wait_text("||");
+    let paused = player.contents();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert_eq!(player.contents(), paused, "nothing moves while paused");
+    player.send(b"/needle\r");
+    player.wait_text("needle here");
+    player.send(b"\x1b[D");
+    player.wait_screen("seeking back 5 s", |s| !s.contents().contains("needle here"));
+    player.send(b"g+1\r");
+    player.wait_screen("go to +1s", |s| {
+        s.contents().contains("frame 5") && !s.contents().contains("frame 20")
+    });
+    player.send(b"q");
+    assert_eq!(player.wait_exit(), 0);
+}
+
+#[test]
+fn a_disk_that_refuses_writes_degrades_the_recording_and_the_gap_is_recorded() {
+    let env = TestEnv::new();
+    let flag = env.root().join("fail-writes");
+    let mut cmd = env.cmd(&[
+        "new",
+        "-d",
+        "disk",
+        "--",
+        "sh",
+        "-c",
+        "i=0; while :; do i=$((i+1)); echo n$i; sleep 0.05; done",
+    ]);
+    cmd.env("TETHER_TEST_FAIL_RECORDING", &flag);
+    assert!(run_with_timeout(cmd, TIMEOUT).status.success());
+    env.wait_text("disk", "n3");
+    std::fs::write(&flag, "").unwrap();
+    wait_until("degraded", || env.session("disk")["recording"] == "degraded");
+    // The job runs on.
+    let count = || {
+        env.tail("disk")
+            .lines()
+            .filter_map(|l| l.strip_prefix('n')?.parse::<u64>().ok())
+            .max()
+            .unwrap()
+    };
+    let before = count();
+    wait_until("the job to keep running", || count() > before + 10);
+    std::fs::remove_file(&flag).unwrap();
+    wait_until("recovery", || env.session("disk")["recording"] == "ok");
+    let text = std::fs::read_to_string(recording_of(&env, "disk")).unwrap();
+    let gap = text.lines().find(|l| l.contains("\"g\"")).expect("a gap event");
+    assert!(gap.contains("lost_bytes"), "{gap}");
+    env.ok(&["kill", "disk"]);
+    let (_, report) = verify(&env, "disk");
+    assert_eq!(report["status"], "intact", "{report}");
+}
+
+#[test]
+fn input_is_recorded_only_when_asked_and_masked_without_echo() {
+    let env = TestEnv::new();
+    env.ok(&[
+        "new",
+        "-d",
+        "--record-input",
+        "typed",
+        "--",
+        "sh",
+        "-c",
+        "read a; stty -echo; read secret; stty echo; echo ok",
+    ]);
+    let mut term = env.terminal(&["attach", "typed"], 80, 24);
+    term.wait_attached();
+    term.send(b"visible\r");
+    wait_until("the prompt to turn echo off", || env.tail("typed").contains("visible"));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    term.send(b"hunter2\r");
+    assert_eq!(env.run(&["wait", "typed"]).status.code(), Some(0));
+    let text = std::fs::read_to_string(recording_of(&env, "typed")).unwrap();
+    assert!(text.contains("\"i\", \"visible"), "{text}");
+    assert!(!text.contains("hunter2"), "the secret was recorded");
+    assert!(text.contains("\"i\", \"*******"), "{text}");
+    env.start("plain", &["sh", "-c", "read a"]);
+    let mut term = env.terminal(&["attach", "plain"], 80, 24);
+    term.wait_attached();
+    term.send(b"nope\r");
+    env.run(&["wait", "plain"]);
+    assert!(!std::fs::read_to_string(recording_of(&env, "plain")).unwrap().contains("\"i\""));
+}
+
+#[test]
+fn no_record_and_required_recording() {
+    let env = TestEnv::new();
+    env.ok(&["new", "-d", "--no-record", "quiet", "--", "sleep", "60"]);
+    let s = env.session("quiet");
+    assert_eq!(s["recording"], "off");
+    assert!(s["recording_path"].is_null());
+    std::fs::create_dir_all(env.config_dir()).unwrap();
+    std::fs::write(env.config_dir().join("config.toml"), "recording = \"required\"\n").unwrap();
+    let out = env.run(&["new", "-d", "--no-record", "must", "--", "true"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("requires recording"));
+}
+
+#[test]
+fn segments_rotate_and_read_as_one_recording() {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.config_dir()).unwrap();
+    std::fs::write(env.config_dir().join("config.toml"), "segment_bytes = 65536\n").unwrap();
+    let data = env.root().join("data.txt");
+    let text: String = (0..20_000).map(|i| format!("row {i} of the log\n")).collect();
+    std::fs::write(&data, &text).unwrap();
+    env.start("big", &["sh", "-c", &format!("cat {}", data.display())]);
+    env.run(&["wait", "big"]);
+    let first = recording_of(&env, "big");
+    let second = PathBuf::from(first.to_string_lossy().replace(".cast", ".1.cast"));
+    assert!(second.exists(), "a second segment");
+    let (code, report) = verify(&env, "big");
+    assert_eq!(code, 0, "{report}");
+    assert!(report["segments"].as_u64().unwrap() >= 3, "{report}");
+    let raw = env.run(&["export", "big", "--format", "raw"]).stdout;
+    assert_eq!(raw, text.as_bytes());
+    // A moment deep in the recording.
+    let at = env.ok(&["replay", "big", "--at", "+60"]);
+    assert!(at.contains("row 19999"), "{at}");
+}
