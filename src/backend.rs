@@ -124,13 +124,22 @@ pub struct Local {
     /// Where a new session's job starts when the request does not say.
     default_cwd: PathBuf,
     visibility: Visibility,
+    /// Who creates sessions through this backend (the owner shown to watchers).
+    creator: String,
 }
 
 impl Local {
     /// This host's sessions, all visible, new jobs starting in `default_cwd`.
     pub fn new(paths: Paths, config: Config, default_cwd: PathBuf) -> Self {
         let registry = Registry::new(paths.clone());
-        Local { paths, config, registry, default_cwd, visibility: Visibility::all() }
+        let creator = crate::client::local_identity().name;
+        Local { paths, config, registry, default_cwd, visibility: Visibility::all(), creator }
+    }
+
+    /// Who creates sessions through this backend.
+    pub fn with_creator(mut self, creator: &str) -> Self {
+        creator.clone_into(&mut self.creator);
+        self
     }
 
     /// Restricts what this backend shows and touches.
@@ -191,6 +200,9 @@ impl Local {
             record,
             record_input: req.record_input || self.config.record_input,
             segment_bytes: self.config.segment_bytes,
+            consent: req.consent,
+            watchers_unsafe_ok: self.config.watcher_passthrough,
+            owner: self.creator.clone(),
         })
     }
 }
@@ -262,6 +274,7 @@ pub fn create_request(name: &SessionName, command: Vec<String>, size: WindowSize
         protect: false,
         no_record: false,
         record_input: false,
+        consent: false,
     }
 }
 

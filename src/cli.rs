@@ -185,6 +185,9 @@ pub struct NewArgs {
     /// Record keystrokes too (masked while the terminal does not echo).
     #[arg(long)]
     pub record_input: bool,
+    /// Each watcher must be accepted by an interactive client (y/n).
+    #[arg(long)]
+    pub consent: bool,
     /// The job's working directory (default: the current one).
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,

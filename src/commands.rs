@@ -145,6 +145,7 @@ impl Ctx {
             protect: args.protect,
             no_record: args.no_record,
             record_input: args.record_input,
+            consent: args.consent,
             ..create_request(&args.name, args.command.clone(), size)
         };
         self.backend.create(&req)?;
@@ -159,7 +160,12 @@ impl Ctx {
             Ok(c) => c,
             Err(e) => return self.not_running(name, e),
         };
-        let opts = AttachOptions { name: name.clone(), mode, detach_key: self.config.detach_key.0 };
+        let opts = AttachOptions {
+            name: name.clone(),
+            mode,
+            detach_key: self.config.detach_key.0,
+            detach_name: self.config.detach_key.describe(),
+        };
         match attach::run(client, &opts) {
             Ok(Outcome::Detached) => {
                 write!(self.out, "\r\n[detached from {name}]\r\n")?;

@@ -37,6 +37,10 @@ pub struct Config {
     pub record_input: bool,
     /// Bytes per recording segment before rotating to the next file.
     pub segment_bytes: u64,
+    /// Let read-only watchers' streams carry sequences that act on the
+    /// viewer's machine (OSC 52 clipboard writes and the like). Off: they
+    /// are removed.
+    pub watcher_passthrough: bool,
 }
 
 /// `recording` in config.toml.
@@ -66,6 +70,7 @@ impl Default for Config {
             recording: RecordingPolicy::On,
             record_input: false,
             segment_bytes: 64 << 20,
+            watcher_passthrough: false,
         }
     }
 }

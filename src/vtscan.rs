@@ -72,6 +72,10 @@ pub enum Action {
     OneClient,
     /// Nobody sees it (clipboard reads, title reports).
     Drop,
+    /// Interactive clients see it; read-only watchers do not: it would act
+    /// on the watcher's own machine (clipboard writes, file transfers,
+    /// notifications, graphics, passthrough to an outer terminal).
+    Unsafe,
 }
 
 /// A classified sequence within the scanned bytes.
@@ -203,6 +207,9 @@ pub struct VtScanner {
     overflow: bool,
     /// Where the current sequence or character began in the scanned buffer.
     start: usize,
+    /// A sequence too long to hold back is being passed through and is
+    /// unsafe for watchers: everything up to its end is.
+    carry_unsafe: bool,
     /// The modes seen so far.
     pub modes: Modes,
 }
@@ -214,6 +221,7 @@ impl Default for VtScanner {
             collected: Vec::new(),
             overflow: false,
             start: 0,
+            carry_unsafe: false,
             modes: Modes::default(),
         }
     }
@@ -235,6 +243,7 @@ impl VtScanner {
     /// stays inside the sequence) and the whole buffer counts as complete.
     pub fn scan(&mut self, buf: &[u8], spans: &mut Vec<Span>) -> usize {
         self.start = 0;
+        let first_span = spans.len();
         for (i, &b) in buf.iter().enumerate() {
             if self.state == State::Ground {
                 self.start = i;
@@ -245,15 +254,36 @@ impl VtScanner {
             return buf.len();
         }
         let tail = buf.len() - self.start.min(buf.len());
+        if self.carry_unsafe {
+            // Still inside a long unsafe string: all of this buffer is part of it.
+            spans.truncate(first_span);
+            spans.push(Span { range: 0..buf.len(), action: Action::Unsafe });
+            return buf.len();
+        }
         if tail <= HOLDBACK_MAX {
             self.reset_sequence_state();
             buf.len() - tail
         } else {
             // Keep scanning the oversized sequence from the next buffer on;
-            // it can no longer be classified.
+            // it can no longer be classified as a query, but a watcher must
+            // still not receive an unsafe one.
+            if self.unsafe_prefix() {
+                self.carry_unsafe = true;
+                spans.push(Span { range: self.start..buf.len(), action: Action::Unsafe });
+            }
             self.overflow = true;
             self.start = 0;
             buf.len()
+        }
+    }
+
+    /// Whether the string being collected is one watchers must not get,
+    /// judged from its first bytes.
+    fn unsafe_prefix(&self) -> bool {
+        match self.state {
+            State::Osc | State::OscEsc => unsafe_osc(&self.collected),
+            State::Str | State::StrEsc => unsafe_string(&self.collected),
+            _ => false,
         }
     }
 
@@ -391,6 +421,12 @@ impl VtScanner {
     }
 
     fn string_escape(&mut self, b: u8, i: usize, spans: &mut Vec<Span>) {
+        // tmux passthrough doubles every ESC inside its DCS string.
+        if b == 0x1b && self.state == State::StrEsc && self.collected.starts_with(b"Ptmux;") {
+            self.state = State::Str;
+            self.collect(b);
+            return;
+        }
         if b == b'\\' {
             self.finish_string(i, spans);
         } else {
@@ -404,12 +440,22 @@ impl VtScanner {
 
     fn finish_string(&mut self, i: usize, spans: &mut Vec<Span>) {
         let osc = matches!(self.state, State::Osc | State::OscEsc);
+        if std::mem::take(&mut self.carry_unsafe) {
+            self.state = State::Ground;
+            spans.push(Span { range: 0..i + 1, action: Action::Unsafe });
+            return;
+        }
+        let risky = self.unsafe_prefix();
         self.state = State::Ground;
         if self.overflow {
+            if risky {
+                spans.push(Span { range: self.start..i + 1, action: Action::Unsafe });
+            }
             return;
         }
         let body = std::mem::take(&mut self.collected);
         let action = if osc { self.osc_dispatch(&body) } else { dcs_dispatch(&body) };
+        let action = action.or(risky.then_some(Action::Unsafe));
         if let Some(action) = action {
             spans.push(Span { range: self.start..i + 1, action });
         }
@@ -563,6 +609,24 @@ impl ModeTracker {
     }
 }
 
+/// OSC commands that act on the viewer's machine: 52 clipboard, 50 font,
+/// 9, 99 and 777 desktop notifications, 1337 iTerm2 (file downloads,
+/// user variables), 5113 kitty file transfer, 5522 kitty clipboard.
+fn unsafe_osc(body: &[u8]) -> bool {
+    let ps = body.split(|b| *b == b';').next().unwrap_or(b"");
+    matches!(parse_u16(ps), Some(9 | 50 | 52 | 99 | 777 | 1337 | 5113 | 5522))
+}
+
+/// APC strings (kitty graphics and protocols), SOS and PM, and DCS
+/// passthrough to an outer multiplexer's terminal (`tmux;`).
+fn unsafe_string(body: &[u8]) -> bool {
+    match body {
+        [b'_' | b'X' | b'^', ..] => true,
+        [b'P', rest @ ..] => rest.starts_with(b"tmux;"),
+        _ => false,
+    }
+}
+
 fn dcs_dispatch(body: &[u8]) -> Option<Action> {
     // body[0] is the introducer letter; DECRQSS is `P $ q`, XTGETTCAP `P + q`.
     match body {
@@ -637,7 +701,7 @@ mod tests {
     fn long_sequences_pass_through_without_holdback() {
         let mut s = VtScanner::new();
         let mut spans = Vec::new();
-        let mut big = b"\x1b]52;c;".to_vec();
+        let mut big = b"\x1b]2;".to_vec();
         big.extend(std::iter::repeat_n(b'A', HOLDBACK_MAX + 10));
         assert_eq!(s.scan(&big, &mut spans), big.len());
         // The terminator in the next buffer ends it; nothing is classified.
@@ -665,7 +729,7 @@ mod tests {
             (b"\x1b]52;c;?\x07", Some(Action::Drop)),
             (b"\x1bP$qm\x1b\\", Some(Action::OneClient)),
             (b"\x1bP+q544e\x1b\\", Some(Action::OneClient)),
-            (b"\x1b]52;c;aGk=\x07", None),
+            (b"\x1b]52;c;aGk=\x07", Some(Action::Unsafe)),
             (b"\x1b[31m", None),
             (b"\x1b[8;24;80t", None),
             (b"\x1b]0;hi\x07", None),
@@ -679,6 +743,44 @@ mod tests {
                 assert_eq!(s.range, 0..input.len());
             }
         }
+    }
+
+    #[test]
+    fn marks_what_watchers_must_not_get() {
+        let cases: &[&[u8]] = &[
+            b"\x1b]52;c;aGVsbG8=\x07",
+            b"\x1b]1337;File=name=eA==:AAAA\x07",
+            b"\x1b]777;notify;hi;there\x1b\\",
+            b"\x1b_Gf=100;AAAA\x1b\\",
+            b"\x1bPtmux;\x1b\x1b]52;c;eA==\x07\x1b\\",
+        ];
+        for input in cases {
+            let (_, spans, _) = scan_all(input);
+            assert_eq!(
+                spans,
+                [Span { range: 0..input.len(), action: Action::Unsafe }],
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        let (_, spans, _) = scan_all(b"\x1b]0;title\x07\x1b]8;;http://x\x07");
+        assert!(spans.is_empty());
+    }
+
+    #[test]
+    fn long_unsafe_strings_are_marked_across_reads() {
+        let mut s = VtScanner::new();
+        let mut spans = Vec::new();
+        let mut first = b"ok\x1b]52;c;".to_vec();
+        first.extend(std::iter::repeat_n(b'A', HOLDBACK_MAX + 10));
+        assert_eq!(s.scan(&first, &mut spans), first.len());
+        assert_eq!(spans, [Span { range: 2..first.len(), action: Action::Unsafe }]);
+        spans.clear();
+        assert_eq!(s.scan(b"AAAA", &mut spans), 4);
+        assert_eq!(spans, [Span { range: 0..4, action: Action::Unsafe }]);
+        spans.clear();
+        assert_eq!(s.scan(b"AA\x07after", &mut spans), 8);
+        assert_eq!(spans, [Span { range: 0..3, action: Action::Unsafe }]);
     }
 
     #[test]

@@ -11,4 +11,5 @@ mod lifecycle;
 mod protocol;
 mod record;
 mod screen;
+mod shadow;
 mod ssh;

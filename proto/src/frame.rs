@@ -267,6 +267,8 @@ mod tests {
             recording_path: None,
             recording_end: None,
             command: vec!["/bin/sh".into()],
+            owner: Some("alice".into()),
+            consent: false,
         }
     }
 
@@ -291,6 +293,7 @@ mod tests {
                 protect: true,
                 no_record: false,
                 record_input: true,
+                consent: false,
             })),
             Message::Reply(Reply::Done),
             Message::Attach(AttachRequest {
@@ -305,7 +308,7 @@ mod tests {
             Message::Resize(WindowSize { cols: 0, rows: 65535 }),
             Message::Detach,
             Message::Exit(JobExit { code: None, signal: Some(9), ended: "t".into() }),
-            Message::Notice(Notice { text: "hello".into() }),
+            Message::Notice(Notice { text: "hello".into(), clients: Some(1), watchers: None }),
             Message::Request(Request::Tail { lines: Some(5), follow: true }),
             Message::Request(Request::Kill { force: false }),
             Message::Reply(Reply::List { sessions: vec![info()] }),
@@ -372,7 +375,11 @@ mod tests {
             (any::<u16>(), any::<u16>())
                 .prop_map(|(cols, rows)| Message::Resize(WindowSize { cols, rows })),
             Just(Message::Detach),
-            ".*".prop_map(|text| Message::Notice(Notice { text })),
+            ".*".prop_map(|text| Message::Notice(Notice {
+                text,
+                clients: None,
+                watchers: Some(2)
+            })),
             (any::<Option<u32>>(), any::<bool>())
                 .prop_map(|(lines, follow)| Message::Request(Request::Tail { lines, follow })),
             (any::<Option<i32>>(), any::<Option<i32>>(), ".*").prop_map(|(code, signal, ended)| {

@@ -136,6 +136,9 @@ pub struct CreateRequest {
     /// `--record-input`.
     #[serde(default)]
     pub record_input: bool,
+    /// `--consent`: watchers wait for an interactive client's yes.
+    #[serde(default)]
+    pub consent: bool,
 }
 
 /// A terminal size in character cells.
@@ -251,6 +254,12 @@ impl JobExit {
 pub struct Notice {
     /// The text, without escape sequences.
     pub text: String,
+    /// Interactive attachments now, on presence changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients: Option<u32>,
+    /// Read-only attachments now, on presence changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchers: Option<u32>,
 }
 
 /// Control operations on one session (the keeper) or on all of them (the
@@ -401,6 +410,12 @@ pub struct SessionInfo {
     /// The command the job runs (argv).
     #[serde(default)]
     pub command: Vec<String>,
+    /// Who created the session (user name or key comment).
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Watchers need an interactive client's consent.
+    #[serde(default)]
+    pub consent: bool,
 }
 
 /// The lifecycle state of a session.

@@ -10,6 +10,7 @@
 use super::KeeperClient;
 use super::detach::DetachKey;
 use super::terminal::{self, RawMode};
+use super::view::{self, WatchView};
 use crate::vtscan::ModeTracker;
 use anyhow::{Context, Result};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
@@ -17,7 +18,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tether_proto::{AttachMode, AttachRequest, JobExit, Message, SessionName};
 
 /// How an attachment ended.
@@ -40,7 +41,13 @@ pub struct AttachOptions {
     pub mode: AttachMode,
     /// The detach key's byte (0: none).
     pub detach_key: u8,
+    /// How the detach key is written, for a watcher's status line.
+    pub detach_name: String,
 }
+
+/// Watchers' views are repainted at most this often: enough to follow a
+/// session, cheap even over a slow link.
+const FRAME_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Signals the loop cares about, set by handlers and read by the loop.
 struct Flags {
@@ -86,16 +93,45 @@ pub fn run(mut client: KeeperClient, opts: &AttachOptions) -> Result<Outcome> {
         identity: super::local_identity(),
     };
     client.writer.write_message(&Message::Attach(request))?;
-    match client.reader.read_message()? {
-        Some(Message::AttachReply(_)) => {}
+    let session = match client.reader.read_message()? {
+        Some(Message::AttachReply(reply)) => reply.session,
         Some(Message::Error(e)) => return Err(crate::Failure::from(e).into()),
         _ => return Ok(Outcome::Lost),
-    }
+    };
     let flags = Flags::register().context("installing signal handlers")?;
     let raw = RawMode::enable().context("switching the terminal to raw mode")?;
-    let mut session = Attached { client, tracker: ModeTracker::new(), ended: None };
-    let outcome = session.pump(&flags, opts);
-    let reset = session.tracker.modes().reset_sequence();
+    let view = (opts.mode == AttachMode::ReadOnly).then(|| {
+        let size = tether_proto::WindowSize { cols: session.cols, rows: session.rows };
+        let owner = session.owner.clone().unwrap_or_else(|| "?".into());
+        let mut v = WatchView::new(
+            session.name.as_str(),
+            &owner,
+            size,
+            terminal::size(),
+            &opts.detach_name,
+        );
+        v.set_watchers(session.watchers.max(1));
+        v
+    });
+    let mut out = std::io::stdout().lock();
+    if view.is_some() {
+        let _ = out.write_all(view::ENTER.as_bytes());
+        let _ = out.flush();
+    }
+    drop(out);
+    let mut attached = Attached {
+        client,
+        tracker: ModeTracker::new(),
+        ended: None,
+        view,
+        dirty: false,
+        last_frame: Instant::now() - FRAME_INTERVAL,
+    };
+    let outcome = attached.pump(&flags, opts);
+    let reset = match &attached.view {
+        Some(_) => view::LEAVE.to_owned(),
+        None => attached.tracker.modes().reset_sequence(),
+    };
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(reset.as_bytes());
     let _ = out.flush();
@@ -107,6 +143,11 @@ struct Attached {
     client: KeeperClient,
     tracker: ModeTracker,
     ended: Option<JobExit>,
+    /// A watcher's rendered view (read-only attachments only).
+    view: Option<WatchView>,
+    /// The view changed since it was last painted.
+    dirty: bool,
+    last_frame: Instant,
 }
 
 impl Attached {
@@ -118,7 +159,9 @@ impl Attached {
         // several frames).
         self.flush_messages()?;
         loop {
-            let timeout = detach.deadline().map(|d| {
+            let frame_due = self.dirty.then(|| self.last_frame + FRAME_INTERVAL);
+            let wake = [detach.deadline(), frame_due].into_iter().flatten().min();
+            let timeout = wake.map(|d| {
                 let left = d.saturating_duration_since(Instant::now());
                 Timespec::try_from(left).unwrap_or(Timespec { tv_sec: 0, tv_nsec: 0 })
             });
@@ -138,7 +181,16 @@ impl Attached {
                     return self.leave();
                 }
                 if flags.winch.swap(false, Ordering::SeqCst) {
-                    self.client.writer.write_message(&Message::Resize(terminal::size()))?;
+                    match &mut self.view {
+                        // Watchers never resize the session.
+                        Some(view) => {
+                            view.terminal_resized(terminal::size());
+                            self.dirty = true;
+                        }
+                        None => {
+                            self.client.writer.write_message(&Message::Resize(terminal::size()))?;
+                        }
+                    }
                 }
             }
             if ready[1] {
@@ -162,20 +214,49 @@ impl Attached {
             } else if detach.tick(Instant::now()).detach {
                 return self.leave();
             }
+            self.paint_if_due()?;
         }
+    }
+
+    /// Repaints a watcher's view, at most every [`FRAME_INTERVAL`].
+    fn paint_if_due(&mut self) -> Result<()> {
+        let Some(view) = &self.view else { return Ok(()) };
+        if !self.dirty || self.last_frame.elapsed() < FRAME_INTERVAL {
+            return Ok(());
+        }
+        let mut out = std::io::stdout().lock();
+        out.write_all(&view.frame()).context("writing to the terminal")?;
+        out.flush()?;
+        self.dirty = false;
+        self.last_frame = Instant::now();
+        Ok(())
     }
 
     /// Writes every decoded output frame to the terminal.
     fn flush_messages(&mut self) -> Result<()> {
         let mut out = std::io::stdout().lock();
         while let Some(msg) = self.client.reader.try_message()? {
-            match msg {
-                Message::Output(bytes) | Message::Redraw(bytes) => {
+            match (msg, &mut self.view) {
+                (Message::Output(bytes) | Message::Redraw(bytes), Some(view)) => {
+                    view.feed(&bytes);
+                    self.dirty = true;
+                }
+                (Message::Output(bytes) | Message::Redraw(bytes), None) => {
                     self.tracker.feed(&bytes);
                     out.write_all(&bytes).context("writing to the terminal")?;
                 }
-                Message::Exit(exit) => self.ended = Some(exit),
-                Message::Notice(n) => tracing::info!("notice: {}", n.text),
+                (Message::Resize(size), Some(view)) => {
+                    view.session_resized(size);
+                    self.dirty = true;
+                }
+                (Message::Notice(n), Some(view)) => {
+                    if let Some(w) = n.watchers {
+                        view.set_watchers(w);
+                    }
+                    view.set_note(Some(n.text));
+                    self.dirty = true;
+                }
+                (Message::Exit(exit), _) => self.ended = Some(exit),
                 _ => {}
             }
         }

@@ -4,6 +4,7 @@
 pub mod attach;
 pub mod detach;
 pub mod terminal;
+pub mod view;
 
 use crate::Failure;
 use crate::connection::{FrameReader, FrameWriter, split};

@@ -14,7 +14,8 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::Duration;
 use tether_proto::{
-    AttachRequest, ErrorCode, ErrorReply, HelloReply, Message, PROTOCOL_VERSION, Reply, Request,
+    AttachMode, AttachRequest, ErrorCode, ErrorReply, HelloReply, Message, PROTOCOL_VERSION, Reply,
+    Request,
 };
 
 /// How long a client has to say hello and make its request: a peer that
@@ -128,6 +129,14 @@ fn error(code: ErrorCode, message: String) -> Message {
 }
 
 fn attach(keeper: &Arc<Keeper>, req: &AttachRequest, mut reader: FrameReader, writer: FrameWriter) {
+    if req.mode == AttachMode::ReadOnly
+        && keeper.needs_consent()
+        && let Err(f) = keeper.ask_consent(&req.identity)
+    {
+        let mut writer = writer;
+        let _ = writer.write_message(&Message::Error(f.to_reply()));
+        return;
+    }
     let outbox = Arc::new(Outbox::new());
     let id = match keeper.attach(req, &outbox) {
         Ok(id) => id,

@@ -203,7 +203,7 @@ mod tests {
         for _ in 0..(OUTBOX_MAX_BYTES / 1000 + 5) {
             o.push_output(out(1000));
         }
-        let notice = Message::Notice(Notice { text: "n".into() });
+        let notice = Message::Notice(Notice { text: "n".into(), clients: None, watchers: None });
         o.push_control(notice.clone());
         assert_eq!(o.next(), Next::Resync);
         o.reset_with([Message::Redraw(Bytes::from_static(b"R"))]);

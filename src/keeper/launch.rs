@@ -84,6 +84,12 @@ pub struct KeeperSpec {
     pub record_input: bool,
     /// Bytes per recording segment.
     pub segment_bytes: u64,
+    /// Watchers need consent.
+    pub consent: bool,
+    /// Watchers also get sequences that act on their machine.
+    pub watchers_unsafe_ok: bool,
+    /// Who created the session.
+    pub owner: String,
 }
 
 /// The keeper's one-line report to its launcher.
@@ -264,6 +270,7 @@ fn start(spec: &KeeperSpec) -> Result<Running> {
         command: spec.command.clone(),
         protected: spec.protected,
         started: now_rfc3339(),
+        owner: spec.owner.clone(),
     };
     let recorder = if spec.record {
         match start_recording(&paths, spec, &meta) {
@@ -287,6 +294,8 @@ fn start(spec: &KeeperSpec) -> Result<Running> {
         input: tx,
         recorder,
         record_input: spec.record_input,
+        watchers_unsafe_ok: spec.watchers_unsafe_ok,
+        consent: spec.consent,
     };
     let keeper = Arc::new(Keeper::new(parts));
     if let Some(recorder) = &keeper.recorder {

@@ -19,6 +19,7 @@ pub mod backlog;
 pub mod conn;
 pub mod fanout;
 pub mod launch;
+pub mod presence;
 pub mod pty;
 pub mod screen;
 
@@ -58,6 +59,8 @@ pub struct Meta {
     pub protected: bool,
     /// RFC 3339 UTC.
     pub started: String,
+    /// Who created it.
+    pub owner: String,
 }
 
 /// One attachment (interactive client or watcher).
@@ -76,6 +79,9 @@ struct State {
     attachments: Vec<Attachment>,
     /// `tail -f` connections: notified of output, not counted as attached.
     followers: Vec<Arc<Outbox>>,
+    /// Watch requests waiting for an interactive client's consent, oldest
+    /// first; the first is the one on screen.
+    consents: std::collections::VecDeque<presence::Consent>,
     next_id: u64,
     /// The most recently active interactive attachment: its size wins, and
     /// it alone sees queries only one terminal should answer.
@@ -108,6 +114,10 @@ pub struct Parts {
     pub recorder: Option<Recorder>,
     /// Record input events.
     pub record_input: bool,
+    /// Send watchers the sequences that act on a viewer's machine too.
+    pub watchers_unsafe_ok: bool,
+    /// `new --consent`: watchers wait for an interactive client's yes.
+    pub consent: bool,
 }
 
 /// Output parsed between keyframes for the recording's seek index: seeking
@@ -122,6 +132,8 @@ pub struct Keeper {
     /// The recording; `None` when not recorded or when it could not start.
     recorder: Option<Recorder>,
     record_input: bool,
+    watchers_unsafe_ok: bool,
+    consent: bool,
     /// Held briefly by the reader for each read, and by control operations.
     state: Mutex<State>,
     /// Signalled when the job's end is recorded and when a writer finishes.
@@ -154,6 +166,7 @@ impl Keeper {
             parsed: 0,
             next_keyframe: KEYFRAME_EVERY,
             recording_end: None,
+            consents: std::collections::VecDeque::new(),
         };
         Keeper {
             meta: parts.meta,
@@ -161,6 +174,8 @@ impl Keeper {
             job: parts.job,
             recorder: parts.recorder,
             record_input: parts.record_input,
+            watchers_unsafe_ok: parts.watchers_unsafe_ok,
+            consent: parts.consent,
             state: Mutex::new(state),
             changed: Condvar::new(),
             input: parts.input,
@@ -199,6 +214,8 @@ impl Keeper {
             recording_path: self.recorder.as_ref().map(|r| r.path().display().to_string()),
             recording_end: st.recording_end.clone(),
             command: self.meta.command.clone(),
+            owner: Some(self.meta.owner.clone()),
+            consent: self.consent,
         }
     }
 
@@ -220,15 +237,16 @@ impl Keeper {
     /// returns the answers to the job's queries.
     pub fn on_output(&self, data: &[u8]) -> Vec<u8> {
         let mut st = self.state();
-        let Fed { output, one_client, replies } = st.screen.feed(data);
+        let Fed { output, one_client, watchers, replies } = st.screen.feed(data);
         st.parsed += data.len() as u64;
         self.keyframe_if_due(&mut st);
         if output.is_empty() && one_client.is_none() {
             return replies;
         }
         for a in &st.attachments {
-            let bytes = match &one_client {
-                Some(b) if st.active == Some(a.id) => b.clone(),
+            let bytes = match (a.mode, &one_client, &watchers) {
+                (AttachMode::ReadOnly, _, Some(safe)) if !self.watchers_unsafe_ok => safe.clone(),
+                (AttachMode::Interactive, Some(b), _) if st.active == Some(a.id) => b.clone(),
                 _ => output.clone(),
             };
             a.outbox.push_output(Message::Output(bytes));
@@ -267,7 +285,11 @@ impl Keeper {
     /// # Errors
     ///
     /// The job has already ended.
-    pub fn attach(&self, req: &AttachRequest, outbox: &Arc<Outbox>) -> Result<u64, Failure> {
+    pub fn attach(
+        self: &Arc<Self>,
+        req: &AttachRequest,
+        outbox: &Arc<Outbox>,
+    ) -> Result<u64, Failure> {
         let id = {
             let mut st = self.state();
             if st.exit.is_some() {
@@ -294,6 +316,12 @@ impl Keeper {
             for frame in redraw_frames(&st.screen) {
                 outbox.push_control(frame);
             }
+            if req.mode == AttachMode::Interactive {
+                // A pending watch request is shown to every client that can answer it.
+                self.show_prompt(&st, outbox);
+            } else {
+                self.announce(&st, &format!("{} is watching", describe_identity(&req.identity)));
+            }
             id
         };
         tracing::info!(id, identity = %req.identity.name, mode = ?req.mode, "attached");
@@ -304,13 +332,16 @@ impl Keeper {
     }
 
     /// Removes an attachment (idempotent).
-    pub fn detach(&self, id: u64) {
+    pub fn detach(self: &Arc<Self>, id: u64) {
         let removed = {
             let mut st = self.state();
             let gone =
                 st.attachments.iter().position(|a| a.id == id).map(|i| st.attachments.remove(i));
             if st.active == Some(id) {
                 st.active = None;
+            }
+            if let Some(a) = gone.as_ref().filter(|a| a.mode == AttachMode::ReadOnly) {
+                self.announce(&st, &format!("{} stopped watching", describe_identity(&a.identity)));
             }
             gone
         };
@@ -324,7 +355,7 @@ impl Keeper {
 
     /// Input from attachment `id`. Input from read-only attachments is
     /// dropped here, the one place input enters the job.
-    pub fn input_from(&self, id: u64, bytes: Bytes) {
+    pub fn input_from(self: &Arc<Self>, id: u64, bytes: Bytes) {
         let resized = {
             let mut st = self.state();
             let Some(a) = st.attachments.iter().find(|a| a.id == id) else { return };
@@ -332,6 +363,10 @@ impl Keeper {
                 return;
             }
             let size = a.size;
+            // A y or n while a watch request is on screen answers it.
+            if self.answer_prompt(&mut st, &bytes) {
+                return;
+            }
             st.active != Some(id) && {
                 st.active = Some(id);
                 self.apply_size(&mut st, size)
@@ -382,6 +417,9 @@ impl Keeper {
         }
         st.screen.resize(size);
         self.job.resize(size);
+        for a in st.attachments.iter().filter(|a| a.mode == AttachMode::ReadOnly) {
+            a.outbox.push_control(Message::Resize(size));
+        }
         if let Some(r) = &self.recorder {
             r.resize(size.cols, size.rows);
         }
@@ -538,7 +576,7 @@ impl Keeper {
 }
 
 /// "alice@laptop (owner, 10.1.2.3:40444)" for markers.
-fn describe_identity(id: &Identity) -> String {
+pub fn describe_identity(id: &Identity) -> String {
     let role = crate::sshd::roles::role_name(id.role);
     match &id.address {
         Some(addr) => format!("{} ({role}, {addr})", id.name),
@@ -547,7 +585,7 @@ fn describe_identity(id: &Identity) -> String {
 }
 
 /// A redraw as frames (it may exceed one frame on a huge screen).
-fn redraw_frames(screen: &Screen) -> Vec<Message> {
+pub(crate) fn redraw_frames(screen: &Screen) -> Vec<Message> {
     Message::data_frames(Bytes::from(screen.redraw()), Message::Redraw).collect()
 }
 

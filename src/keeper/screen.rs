@@ -24,6 +24,9 @@ pub struct Fed {
     /// For the most recently active interactive client, when the output
     /// held queries only one terminal should answer: `output` plus those.
     pub one_client: Option<Bytes>,
+    /// For read-only watchers, when the output held sequences that would
+    /// act on their machine: `output` without those.
+    pub watchers: Option<Bytes>,
     /// The keeper's own answers to the job's queries, for the PTY.
     pub replies: Vec<u8>,
 }
@@ -134,11 +137,15 @@ impl Screen {
         let mut replies = Vec::new();
         let mut output = Vec::with_capacity(buf.len());
         let mut one_client = Vec::with_capacity(buf.len());
+        let mut watchers = Vec::with_capacity(buf.len());
         let (mut copied, mut fed) = (0, 0);
         for span in spans {
-            output.extend_from_slice(&buf[copied..span.range.start]);
-            one_client.extend_from_slice(&buf[copied..span.range.start]);
+            let before = &buf[copied..span.range.start];
+            for v in [&mut output, &mut one_client, &mut watchers] {
+                v.extend_from_slice(before);
+            }
             copied = span.range.end;
+            let bytes = &buf[span.range.clone()];
             match span.action {
                 Action::Answer(query) => {
                     // The answer must see the screen as it was when the job
@@ -147,15 +154,21 @@ impl Screen {
                     fed = span.range.end;
                     replies.extend_from_slice(self.answer(query).as_bytes());
                 }
-                Action::OneClient => one_client.extend_from_slice(&buf[span.range.clone()]),
+                Action::OneClient => one_client.extend_from_slice(bytes),
                 Action::Drop => {}
+                Action::Unsafe => {
+                    output.extend_from_slice(bytes);
+                    one_client.extend_from_slice(bytes);
+                }
             }
         }
-        output.extend_from_slice(&buf[copied..]);
-        one_client.extend_from_slice(&buf[copied..]);
+        for v in [&mut output, &mut one_client, &mut watchers] {
+            v.extend_from_slice(&buf[copied..]);
+        }
         self.feed_terminal(&buf[fed..]);
         let one_client = (one_client != output).then(|| Bytes::from(one_client));
-        Fed { output: Bytes::from(output), one_client, replies }
+        let watchers = (watchers != output).then(|| Bytes::from(watchers));
+        Fed { output: Bytes::from(output), one_client, watchers, replies }
     }
 
     fn feed_terminal(&mut self, bytes: &[u8]) {
@@ -331,7 +344,7 @@ fn line_to_ansi(line: &Line, out: &mut String) {
 }
 
 /// A full SGR sequence for `pen`, starting from a reset.
-fn sgr(pen: &Pen) -> String {
+pub fn sgr(pen: &Pen) -> String {
     let mut s = String::from("\x1b[0");
     let flags = [
         (pen.is_bold(), "1"),

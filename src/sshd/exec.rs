@@ -7,7 +7,7 @@
 //! and go through [`super::bridge`]; the others run the CLI's code on a
 //! blocking thread, their output streamed to the channel.
 
-use super::roles::{self, Op};
+use super::roles::Op;
 use super::{Caller, Input, Output, Pty, Shared, bridge, finish, say};
 use crate::Failure;
 use crate::audit::Event;
@@ -73,15 +73,14 @@ impl Exec {
         if cli.host.is_some() || cli.identity.is_some() {
             return Err(Failure::invalid("--host and --identity are not available over ssh").into());
         }
-        let role = self.caller.role;
         match cli.command {
             Command::Attach { name, command } => self.attach(&name, command).await,
             Command::Watch { name } => {
-                roles::check(role, Op::Watch)?;
+                self.caller.require(&self.shared, Op::Watch, Some(name.as_str()))?;
                 self.bridge(&name, AttachMode::ReadOnly).await
             }
             Command::New(args) => {
-                roles::check(role, Op::New)?;
+                self.caller.require(&self.shared, Op::New, Some(args.name.as_str()))?;
                 if !args.detach {
                     self.need_pty("new (without -d)")?;
                 }
@@ -91,6 +90,7 @@ impl Exec {
                     protect: args.protect,
                     no_record: args.no_record,
                     record_input: args.record_input,
+                    consent: args.consent,
                     ..self.create_request(&args.name, args.command.clone())
                 };
                 self.create(req).await?;
@@ -148,7 +148,7 @@ impl Exec {
     }
 
     async fn attach(&mut self, name: &SessionName, command: Vec<String>) -> Result<i32> {
-        roles::check(self.caller.role, Op::Attach)?;
+        self.caller.require(&self.shared, Op::Attach, Some(name.as_str()))?;
         self.need_pty("attach")?;
         let backend = self.shared.backend_for(&self.caller);
         let lookup = {
@@ -156,7 +156,7 @@ impl Exec {
             tokio::task::spawn_blocking(move || backend.lookup(&name)).await??
         };
         if lookup.is_none() {
-            roles::check(self.caller.role, Op::New)?;
+            self.caller.require(&self.shared, Op::New, Some(name.as_str()))?;
             match self.create(self.create_request(name, command)).await {
                 Err(e) if crate::error::exit_code(&e) == 4 => {}
                 other => other?,
@@ -223,7 +223,7 @@ impl Exec {
     /// Runs a non-interactive command with the CLI's code.
     async fn run_blocking(&mut self, command: Command) -> Result<i32> {
         let (op, session) = classify(&command);
-        roles::check(self.caller.role, op)?;
+        self.caller.require(&self.shared, op, session.as_deref())?;
         let own_failure = matches!(command, Command::Wait { .. }).then_some(125);
         let event = match op {
             Op::Kill => Some(Event::Kill),

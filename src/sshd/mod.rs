@@ -59,6 +59,7 @@ impl Shared {
     pub fn backend_for(&self, caller: &Caller) -> Local {
         Local::new(self.paths.clone(), self.config(), self.home.clone())
             .with_visibility(caller.visibility.clone())
+            .with_creator(&caller.identity.name)
     }
 }
 
@@ -80,6 +81,24 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The chokepoint: `Ok` if this key's role may do `op`, else a
+    /// refusal naming the role and the right, written to the audit log.
+    ///
+    /// # Errors
+    ///
+    /// The refusal (exit 5).
+    pub fn require(
+        &self,
+        shared: &Shared,
+        op: roles::Op,
+        session: Option<&str>,
+    ) -> Result<(), crate::Failure> {
+        roles::check(self.role, op).inspect_err(|refusal| {
+            tracing::warn!(fingerprint = %self.fingerprint, session = ?session, "refused: {}", refusal.message);
+            shared.audit.record(&Entry { detail: Some(refusal.message.clone()), ..self.audit(Event::Refused, session) });
+        })
+    }
+
     /// An audit entry about this caller.
     pub fn audit(&self, event: Event, session: Option<&str>) -> Entry {
         Entry {

@@ -5,7 +5,7 @@
 //! Enter), `r` refreshes, `q` quits. The state ([`Picker`]) is pure and
 //! rendered to bytes; the loop only moves bytes and keys.
 
-use super::roles::{self, Op};
+use super::roles::Op;
 use super::{Caller, Input, Output, Pty, Shared, bridge, say};
 use crate::backend::{Backend, create_request};
 use bytes::Bytes;
@@ -244,7 +244,7 @@ pub async fn run(
     say(out, "\x1b[?25h\x1b[?1049l", false).await;
     match action {
         Action::Attach(name) => {
-            if let Err(e) = roles::check(caller.role, Op::Attach) {
+            if let Err(e) = caller.require(shared, Op::Attach, Some(name.as_str())) {
                 say(out, &format!("tether: {}\r\n", e.message), true).await;
                 return 5;
             }
@@ -280,7 +280,7 @@ async fn create(
     size: WindowSize,
     pty: &Pty,
 ) -> anyhow::Result<()> {
-    roles::check(caller.role, Op::New)?;
+    caller.require(shared, Op::New, Some(name.as_str()))?;
     let backend = shared.backend_for(caller);
     let mut req = create_request(name, Vec::new(), size);
     req.term = Some(pty.term.clone());

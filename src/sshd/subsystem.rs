@@ -7,7 +7,7 @@
 //! against the key's role and replaces the identity in attach requests by
 //! the authenticated one (a client cannot claim to be someone else).
 
-use super::roles::{self, Op};
+use super::roles::Op;
 use super::{Caller, Input, Output, Shared, finish, frames};
 use crate::Failure;
 use crate::audit::Event;
@@ -112,7 +112,6 @@ async fn conversation(shared: &Arc<Shared>, caller: &Caller, client: &mut Client
 /// Requests the daemon answers itself.
 async fn daemon_request(shared: &Arc<Shared>, caller: &Caller, req: Request) -> Result<Reply> {
     let backend = shared.backend_for(caller);
-    let role = caller.role;
     let (op, event) = match &req {
         Request::List | Request::Lookup { .. } => (Op::List, None),
         Request::Create(c) => (Op::New, Some((Event::SessionCreate, c.name.to_string()))),
@@ -120,10 +119,7 @@ async fn daemon_request(shared: &Arc<Shared>, caller: &Caller, req: Request) -> 
         Request::FinalScreen { .. } => (Op::Watch, None),
         _ => return Err(Failure::invalid("route to a session before this request").into()),
     };
-    if let Err(refusal) = roles::check(role, op) {
-        super::audit(shared, &caller.audit(Event::Refused, None));
-        return Err(refusal.into());
-    }
+    caller.require(shared, op, None)?;
     let reply = tokio::task::spawn_blocking(move || -> Result<Reply> {
         Ok(match req {
             Request::List => Reply::List { sessions: backend.list()? },
@@ -180,10 +176,7 @@ async fn routed(
     client.send(&Message::HelloReply(hello)).await?;
     let Some(mut first) = client.read().await? else { return Ok(()) };
     let op = op_of(&first).ok_or_else(|| Failure::invalid("expected an attach or a request"))?;
-    if let Err(refusal) = roles::check(caller.role, op) {
-        super::audit(shared, &caller.audit(Event::Refused, Some(name.as_str())));
-        return Err(refusal.into());
-    }
+    caller.require(shared, op, Some(name.as_str()))?;
     let attach_mode = match &mut first {
         Message::Attach(a) => {
             a.identity = caller.identity.clone();

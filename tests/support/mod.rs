@@ -253,6 +253,8 @@ pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
 
 /// How every redraw begins (see the keeper's screen module).
 const REDRAW_START: &[u8] = b"\x1b[?1049l\x1b[?1047l";
+/// How a watcher's view begins (see the client's view module).
+const VIEW_START: &[u8] = b"\x1b[?1049h\x1b[H\x1b[2J";
 
 /// A user's terminal: a PTY running a tether command, rendered by vt100.
 pub struct Terminal {
@@ -342,7 +344,10 @@ impl Terminal {
     /// Keys typed before that would meet the terminal in cooked mode.
     pub fn wait_attached(&self) {
         wait_until("the client to attach", || {
-            self.raw().windows(REDRAW_START.len()).any(|w| w == REDRAW_START)
+            let raw = self.raw();
+            [REDRAW_START, VIEW_START]
+                .iter()
+                .any(|start| raw.windows(start.len()).any(|w| w == *start))
         });
     }
 
