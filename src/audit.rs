@@ -31,6 +31,8 @@ pub enum Event {
     Detach,
     /// A read-only attachment began.
     Watch,
+    /// A read-only attachment ended.
+    Unwatch,
     /// A job was killed.
     Kill,
     /// A session was forgotten.

@@ -207,6 +207,13 @@ fn local_watch_is_read_only_and_shows_the_view() {
     owner.send(b"real\r");
     env.wait_text("solo", "got real");
     assert!(!env.tail("solo").contains("ignored"));
+    // Local watchers are audited too.
+    drop(watcher);
+    wait_until("the unwatch", || {
+        std::fs::read_to_string(env.state_dir().join("audit.jsonl")).is_ok_and(|a| a.contains("\"unwatch\""))
+    });
+    let audit = std::fs::read_to_string(env.state_dir().join("audit.jsonl")).unwrap();
+    assert!(audit.contains("\"event\":\"watch\",\"session\":\"solo\""), "{audit}");
 }
 
 #[test]

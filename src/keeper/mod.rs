@@ -278,6 +278,22 @@ impl Keeper {
         }
     }
 
+    /// Audits a local attachment's coming or going. Attachments through
+    /// the daemon (which carry an address) are audited by the daemon, with
+    /// their key.
+    fn audit_local(&self, event: crate::audit::Event, who: &Identity) {
+        if who.address.is_some() {
+            return;
+        }
+        let entry = crate::audit::Entry {
+            session: Some(self.name().to_string()),
+            comment: Some(who.name.clone()),
+            role: Some(who.role),
+            ..crate::audit::Entry::new(event)
+        };
+        crate::audit::AuditLog::new(self.paths.state_dir.join("audit.jsonl")).record(&entry);
+    }
+
     /// Registers an attachment. Its outbox receives the attach reply and a
     /// full redraw first, queued under the state lock so that the live
     /// stream continues exactly where the redraw ends.
@@ -327,6 +343,12 @@ impl Keeper {
         tracing::info!(id, identity = %req.identity.name, mode = ?req.mode, "attached");
         let verb = if req.mode == AttachMode::ReadOnly { "watch" } else { "attach" };
         self.mark(format!("{verb} {}", describe_identity(&req.identity)));
+        let event = if req.mode == AttachMode::ReadOnly {
+            crate::audit::Event::Watch
+        } else {
+            crate::audit::Event::Attach
+        };
+        self.audit_local(event, &req.identity);
         self.save_record();
         Ok(id)
     }
@@ -349,6 +371,12 @@ impl Keeper {
             tracing::info!(id, "detached");
             let verb = if a.mode == AttachMode::ReadOnly { "unwatch" } else { "detach" };
             self.mark(format!("{verb} {}", describe_identity(&a.identity)));
+            let event = if a.mode == AttachMode::ReadOnly {
+                crate::audit::Event::Unwatch
+            } else {
+                crate::audit::Event::Detach
+            };
+            self.audit_local(event, &a.identity);
             self.save_record();
         }
     }
