@@ -39,6 +39,12 @@ pub enum Event {
     Rm,
     /// An operation was refused for lack of a right.
     Refused,
+    /// A session's processes were stopped.
+    Freeze,
+    /// They were continued.
+    Thaw,
+    /// An evidence bundle was captured.
+    Snapshot,
 }
 
 /// One audit record.

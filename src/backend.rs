@@ -60,6 +60,14 @@ pub trait Backend: Send {
     fn visible(&self, _name: &str) -> bool {
         true
     }
+    /// Who is asking, for evidence manifests.
+    fn requester(&self) -> String {
+        format!(
+            "{} (local user, uid {})",
+            crate::client::local_identity().name,
+            rustix::process::getuid().as_raw()
+        )
+    }
 }
 
 /// Which sessions a caller may see: all, or those matching one of the
@@ -126,6 +134,8 @@ pub struct Local {
     visibility: Visibility,
     /// Who creates sessions through this backend (the owner shown to watchers).
     creator: String,
+    /// Who asks, in full, for evidence manifests; `None` for the local user.
+    requester: Option<String>,
 }
 
 impl Local {
@@ -133,7 +143,21 @@ impl Local {
     pub fn new(paths: Paths, config: Config, default_cwd: PathBuf) -> Self {
         let registry = Registry::new(paths.clone());
         let creator = crate::client::local_identity().name;
-        Local { paths, config, registry, default_cwd, visibility: Visibility::all(), creator }
+        Local {
+            paths,
+            config,
+            registry,
+            default_cwd,
+            visibility: Visibility::all(),
+            creator,
+            requester: None,
+        }
+    }
+
+    /// Who asks (an SSH key, described in full).
+    pub fn with_requester(mut self, requester: String) -> Self {
+        self.requester = Some(requester);
+        self
     }
 
     /// Who creates sessions through this backend.
@@ -250,6 +274,12 @@ impl Backend for Local {
 
     fn visible(&self, name: &str) -> bool {
         SessionName::new(name).is_ok_and(|n| self.visibility.allows(&n))
+    }
+
+    fn requester(&self) -> String {
+        self.requester.clone().unwrap_or_else(|| {
+            format!("{} (local user, uid {})", self.creator, rustix::process::getuid().as_raw())
+        })
     }
 }
 

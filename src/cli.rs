@@ -136,11 +136,12 @@ pub enum Command {
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
-    /// Check a recording's hash chain and signatures.
+    /// Check a recording's hash chain and signatures, or an evidence
+    /// bundle's files and signature.
     ///
-    /// Exits 0 only for a fully intact recording.
+    /// Exits 0 only when intact.
     Verify {
-        /// A recording file (or a session name).
+        /// A recording file, an evidence bundle directory, or a session name.
         path: String,
         /// The signing key to trust (an OpenSSH public key file; default:
         /// this host's signing key).
@@ -149,6 +150,35 @@ pub enum Command {
         /// The report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Capture an evidence bundle of a session (or, with --system, of the
+    /// host) without stopping anything (unless --freeze).
+    Snapshot {
+        /// The session (omit with --system).
+        #[arg(required_unless_present = "system", conflicts_with = "system")]
+        name: Option<SessionName>,
+        /// The whole host instead of one session.
+        #[arg(long)]
+        system: bool,
+        /// Create the bundle in DIR (default: the evidence directory).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Freeze the session's processes during the capture.
+        #[arg(long, conflicts_with = "system")]
+        freeze: bool,
+        /// Also dump the processes' readable memory (up to snapshot_memory_limit).
+        #[arg(long, conflicts_with = "system")]
+        memory: bool,
+    },
+    /// Stop every process of a session (SIGSTOP), without killing anything.
+    Freeze {
+        /// The session.
+        name: SessionName,
+    },
+    /// Continue a frozen session's processes (SIGCONT).
+    Thaw {
+        /// The session.
+        name: SessionName,
     },
     /// Run the SSH daemon, the remote front end to this host's sessions.
     ///

@@ -92,6 +92,11 @@ impl Ctx {
             }
             Command::Export { target, format, output } => self.export(&target, format, output),
             Command::Verify { path, key, json } => self.verify(&path, key, json),
+            Command::Snapshot { name, system, out, freeze, memory } => {
+                self.snapshot(name.as_ref(), system, out, freeze, memory)
+            }
+            Command::Freeze { name } => self.simple(&name, Request::Freeze),
+            Command::Thaw { name } => self.simple(&name, Request::Thaw),
             Command::Daemon { .. } | Command::Keeper => {
                 Err(Failure::invalid("that command only runs locally").into())
             }
@@ -417,8 +422,99 @@ impl Ctx {
         Ok(0)
     }
 
+    fn simple(&mut self, name: &SessionName, request: Request) -> Result<i32> {
+        match self.running(name)?.request(request)? {
+            Reply::Done => Ok(0),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn snapshot(
+        &mut self,
+        name: Option<&SessionName>,
+        system: bool,
+        out: Option<PathBuf>,
+        freeze: bool,
+        memory: bool,
+    ) -> Result<i32> {
+        let out = out.map(std::path::absolute).transpose()?;
+        let path = if system {
+            let paths = self.recordings_paths()?;
+            let key = crate::keys::load_or_create(&paths.signing_key_file())?;
+            let parent = out.unwrap_or_else(|| paths.evidence_dir());
+            let mut bundle = crate::forensic::Bundle::create(&parent, "system")?;
+            crate::forensic::system::capture(&mut bundle)?;
+            bundle
+                .finish("system", &self.backend.requester(), serde_json::json!({}), &key)?
+                .display()
+                .to_string()
+        } else {
+            let Some(name) = name else {
+                return Err(Failure::invalid("give a session or --system").into());
+            };
+            if out.is_some() && self.backend.local_paths().is_none() {
+                return Err(Failure::invalid(
+                    "with --host the bundle stays on that host: drop --out",
+                )
+                .into());
+            }
+            let req = tether_proto::SnapshotRequest {
+                out: out.map(|d| d.display().to_string()),
+                freeze,
+                memory,
+                memory_limit: self.config.snapshot_memory_limit,
+                requested_by: self.backend.requester(),
+            };
+            match self.running(name)?.request(Request::Snapshot(req))? {
+                Reply::Snapshot { path } => path,
+                other => return Err(unexpected(&other)),
+            }
+        };
+        writeln!(self.out, "{path}")?;
+        Ok(0)
+    }
+
     fn verify(&mut self, path: &str, key: Option<PathBuf>, json: bool) -> Result<i32> {
         let paths = self.recordings_paths().ok();
+        if crate::forensic::is_bundle(std::path::Path::new(path)) {
+            let trusted = trusted_key(key.as_deref(), paths.as_ref())?;
+            let report = crate::forensic::verify_bundle(std::path::Path::new(path), trusted)?;
+            if json {
+                serde_json::to_writer_pretty(&mut self.out, &report)?;
+                writeln!(self.out)?;
+            } else {
+                writeln!(self.out, "bundle: {}", report.path)?;
+                writeln!(
+                    self.out,
+                    "signed by: {} ({})",
+                    report.key.as_deref().unwrap_or("nobody"),
+                    if report.signature_ok {
+                        "signature valid"
+                    } else {
+                        "SIGNATURE INVALID or key not trusted"
+                    }
+                )?;
+                for (what, list) in [
+                    ("modified", &report.modified),
+                    ("missing", &report.missing),
+                    ("added", &report.added),
+                ] {
+                    for f in list {
+                        writeln!(self.out, "{what}: {f}")?;
+                    }
+                }
+                writeln!(
+                    self.out,
+                    "{}",
+                    if report.ok() {
+                        "OK: every file matches the signed manifest"
+                    } else {
+                        "DAMAGED"
+                    }
+                )?;
+            }
+            return Ok(if report.ok() { 0 } else { 1 });
+        }
         let rec = match &paths {
             Some(p) => recording::resolve(p, path)?,
             None => recording::Recording::open(std::path::Path::new(path))?,

@@ -41,6 +41,8 @@ pub struct Config {
     /// viewer's machine (OSC 52 clipboard writes and the like). Off: they
     /// are removed.
     pub watcher_passthrough: bool,
+    /// The most memory `snapshot --memory` dumps, in bytes.
+    pub snapshot_memory_limit: u64,
 }
 
 /// `recording` in config.toml.
@@ -71,6 +73,7 @@ impl Default for Config {
             record_input: false,
             segment_bytes: 64 << 20,
             watcher_passthrough: false,
+            snapshot_memory_limit: 256 << 20,
         }
     }
 }

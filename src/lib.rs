@@ -31,6 +31,7 @@ pub mod config;
 pub mod connection;
 pub mod daemon;
 pub mod error;
+pub mod forensic;
 pub mod fsutil;
 pub mod keeper;
 pub mod keys;

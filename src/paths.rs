@@ -99,6 +99,11 @@ impl Paths {
         self.data_dir.join("recordings")
     }
 
+    /// Evidence bundles.
+    pub fn evidence_dir(&self) -> PathBuf {
+        self.data_dir.join("evidence")
+    }
+
     /// The key that signs recordings and evidence.
     pub fn signing_key_file(&self) -> PathBuf {
         self.data_dir.join("signing_ed25519_key")

@@ -7,6 +7,7 @@
 mod support;
 
 mod attach;
+mod forensic;
 mod lifecycle;
 mod protocol;
 mod record;

@@ -210,7 +210,8 @@ fn local_watch_is_read_only_and_shows_the_view() {
     // Local watchers are audited too.
     drop(watcher);
     wait_until("the unwatch", || {
-        std::fs::read_to_string(env.state_dir().join("audit.jsonl")).is_ok_and(|a| a.contains("\"unwatch\""))
+        std::fs::read_to_string(env.state_dir().join("audit.jsonl"))
+            .is_ok_and(|a| a.contains("\"unwatch\""))
     });
     let audit = std::fs::read_to_string(env.state_dir().join("audit.jsonl")).unwrap();
     assert!(audit.contains("\"event\":\"watch\",\"session\":\"solo\""), "{audit}");

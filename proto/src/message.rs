@@ -113,6 +113,21 @@ pub struct RouteRequest {
     pub session: SessionName,
 }
 
+/// Capture an evidence bundle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotRequest {
+    /// The directory to create the bundle in; `None` for the evidence directory.
+    pub out: Option<String>,
+    /// Freeze the session's processes during the capture.
+    pub freeze: bool,
+    /// Also dump their readable memory.
+    pub memory: bool,
+    /// The most memory to dump, in bytes.
+    pub memory_limit: u64,
+    /// Who asked (set by the daemon for SSH callers).
+    pub requested_by: String,
+}
+
 /// Create a session (a daemon-level request).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CreateRequest {
@@ -290,6 +305,12 @@ pub enum Request {
     Wait,
     /// → [`Reply::Who`].
     Who,
+    /// Capture an evidence bundle of the session. → [`Reply::Snapshot`].
+    Snapshot(SnapshotRequest),
+    /// Stop every process of the session (SIGSTOP). → [`Reply::Done`].
+    Freeze,
+    /// Continue them (SIGCONT). → [`Reply::Done`].
+    Thaw,
     /// Daemon-level: create a session. → [`Reply::Info`].
     Create(CreateRequest),
     /// Daemon-level: one session's record, including ended and lost ones.
@@ -344,6 +365,11 @@ pub enum Reply {
     },
     /// The request was carried out.
     Done,
+    /// Where the evidence bundle was written.
+    Snapshot {
+        /// The bundle's directory.
+        path: String,
+    },
     /// An ended session's final screen, if one was recorded.
     FinalScreen {
         /// The screen.

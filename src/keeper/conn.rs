@@ -217,6 +217,9 @@ fn control(keeper: &Arc<Keeper>, req: Request, mut writer: FrameWriter) {
             follow(keeper, lines.map(|n| n as usize), writer);
             return;
         }
+        Request::Snapshot(req) => keeper.snapshot(&req).map(|path| Reply::Snapshot { path }),
+        Request::Freeze => keeper.freeze("freeze").map(|()| Reply::Done),
+        Request::Thaw => keeper.thaw("thaw").map(|()| Reply::Done),
         Request::Create(_)
         | Request::Lookup { .. }
         | Request::Remove { .. }

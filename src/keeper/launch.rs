@@ -167,6 +167,10 @@ pub fn keeper_main() -> i32 {
     // terminal closing cannot hang us up.
     let _ = rustix::process::setsid();
     let _ = rustix::thread::set_name(c"tether-keeper");
+    // Orphans of the job (even ones that started their own session) come
+    // back to the keeper instead of init: they stay part of the session
+    // for capture and freezing, and the keeper reaps them.
+    let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
     let mut input = Vec::new();
     if let Err(e) = std::io::stdin().read_to_end(&mut input) {
         report(&Started::Failed(internal(format!("reading the session spec: {e}"))));
@@ -377,6 +381,10 @@ fn run(running: Running) -> i32 {
             let keeper = keeper.clone();
             move || handle_signals(&keeper)
         }),
+        spawn_named("orphans", {
+            let job = keeper.job.pid as i32;
+            move || reap_orphans(job)
+        }),
     ];
     if threads.iter().any(Option::is_none) {
         tracing::error!("could not start the keeper's threads; ending the job");
@@ -488,6 +496,30 @@ fn accept_loop(keeper: &Arc<Keeper>, listener: &UnixListener) {
         });
         if spawned.is_err() {
             active.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// How often orphaned descendants that exited are reaped.
+const ORPHAN_SWEEP: Duration = Duration::from_secs(2);
+
+/// Reaps exited orphans (children of the keeper other than the job, which
+/// the main thread waits for itself, to keep its exit status).
+fn reap_orphans(job: i32) {
+    let me = std::process::id() as i32;
+    loop {
+        std::thread::sleep(ORPHAN_SWEEP);
+        for pid in crate::forensic::procfs::all_pids() {
+            if pid == job {
+                continue;
+            }
+            if let Ok(s) = crate::forensic::procfs::stat(pid)
+                && s.ppid == me
+                && s.state == 'Z'
+                && let Some(p) = rustix::process::Pid::from_raw(pid)
+            {
+                let _ = rustix::process::waitpid(Some(p), rustix::process::WaitOptions::NOHANG);
+            }
         }
     }
 }

@@ -16,6 +16,7 @@
 //! `/dev/null` and a log file), it depends on no other tether process.
 
 pub mod backlog;
+pub mod capture;
 pub mod conn;
 pub mod fanout;
 pub mod launch;
@@ -96,6 +97,8 @@ struct State {
     next_keyframe: u64,
     /// The recording's signed end, once written.
     recording_end: Option<tether_proto::record::Checkpoint>,
+    /// The session's processes are stopped by `freeze`.
+    frozen: bool,
 }
 
 /// The pieces a keeper is built from.
@@ -167,6 +170,7 @@ impl Keeper {
             next_keyframe: KEYFRAME_EVERY,
             recording_end: None,
             consents: std::collections::VecDeque::new(),
+            frozen: false,
         };
         Keeper {
             meta: parts.meta,
@@ -198,7 +202,7 @@ impl Keeper {
         SessionInfo {
             name: self.meta.name.clone(),
             state: if st.exit.is_some() { SessionState::Ended } else { SessionState::Running },
-            frozen: false,
+            frozen: st.frozen,
             pid: Some(self.job.pid),
             keeper_pid: Some(std::process::id()),
             exit_code: st.exit.as_ref().and_then(|e| e.code),
@@ -272,7 +276,7 @@ impl Keeper {
     }
 
     /// Adds a marker to the recording.
-    fn mark(&self, label: String) {
+    pub(crate) fn mark(&self, label: String) {
         if let Some(r) = &self.recorder {
             r.marker(label);
         }
@@ -281,7 +285,7 @@ impl Keeper {
     /// Audits a local attachment's coming or going. Attachments through
     /// the daemon (which carry an address) are audited by the daemon, with
     /// their key.
-    fn audit_local(&self, event: crate::audit::Event, who: &Identity) {
+    pub(crate) fn audit_local(&self, event: crate::audit::Event, who: &Identity) {
         if who.address.is_some() {
             return;
         }

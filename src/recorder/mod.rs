@@ -62,6 +62,7 @@ enum Item {
     Resize(u16, u16, Instant),
     Marker(String, Instant),
     Keyframe(Keyframe),
+    Checkpoint(std::sync::mpsc::SyncSender<Option<Checkpoint>>),
     Finish(Option<i32>, std::sync::mpsc::SyncSender<Option<FinalHead>>),
 }
 
@@ -224,6 +225,14 @@ impl Recorder {
         self.push(Item::Keyframe(frame));
     }
 
+    /// Writes a signed checkpoint now and returns it: the chain head a
+    /// capture refers to.
+    pub fn checkpoint_now(&self) -> Option<Checkpoint> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.push(Item::Checkpoint(tx));
+        rx.recv_timeout(Duration::from_secs(10)).ok().flatten()
+    }
+
     /// Writes the exit and the signed end, and waits until it is on disk.
     /// Returns the end checkpoint (for the session record), or `None` if the
     /// recording could not be completed.
@@ -296,6 +305,10 @@ fn run(shared: &Shared, mut writer: writer::Writer) {
             }
             Some(Item::Keyframe(k)) => {
                 writer.keyframe(&k);
+                None
+            }
+            Some(Item::Checkpoint(reply)) => {
+                let _ = reply.send(writer.checkpoint_now());
                 None
             }
             Some(Item::Finish(exit, reply)) => Some((exit, reply)),

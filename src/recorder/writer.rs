@@ -414,6 +414,21 @@ impl Writer {
         }
     }
 
+    /// A checkpoint now, returned (for captures); `None` if the disk refuses.
+    pub(super) fn checkpoint_now(&mut self) -> Option<Checkpoint> {
+        self.last_checkpoint = Instant::now();
+        if !self.flush() {
+            return None;
+        }
+        let line = self.signed_line(CHECKPOINT_PREFIX, None);
+        self.buf.extend_from_slice(line.as_bytes());
+        if !self.flush() {
+            return None;
+        }
+        let _ = self.file.sync_data();
+        serde_json::from_str(line.strip_prefix(CHECKPOINT_PREFIX)?.trim_end()).ok()
+    }
+
     /// Signs the chain's state into a comment line and makes it durable.
     fn checkpoint(&mut self) {
         self.last_checkpoint = Instant::now();

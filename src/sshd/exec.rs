@@ -112,6 +112,9 @@ impl Exec {
             Command::Export { output: Some(_), .. } => {
                 Err(Failure::invalid("over ssh, export writes to stdout: drop -o and redirect").into())
             }
+            Command::Snapshot { out: Some(_), .. } => {
+                Err(Failure::invalid("over ssh the bundle stays in the host's evidence directory: drop --out").into())
+            }
             Command::Verify { key: Some(_), .. } => {
                 Err(Failure::invalid("over ssh, verify uses the host's key; copy the recording to check it against another key").into())
             }
@@ -280,6 +283,8 @@ fn classify(command: &Command) -> (Op, Option<String>) {
             (Op::Review, Some(target.clone()))
         }
         Command::Grep { .. } => (Op::Review, None),
+        Command::Snapshot { name, .. } => (Op::Forensics, name.as_ref().map(ToString::to_string)),
+        Command::Freeze { name } | Command::Thaw { name } => (Op::Forensics, s(name)),
         Command::Verify { path, .. } => (Op::Review, Some(path.clone())),
         Command::Daemon { .. } | Command::Keeper => (Op::Rm, None),
     }

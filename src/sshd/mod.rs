@@ -60,6 +60,13 @@ impl Shared {
         Local::new(self.paths.clone(), self.config(), self.home.clone())
             .with_visibility(caller.visibility.clone())
             .with_creator(&caller.identity.name)
+            .with_requester(format!(
+                "{} ({}, role {}, from {})",
+                caller.comment,
+                caller.fingerprint,
+                roles::role_name(caller.role),
+                caller.address.as_deref().unwrap_or("?")
+            ))
     }
 }
 

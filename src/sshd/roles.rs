@@ -34,6 +34,8 @@ pub enum Op {
     Rm,
     /// Replay, grep, export or verify recordings.
     Review,
+    /// Snapshot, freeze, thaw.
+    Forensics,
 }
 
 impl Op {
@@ -50,6 +52,7 @@ impl Op {
             Op::Kill => "kill",
             Op::Rm => "rm",
             Op::Review => "read recordings",
+            Op::Forensics => "snapshot, freeze or thaw",
         }
     }
 }
@@ -59,7 +62,7 @@ pub fn permits(role: Role, op: Op) -> bool {
     match op {
         Op::List | Op::Who | Op::Watch => true,
         Op::Attach | Op::New | Op::Tail | Op::Wait | Op::Review => role != Role::Watcher,
-        Op::Kill | Op::Rm => role == Role::Owner,
+        Op::Kill | Op::Rm | Op::Forensics => role == Role::Owner,
     }
 }
 
@@ -94,9 +97,9 @@ mod tests {
     #[test]
     fn the_table() {
         use Op::*;
-        let all = [List, Who, Watch, Attach, New, Tail, Wait, Kill, Rm, Review];
+        let all = [List, Who, Watch, Attach, New, Tail, Wait, Kill, Rm, Review, Forensics];
         let allowed = |role| all.iter().filter(|op| permits(role, **op)).count();
-        assert_eq!(allowed(Role::Owner), 10);
+        assert_eq!(allowed(Role::Owner), 11);
         assert_eq!(allowed(Role::Operator), 8);
         assert_eq!(allowed(Role::Watcher), 3);
         let err = check(Role::Watcher, Attach).unwrap_err();

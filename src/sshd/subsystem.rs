@@ -11,7 +11,7 @@ use super::roles::Op;
 use super::{Caller, Input, Output, Shared, finish, frames};
 use crate::Failure;
 use crate::audit::Event;
-use crate::backend::Backend;
+use crate::backend::Backend as _;
 use anyhow::Result;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -158,6 +158,7 @@ fn op_of(msg: &Message) -> Option<Op> {
         Message::Request(Request::Tail { .. }) => Op::Tail,
         Message::Request(Request::Wait) => Op::Wait,
         Message::Request(Request::Kill { .. }) => Op::Kill,
+        Message::Request(Request::Snapshot(_) | Request::Freeze | Request::Thaw) => Op::Forensics,
         _ => return None,
     })
 }
@@ -181,6 +182,13 @@ async fn routed(
         Message::Attach(a) => {
             a.identity = caller.identity.clone();
             Some(a.mode)
+        }
+        Message::Request(Request::Snapshot(s)) => {
+            // The caller cannot choose who the manifest says asked, nor
+            // where on this host the bundle goes.
+            s.requested_by = shared.backend_for(caller).requester();
+            s.out = None;
+            None
         }
         _ => None,
     };
