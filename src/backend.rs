@@ -60,6 +60,12 @@ pub trait Backend: Send {
     fn visible(&self, _name: &str) -> bool {
         true
     }
+    /// The host's side of `tether check`.
+    ///
+    /// # Errors
+    ///
+    /// The host cannot be asked.
+    fn health(&self, probe: Option<&SessionName>) -> Result<tether_proto::Health>;
     /// Who is asking, for evidence manifests.
     fn requester(&self) -> String {
         format!(
@@ -185,6 +191,11 @@ impl Local {
         }
     }
 
+    /// Where `check` probes record: a scratch place, never the recordings.
+    fn probe_dir(&self) -> PathBuf {
+        self.paths.runtime_dir.join("check-recordings")
+    }
+
     /// The keeper spec for `req`, with this host's defaults filled in.
     fn spec(&self, req: &CreateRequest) -> Result<KeeperSpec> {
         let command =
@@ -227,6 +238,7 @@ impl Local {
             consent: req.consent,
             watchers_unsafe_ok: self.config.watcher_passthrough,
             owner: self.creator.clone(),
+            recording_dir: req.probe.then(|| self.probe_dir()),
         })
     }
 }
@@ -253,7 +265,19 @@ impl Backend for Local {
 
     fn remove(&self, name: &SessionName) -> Result<()> {
         self.check_visible(name)?;
+        let recording = self.registry.get(name)?.and_then(|s| s.recording_path);
         self.registry.remove(name)?;
+        // A probe's scratch recording goes with it; user recordings never do.
+        if let Some(path) = recording.map(PathBuf::from).filter(|p| p.starts_with(self.probe_dir()))
+        {
+            for sibling in std::fs::read_dir(self.probe_dir()).into_iter().flatten().flatten() {
+                let stem =
+                    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                if sibling.file_name().to_string_lossy().starts_with(&stem) {
+                    let _ = std::fs::remove_file(sibling.path());
+                }
+            }
+        }
         let _ = crate::fsutil::remove_if_exists(&self.paths.log_file(name));
         Ok(())
     }
@@ -270,6 +294,28 @@ impl Backend for Local {
 
     fn local_paths(&self) -> Option<&Paths> {
         Some(&self.paths)
+    }
+
+    fn health(&self, probe: Option<&SessionName>) -> Result<tether_proto::Health> {
+        crate::fsutil::ensure_private_dir(&self.paths.data_dir)?;
+        let st = rustix::fs::statvfs(&self.paths.data_dir)?;
+        let probe_recording = match probe {
+            Some(name) => {
+                let rec = crate::recording::resolve(&self.paths, name.as_str())?;
+                let key = self.paths.signing_key_file().with_extension("pub");
+                let trusted = std::fs::read_to_string(&key)
+                    .ok()
+                    .and_then(|t| russh::keys::PublicKey::from_openssh(t.trim()).ok())
+                    .map(|k| (k, "this host's signing key".to_owned()));
+                Some(crate::recording::verify::verify(&rec, trusted)?.status)
+            }
+            None => None,
+        };
+        Ok(tether_proto::Health {
+            free_bytes: st.f_bavail.saturating_mul(st.f_frsize),
+            min_free_bytes: self.config.check_min_free_bytes,
+            probe_recording,
+        })
     }
 
     fn visible(&self, name: &str) -> bool {
@@ -305,6 +351,7 @@ pub fn create_request(name: &SessionName, command: Vec<String>, size: WindowSize
         no_record: false,
         record_input: false,
         consent: false,
+        probe: false,
     }
 }
 

@@ -4,10 +4,13 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use tether_proto::SessionName;
 
+/// `--version`: the release and the protocol it speaks.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (protocol 1)");
+
 /// tether: persistent sessions for long jobs. Start a job, detach, come
 /// back from anywhere to exactly the screen you left.
 #[derive(Debug, Parser)]
-#[command(name = "tether", version, propagate_version = true, max_term_width = 100)]
+#[command(name = "tether", version = VERSION, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
     /// Do it on a remote daemon over SSH: [USER@]HOST[:PORT] (port 2222 by default).
     #[arg(long, global = true, env = "TETHER_HOST", value_name = "[USER@]HOST[:PORT]")]
@@ -180,6 +183,24 @@ pub enum Command {
         /// The session.
         name: SessionName,
     },
+    /// Deep health check: proves the service works end to end.
+    ///
+    /// Starts a throwaway session that prints a random nonce, sees it through
+    /// the attach path, verifies the probe's recording, checks that every
+    /// keeper answers, that no recording is degraded and that the data
+    /// directory has room. Exits 0 only if all pass; 1 names what failed.
+    Check {
+        /// One JSON object with every check.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print shell completions.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
     /// Run the SSH daemon, the remote front end to this host's sessions.
     ///
     /// Without --foreground it detaches and writes a pid file. Killing or
@@ -259,5 +280,15 @@ mod tests {
         let err = Cli::try_parse_from(["tether", "new", "../x"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("'/'"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod version_tests {
+    #[test]
+    fn version_names_the_protocol() {
+        assert!(
+            super::VERSION.ends_with(&format!("(protocol {})", tether_proto::PROTOCOL_VERSION))
+        );
     }
 }

@@ -40,6 +40,19 @@ pub struct Ctx {
 ///
 /// Whatever the command reports; see [`crate::error::exit_code`].
 pub fn run(cli: Cli) -> Result<i32> {
+    match &cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(*shell, &mut Cli::command(), "tether", &mut std::io::stdout());
+            return Ok(0);
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            return Ok(0);
+        }
+        _ => {}
+    }
     let paths = Paths::from_env()?;
     let config = Config::load(&paths.config_file())?;
     match cli.command {
@@ -55,7 +68,22 @@ pub fn run(cli: Cli) -> Result<i32> {
                 identity: cli.identity.clone(),
                 trust_new_host: cli.trust_new_host,
             };
-            Box::new(crate::remote::Remote::connect(host, &opts)?)
+            match crate::remote::Remote::connect(host, &opts) {
+                Ok(remote) => Box::new(remote),
+                // The daemon being down is exactly what a check reports.
+                Err(e) if matches!(cli.command, Command::Check { .. }) => {
+                    let json = matches!(cli.command, Command::Check { json: true });
+                    let failed = crate::check::Outcome {
+                        name: "service".into(),
+                        ok: false,
+                        detail: crate::error::message(&e),
+                        ms: 0,
+                    };
+                    print_checks(&mut std::io::stdout(), &[failed], json)?;
+                    return Ok(1);
+                }
+                Err(e) => return Err(e),
+            }
         }
         None => {
             let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
@@ -96,6 +124,12 @@ impl Ctx {
                 self.snapshot(name.as_ref(), system, out, freeze, memory)
             }
             Command::Freeze { name } => self.simple(&name, Request::Freeze),
+            Command::Check { json } => {
+                let outcomes = crate::check::run(self.backend.as_ref());
+                print_checks(&mut self.out, &outcomes, json)?;
+                Ok(if outcomes.iter().all(|o| o.ok) { 0 } else { 1 })
+            }
+            Command::Completions { .. } | Command::Man => Ok(0),
             Command::Thaw { name } => self.simple(&name, Request::Thaw),
             Command::Daemon { .. } | Command::Keeper => {
                 Err(Failure::invalid("that command only runs locally").into())
@@ -682,4 +716,36 @@ fn trusted_key(
         Err(e) if key.is_none() && e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Failure::invalid(format!("cannot read {}: {e}", file.display())).into()),
     }
+}
+
+/// `check`'s report: one line per check, or JSON.
+///
+/// # Errors
+///
+/// Writing fails.
+pub fn print_checks(
+    out: &mut dyn Write,
+    outcomes: &[crate::check::Outcome],
+    json: bool,
+) -> Result<()> {
+    if json {
+        let ok = outcomes.iter().all(|o| o.ok);
+        serde_json::to_writer_pretty(
+            &mut *out,
+            &serde_json::json!({"ok": ok, "checks": outcomes}),
+        )?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    for o in outcomes {
+        writeln!(
+            out,
+            "{:<4} {:<10} {:>6} ms  {}",
+            if o.ok { "ok" } else { "FAIL" },
+            o.name,
+            o.ms,
+            o.detail
+        )?;
+    }
+    Ok(())
 }

@@ -43,6 +43,11 @@ pub struct Config {
     pub watcher_passthrough: bool,
     /// The most memory `snapshot --memory` dumps, in bytes.
     pub snapshot_memory_limit: u64,
+    /// `tether check` fails when the data directory has less free space.
+    pub check_min_free_bytes: u64,
+    /// The daemon's log level (`error`, `warn`, `info`, `debug`, `trace`);
+    /// `RUST_LOG` overrides it.
+    pub log_level: String,
 }
 
 /// `recording` in config.toml.
@@ -74,6 +79,8 @@ impl Default for Config {
             segment_bytes: 64 << 20,
             watcher_passthrough: false,
             snapshot_memory_limit: 256 << 20,
+            check_min_free_bytes: 256 << 20,
+            log_level: "info".into(),
         }
     }
 }
@@ -121,6 +128,12 @@ impl Config {
             ("auth_timeout_secs", config.auth_timeout_secs as usize, 3600),
             ("max_auth_attempts", config.max_auth_attempts, 100),
         ];
+        if config.log_level.parse::<tracing::Level>().is_err() {
+            return Err(format!(
+                "log_level {:?}: use error, warn, info, debug or trace",
+                config.log_level
+            ));
+        }
         if config.segment_bytes < 64 * 1024 {
             return Err("segment_bytes must be at least 65536".into());
         }

@@ -43,6 +43,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// Environment variables of a service manager that must not leak into
 /// keepers (and from there into jobs).
 pub const SERVICE_ENV: &[&str] = &[
+    "RUST_LOG",
     "NOTIFY_SOCKET",
     "WATCHDOG_USEC",
     "WATCHDOG_PID",
@@ -72,7 +73,7 @@ pub fn run(paths: Paths, config: Config, listen: Option<String>, foreground: boo
     if daemonized {
         let _ = rustix::process::setsid();
     }
-    init_log();
+    init_log(&config.log_level);
     match serve(paths, config, addr, daemonized) {
         Ok(()) => Ok(0),
         Err(e) => {
@@ -85,10 +86,11 @@ pub fn run(paths: Paths, config: Config, listen: Option<String>, foreground: boo
     }
 }
 
-fn init_log() {
+/// `RUST_LOG` (or `TETHER_LOG`) if set, else `log_level` from config.toml.
+fn init_log(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("TETHER_LOG"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
@@ -260,6 +262,8 @@ async fn accept_loop(
         detach_stdout();
     }
     tracing::info!("listening on {local}");
+    notify(&format!("READY=1\nSTATUS=listening on {local}"));
+    let mut watchdog = watchdog_interval();
     let active = Arc::new(AtomicUsize::new(0));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -275,11 +279,57 @@ async fn accept_loop(
             },
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => reload(&shared),
+            _ = hup.recv() => {
+                notify("RELOADING=1");
+                reload(&shared);
+                notify(&format!("READY=1\nSTATUS=listening on {local}"));
+            }
+            // Sent from the accept loop itself: it proves the loop turns.
+            _ = tick(&mut watchdog) => notify("WATCHDOG=1"),
         }
     }
+    notify("STOPPING=1");
     tracing::info!("stopping; sessions keep running");
     Ok(())
+}
+
+/// Tells a service manager (systemd `Type=notify`) how we are, if it asked
+/// (`NOTIFY_SOCKET`, a path or an abstract `@name`).
+pub fn notify(state: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let Ok(sock) = UnixDatagram::unbound() else { return };
+    let target = target.to_string_lossy().into_owned();
+    let sent = match target.strip_prefix('@') {
+        Some(name) => {
+            UnixAddr::from_abstract_name(name).and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
+        }
+        None => sock.send_to(state.as_bytes(), &target),
+    };
+    if let Err(e) = sent {
+        tracing::warn!("notifying the service manager at {target}: {e}");
+    }
+}
+
+/// Half the watchdog period systemd asked for (`WATCHDOG_USEC`), if any.
+fn watchdog_interval() -> Option<tokio::time::Interval> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID")
+        && pid.parse::<u32>().ok() != Some(std::process::id())
+    {
+        return None;
+    }
+    Some(tokio::time::interval(Duration::from_micros(usec / 2).max(Duration::from_millis(100))))
+}
+
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 fn detach_stdout() {

@@ -23,6 +23,7 @@
 
 pub mod audit;
 pub mod backend;
+pub mod check;
 pub mod cli;
 pub mod client;
 pub mod clock;

@@ -352,6 +352,13 @@ impl Backend for Remote {
         }
     }
 
+    fn health(&self, probe: Option<&SessionName>) -> Result<tether_proto::Health> {
+        match self.request(Request::Health { probe: probe.cloned() })? {
+            Reply::Health { health } => Ok(health),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     fn connect(&self, name: &SessionName) -> Result<KeeperClient> {
         let mut client = self.open()?;
         client.route(name)?;

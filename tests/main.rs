@@ -9,6 +9,7 @@ mod support;
 mod attach;
 mod forensic;
 mod lifecycle;
+mod ops;
 mod protocol;
 mod record;
 mod screen;

@@ -294,6 +294,7 @@ mod tests {
                 no_record: false,
                 record_input: true,
                 consent: false,
+                probe: false,
             })),
             Message::Reply(Reply::Done),
             Message::Attach(AttachRequest {

@@ -113,6 +113,17 @@ pub struct RouteRequest {
     pub session: SessionName,
 }
 
+/// What a host says about itself for `tether check`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    /// Bytes free for tether's data directory.
+    pub free_bytes: u64,
+    /// The configured minimum.
+    pub min_free_bytes: u64,
+    /// The probe's recording: `verify`'s status (`intact` when healthy).
+    pub probe_recording: Option<String>,
+}
+
 /// Capture an evidence bundle.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotRequest {
@@ -154,6 +165,10 @@ pub struct CreateRequest {
     /// `--consent`: watchers wait for an interactive client's yes.
     #[serde(default)]
     pub consent: bool,
+    /// A `tether check` probe: recorded to a scratch place that `remove`
+    /// deletes, never among user recordings.
+    #[serde(default)]
+    pub probe: bool,
 }
 
 /// A terminal size in character cells.
@@ -311,6 +326,12 @@ pub enum Request {
     Freeze,
     /// Continue them (SIGCONT). → [`Reply::Done`].
     Thaw,
+    /// Daemon-level: the host's side of `tether check`: free space, and the
+    /// probe session's recording verified. → [`Reply::Health`].
+    Health {
+        /// The probe session whose recording to verify.
+        probe: Option<SessionName>,
+    },
     /// Daemon-level: create a session. → [`Reply::Info`].
     Create(CreateRequest),
     /// Daemon-level: one session's record, including ended and lost ones.
@@ -365,6 +386,11 @@ pub enum Reply {
     },
     /// The request was carried out.
     Done,
+    /// The host's side of `tether check`.
+    Health {
+        /// The facts.
+        health: Health,
+    },
     /// Where the evidence bundle was written.
     Snapshot {
         /// The bundle's directory.

@@ -19,7 +19,7 @@ use tether_proto::{
 
 /// How long to wait for a keeper's hello reply. A stopped (SIGSTOP) keeper
 /// accepts connections in the kernel but never answers.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A connection to one session's keeper, after the hello.
 pub struct KeeperClient {

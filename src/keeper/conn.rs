@@ -221,6 +221,7 @@ fn control(keeper: &Arc<Keeper>, req: Request, mut writer: FrameWriter) {
         Request::Freeze => keeper.freeze("freeze").map(|()| Reply::Done),
         Request::Thaw => keeper.thaw("thaw").map(|()| Reply::Done),
         Request::Create(_)
+        | Request::Health { .. }
         | Request::Lookup { .. }
         | Request::Remove { .. }
         | Request::FinalScreen { .. } => {

@@ -90,6 +90,10 @@ pub struct KeeperSpec {
     pub watchers_unsafe_ok: bool,
     /// Who created the session.
     pub owner: String,
+    /// Where the recording goes instead of the recordings directory (a
+    /// `check` probe's scratch place).
+    #[serde(default)]
+    pub recording_dir: Option<PathBuf>,
 }
 
 /// The keeper's one-line report to its launcher.
@@ -322,7 +326,8 @@ fn start(spec: &KeeperSpec) -> Result<Running> {
 fn start_recording(paths: &Paths, spec: &KeeperSpec, meta: &Meta) -> Result<Recorder> {
     let key = crate::keys::load_or_create(&paths.signing_key_file())?;
     let stamp = meta.started.replace(['-', ':'], "");
-    let path = paths.recordings_dir().join(format!("{}-{stamp}.cast", spec.name));
+    let dir = spec.recording_dir.clone().unwrap_or_else(|| paths.recordings_dir());
+    let path = dir.join(format!("{}-{stamp}.cast", spec.name));
     Recorder::start(RecorderSpec {
         session: spec.name.to_string(),
         path,

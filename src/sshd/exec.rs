@@ -283,6 +283,8 @@ fn classify(command: &Command) -> (Op, Option<String>) {
             (Op::Review, Some(target.clone()))
         }
         Command::Grep { .. } => (Op::Review, None),
+        Command::Check { .. } => (Op::New, None),
+        Command::Completions { .. } | Command::Man => (Op::List, None),
         Command::Snapshot { name, .. } => (Op::Forensics, name.as_ref().map(ToString::to_string)),
         Command::Freeze { name } | Command::Thaw { name } => (Op::Forensics, s(name)),
         Command::Verify { path, .. } => (Op::Review, Some(path.clone())),

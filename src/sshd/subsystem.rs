@@ -117,6 +117,7 @@ async fn daemon_request(shared: &Arc<Shared>, caller: &Caller, req: Request) -> 
         Request::Create(c) => (Op::New, Some((Event::SessionCreate, c.name.to_string()))),
         Request::Remove { name } => (Op::Rm, Some((Event::Rm, name.to_string()))),
         Request::FinalScreen { .. } => (Op::Watch, None),
+        Request::Health { .. } => (Op::List, None),
         _ => return Err(Failure::invalid("route to a session before this request").into()),
     };
     caller.require(shared, op, None)?;
@@ -139,6 +140,7 @@ async fn daemon_request(shared: &Arc<Shared>, caller: &Caller, req: Request) -> 
             Request::FinalScreen { name } => {
                 Reply::FinalScreen { screen: backend.final_screen(&name)? }
             }
+            Request::Health { probe } => Reply::Health { health: backend.health(probe.as_ref())? },
             _ => return Err(Failure::invalid("not a daemon request").into()),
         })
     })
