@@ -343,9 +343,8 @@ impl Ctx {
                 Reply::Exited { .. } => break,
                 other => return Err(unexpected(&other)),
             }
-            if !follow {
-                break;
-            }
+            // Long text comes in several replies; the keeper closes the
+            // connection after the last (or, with -f, sends Exited).
             reply = client.next_reply()?;
         }
         Ok(0)

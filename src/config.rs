@@ -86,7 +86,7 @@ impl Default for Config {
 }
 
 /// The largest scrollback accepted: 20 million cells, about 320 MB.
-const MAX_SCROLLBACK_CELLS: usize = 20_000_000;
+pub const MAX_SCROLLBACK_CELLS: usize = 20_000_000;
 
 impl Config {
     /// Loads `path`, or the defaults if it does not exist.

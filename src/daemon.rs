@@ -197,7 +197,11 @@ fn serve(paths: Paths, config: Config, addr: SocketAddr, daemonized: bool) -> Re
         paths,
         config: RwLock::new(config),
         home,
+        last_keys: std::sync::Mutex::new(None),
     });
+    // Reads authorized_keys once now: its problems are logged at start,
+    // and a good file becomes the fallback should it break later.
+    let _ = shared.authorized_keys();
     spawn_reaper();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -348,6 +352,8 @@ fn reload(shared: &Shared) {
         }
         Err(e) => tracing::error!("keeping the old configuration: {}", crate::error::message(&e)),
     }
+    let (path, keys) = shared.authorized_keys();
+    tracing::info!("{}: {} keys in effect", path.display(), keys.keys.len());
 }
 
 /// Serves one TCP connection, unless too many are open.
@@ -370,6 +376,19 @@ fn admit(
     let (shared, ssh, active) = (shared.clone(), ssh.clone(), active.clone());
     tokio::spawn(async move {
         let _ = socket.set_nodelay(true);
+        // A second handle on the socket, to shut it down from here: the
+        // SSH session runs in a task of its own that we cannot cancel.
+        let (socket, killer) = match socket.into_std().and_then(|s| {
+            let killer = s.try_clone()?;
+            Ok((tokio::net::TcpStream::from_std(s)?, killer))
+        }) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(%peer, "cannot set up the connection: {e}");
+                active.fetch_sub(1, Ordering::SeqCst);
+                return;
+            }
+        };
         let authenticated = Arc::new(AtomicBool::new(false));
         let timeout = Duration::from_secs(shared.config().auth_timeout_secs);
         let handler = Connection::new(shared, Some(peer), authenticated.clone());
@@ -378,24 +397,31 @@ fn admit(
             tokio::time::timeout(timeout, russh::server::run_stream(ssh, socket, handler));
         match started.await.unwrap_or_else(|_| Err(anyhow::anyhow!("no SSH handshake in time"))) {
             Ok(session) => {
-                let handle = session.handle();
-                let watchdog = tokio::spawn(async move {
-                    tokio::time::sleep(timeout).await;
-                    if !authenticated.load(Ordering::SeqCst) {
-                        tracing::warn!(%peer, "authentication timed out");
-                        let _ = handle
-                            .disconnect(
-                                russh::Disconnect::ByApplication,
-                                "authentication timed out".into(),
-                                String::new(),
-                            )
-                            .await;
+                // Until it logs in, a connection lives at most `timeout`:
+                // the socket is shut down, whatever stage the handshake is
+                // stuck at (a disconnect message would wait for a peer
+                // that may never read).
+                tokio::pin!(session);
+                let deadline = tokio::time::sleep(timeout);
+                tokio::pin!(deadline);
+                loop {
+                    tokio::select! {
+                        ended = &mut session => {
+                            if let Err(e) = ended {
+                                tracing::debug!(%peer, "connection ended: {e:#}");
+                            }
+                            break;
+                        }
+                        () = &mut deadline, if !authenticated.load(Ordering::SeqCst) => {
+                            if !authenticated.load(Ordering::SeqCst) {
+                                tracing::warn!(%peer, "authentication timed out");
+                                let _ = killer.shutdown(std::net::Shutdown::Both);
+                                let _ = tokio::time::timeout(Duration::from_secs(5), &mut session).await;
+                                break;
+                            }
+                        }
                     }
-                });
-                if let Err(e) = session.await {
-                    tracing::debug!(%peer, "connection ended: {e:#}");
                 }
-                watchdog.abort();
             }
             Err(e) => tracing::debug!(%peer, "handshake failed: {e:#}"),
         }

@@ -7,8 +7,11 @@
 mod support;
 
 mod attach;
+mod faults;
 mod forensic;
+mod hostile;
 mod lifecycle;
+mod load;
 mod ops;
 mod protocol;
 mod record;

@@ -318,6 +318,28 @@ mod tests {
         ]
     }
 
+    /// Writes the samples as the fuzz targets' seed corpus:
+    /// `cargo test -p tether-proto -- --ignored write_fuzz_seeds`.
+    #[test]
+    #[ignore = "writes fuzz/corpus; run by hand when messages change"]
+    fn write_fuzz_seeds() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
+        for target in ["frame", "control"] {
+            std::fs::create_dir_all(root.join(target)).unwrap();
+        }
+        let mut stream = vec![7u8];
+        for (i, msg) in samples().iter().enumerate() {
+            let bytes = encode(msg).unwrap();
+            stream.extend_from_slice(&bytes);
+            let mut one = vec![3u8];
+            one.extend_from_slice(&bytes);
+            std::fs::write(root.join(format!("frame/sample-{i:02}")), one).unwrap();
+            // The control target takes a kind byte and the payload.
+            std::fs::write(root.join(format!("control/sample-{i:02}")), &bytes[4..]).unwrap();
+        }
+        std::fs::write(root.join("frame/stream"), stream).unwrap();
+    }
+
     #[test]
     fn every_sample_round_trips() {
         for msg in samples() {

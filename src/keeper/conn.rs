@@ -236,10 +236,13 @@ fn control(keeper: &Arc<Keeper>, req: Request, mut writer: FrameWriter) {
 }
 
 /// Sends `lines` as one or more text replies (at least one, even if empty).
+/// A logical line longer than [`TEXT_CHUNK_BYTES`] (a job that printed
+/// megabytes without a newline) goes out in pieces of that size, one a
+/// line, so that no frame exceeds the protocol's limit.
 fn send_text(writer: &mut FrameWriter, lines: Vec<String>) -> anyhow::Result<()> {
     let mut chunk = Vec::new();
     let mut bytes = 0;
-    for line in lines {
+    for line in lines.into_iter().flat_map(split_long) {
         bytes += line.len() + 8;
         chunk.push(line);
         if bytes >= TEXT_CHUNK_BYTES {
@@ -250,6 +253,24 @@ fn send_text(writer: &mut FrameWriter, lines: Vec<String>) -> anyhow::Result<()>
         }
     }
     writer.write_message(&Message::Reply(Reply::Text { lines: chunk }))
+}
+
+/// `line` in pieces of at most [`TEXT_CHUNK_BYTES`], cut at characters.
+fn split_long(line: String) -> Vec<String> {
+    if line.len() <= TEXT_CHUNK_BYTES {
+        return vec![line];
+    }
+    let mut pieces = Vec::new();
+    let mut rest = line.as_str();
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(TEXT_CHUNK_BYTES);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        pieces.push(rest[..cut].to_owned());
+        rest = &rest[cut..];
+    }
+    pieces
 }
 
 /// `tail -f`: completed lines as they appear, then the job's exit.
@@ -278,4 +299,19 @@ fn follow(keeper: &Arc<Keeper>, lines: Option<usize>, mut writer: FrameWriter) {
         }
     }
     keeper.unfollow(&outbox);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lines_are_cut_at_characters_and_nothing_is_lost() {
+        let line = "é".repeat(TEXT_CHUNK_BYTES);
+        let pieces = split_long(line.clone());
+        assert!(pieces.len() > 1);
+        assert!(pieces.iter().all(|p| p.len() <= TEXT_CHUNK_BYTES));
+        assert_eq!(pieces.concat(), line);
+        assert_eq!(split_long("short".into()), ["short"]);
+    }
 }

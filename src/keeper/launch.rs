@@ -514,7 +514,19 @@ fn reap_orphans(job: i32) {
     let me = std::process::id() as i32;
     loop {
         std::thread::sleep(ORPHAN_SWEEP);
-        for pid in crate::forensic::procfs::all_pids() {
+        // Only this process's children, never all of /proc: with hundreds
+        // of sessions a full scan from every keeper would cost the host
+        // O(sessions²) work every sweep.
+        let children = match own_children(me) {
+            Some(c) => c,
+            None => {
+                // No /proc/PID/task/TID/children on this kernel: scan
+                // everything, but rarely.
+                std::thread::sleep(ORPHAN_SWEEP * 14);
+                crate::forensic::procfs::all_pids()
+            }
+        };
+        for pid in children {
             if pid == job {
                 continue;
             }
@@ -527,6 +539,19 @@ fn reap_orphans(job: i32) {
             }
         }
     }
+}
+
+/// This process's children, from `/proc/PID/task/*/children`; `None`
+/// when the kernel does not provide those files.
+fn own_children(me: i32) -> Option<Vec<i32>> {
+    let mut out = Vec::new();
+    let mut found = false;
+    for task in std::fs::read_dir(format!("/proc/{me}/task")).ok()?.flatten() {
+        let Ok(text) = std::fs::read_to_string(task.path().join("children")) else { continue };
+        found = true;
+        out.extend(text.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+    }
+    found.then_some(out)
 }
 
 /// SIGTERM/SIGINT end the job the way `kill` does, so a clean shutdown

@@ -61,12 +61,22 @@ impl AuthorizedKey {
 }
 
 /// A parsed file: usable keys and the problems found.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct KeyFile {
     /// Usable keys.
     pub keys: Vec<AuthorizedKey>,
     /// "line N: why", for the log.
     pub problems: Vec<String>,
+}
+
+impl KeyFile {
+    /// Whether the file as a whole is unusable: it could not be read, or
+    /// no line of it is a key though some line is not a comment. A file
+    /// with some bad lines is not broken: those lines are skipped, as
+    /// OpenSSH does, so that removing a key always takes effect.
+    pub fn is_broken(&self) -> bool {
+        self.keys.is_empty() && !self.problems.is_empty()
+    }
 }
 
 /// The file in effect for `config_dir` and `home`.

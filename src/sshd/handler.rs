@@ -65,12 +65,7 @@ impl Connection {
     /// The key's entry if it may log in from this peer; logs and audits
     /// refusals.
     fn authorize(&mut self, key: &russh::keys::PublicKey) -> Option<auth::AuthorizedKey> {
-        let (path, source) =
-            auth::key_file_path(&self.shared.paths.config_dir, Some(&self.shared.home));
-        let file = auth::load(&path, source);
-        for problem in &file.problems {
-            tracing::warn!("{}: {problem}", path.display());
-        }
+        let (path, file) = self.shared.authorized_keys();
         let found = auth::find(&file, key).cloned();
         let peer_ip = self.peer.map(|p| p.ip());
         let why = match &found {

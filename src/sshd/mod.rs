@@ -47,9 +47,32 @@ pub struct Shared {
     /// The daemon user's home: `~/.ssh/authorized_keys` and the default
     /// working directory of sessions created over SSH.
     pub home: PathBuf,
+    /// The last authorized_keys that was not broken, kept in effect while
+    /// the file on disk is.
+    pub last_keys: std::sync::Mutex<Option<auth::KeyFile>>,
 }
 
 impl Shared {
+    /// The authorized keys in effect: the file as it is now (read at every
+    /// login, so edits apply to the next connection), or, when the file is
+    /// broken as a whole, the last good one, with an error in the log.
+    pub fn authorized_keys(&self) -> (PathBuf, auth::KeyFile) {
+        let (path, source) = auth::key_file_path(&self.paths.config_dir, Some(&self.home));
+        let file = auth::load(&path, source);
+        for problem in &file.problems {
+            tracing::warn!("{}: {problem}", path.display());
+        }
+        let Ok(mut last) = self.last_keys.lock() else { return (path, file) };
+        if file.is_broken()
+            && let Some(good) = last.as_ref()
+        {
+            tracing::error!("{} is broken; keeping the last good keys", path.display());
+            return (path, good.clone());
+        }
+        *last = Some(file.clone());
+        (path, file)
+    }
+
     /// The current configuration.
     pub fn config(&self) -> Config {
         self.config.read().map(|c| c.clone()).unwrap_or_default()

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod rssh;
 pub mod ssh;
 
 use portable_pty::{Child, CommandBuilder, MasterPty, PtySize, native_pty_system};
@@ -60,14 +61,40 @@ pub fn signal(pid: u32, sig: rustix::process::Signal) {
     }
 }
 
+/// Load tests run alone: every other test holds this lock shared.
+static EXCLUSIVE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Holds [`EXCLUSIVE`] for as long as the test runs.
+enum Turn {
+    Shared(#[allow(dead_code)] std::sync::RwLockReadGuard<'static, ()>),
+    Alone(#[allow(dead_code)] std::sync::RwLockWriteGuard<'static, ()>),
+}
+
 /// An isolated tether installation: its own HOME and XDG directories.
 pub struct TestEnv {
     dir: tempfile::TempDir,
+    // Dropped last: the test's processes are gone before another starts.
+    _turn: Turn,
 }
 
 impl TestEnv {
     /// A fresh tree of empty directories.
     pub fn new() -> Self {
+        let turn =
+            Turn::Shared(EXCLUSIVE.read().unwrap_or_else(std::sync::PoisonError::into_inner));
+        Self::with_turn(turn)
+    }
+
+    /// Like [`TestEnv::new`], for a load test: waits until no other test
+    /// runs and keeps them waiting until it is dropped, so that the load
+    /// weighs on nothing else and nothing else on its report.
+    pub fn alone() -> Self {
+        let turn =
+            Turn::Alone(EXCLUSIVE.write().unwrap_or_else(std::sync::PoisonError::into_inner));
+        Self::with_turn(turn)
+    }
+
+    fn with_turn(turn: Turn) -> Self {
         let dir = tempfile::Builder::new().prefix("tether-test").tempdir().unwrap();
         for sub in ["home", "run", "state", "data", "config"] {
             std::fs::create_dir_all(dir.path().join(sub)).unwrap();
@@ -75,7 +102,7 @@ impl TestEnv {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir.path().join("run"), std::fs::Permissions::from_mode(0o700))
             .unwrap();
-        TestEnv { dir }
+        TestEnv { dir, _turn: turn }
     }
 
     /// The root of the tree.
