@@ -132,8 +132,13 @@ impl Decoder {
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        self.time += interval;
-        Ok(Line::Event(Event { time: self.time, data: event_data(&code, text)? }))
+        let time = self.time + interval;
+        if !time.is_finite() {
+            return Err(LineError(format!("time overflows after interval {interval}")));
+        }
+        let data = event_data(&code, text)?;
+        self.time = time;
+        Ok(Line::Event(Event { time, data }))
     }
 }
 
@@ -184,6 +189,17 @@ pub fn parse_header(line: &str) -> Result<Header, LineError> {
 
 #[cfg(test)]
 mod tests {
+
+    /// Found by the recording_line fuzz target: huge intervals summed to
+    /// an infinite time.
+    #[test]
+    fn time_never_becomes_infinite() {
+        let mut d = Decoder::new();
+        assert!(d.line(r#"[1e308, "o", "a"]"#).is_ok());
+        assert!(d.line(r#"[1e308, "o", "b"]"#).is_err());
+        assert!(d.time().is_finite());
+    }
+
     use super::*;
 
     #[test]

@@ -1,0 +1,43 @@
+//! The keeper's terminal model: the scanner that answers queries and
+//! filters output, the emulator, and the redraw a reattaching client gets.
+//!
+//! Invariants: no panic; feeding the output in pieces gives the same
+//! output, answers and screen as feeding it whole; feeding the redraw into
+//! a fresh screen of the same size reproduces the visible text and the
+//! cursor (the reattach promise: the exact screen).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tether::keeper::screen::Screen;
+use tether_proto::WindowSize;
+
+const SCROLLBACK: usize = 2_000;
+
+fn run(size: WindowSize, pieces: &[&[u8]]) -> (Screen, Vec<u8>, Vec<u8>) {
+    let mut screen = Screen::new(size, SCROLLBACK);
+    let (mut output, mut replies) = (Vec::new(), Vec::new());
+    for piece in pieces {
+        let fed = screen.feed(piece);
+        output.extend_from_slice(&fed.output);
+        replies.extend_from_slice(&fed.replies);
+    }
+    (screen, output, replies)
+}
+
+fuzz_target!(|data: &[u8]| {
+    let [c, r, cut, rest @ ..] = data else { return };
+    let size = WindowSize { cols: u16::from(*c % 100) + 1, rows: u16::from(*r % 40) + 1 };
+    let (whole, out_whole, replies_whole) = run(size, &[rest]);
+    let step = usize::from(*cut).max(1);
+    let pieces: Vec<&[u8]> = rest.chunks(step).collect();
+    let (split, out_split, replies_split) = run(size, &pieces);
+    assert_eq!(out_whole, out_split, "output depends on how reads are cut");
+    assert_eq!(replies_whole, replies_split, "answers depend on how reads are cut");
+    assert_eq!(whole.visible_text(), split.visible_text());
+    assert_eq!(whole.cursor(), split.cursor());
+
+    let redraw = whole.redraw();
+    let (fresh, _, _) = run(size, &[&redraw]);
+    assert_eq!(fresh.visible_text(), whole.visible_text(), "redraw lost the screen");
+    assert_eq!(fresh.cursor(), whole.cursor(), "redraw moved the cursor");
+});
