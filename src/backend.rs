@@ -192,6 +192,23 @@ impl Local {
     }
 
     /// Where `check` probes record: a scratch place, never the recordings.
+    /// Writes, syncs and removes a small file in the recordings directory:
+    /// the probe records elsewhere, so this is what proves that new
+    /// sessions can record. `None` when it works.
+    fn recordings_unwritable(&self) -> Option<String> {
+        use std::io::Write;
+        let dir = self.paths.recordings_dir();
+        let path = dir.join(format!(".check-{:016x}", rand::random::<u64>()));
+        let result = crate::fsutil::ensure_private_dir(&dir).and_then(|()| {
+            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+            f.write_all(&[b'x'; 4096])?;
+            f.sync_all()?;
+            Ok(())
+        });
+        let _ = std::fs::remove_file(&path);
+        result.err().map(|e| format!("{}: {e}", dir.display()))
+    }
+
     fn probe_dir(&self) -> PathBuf {
         self.paths.runtime_dir.join("check-recordings")
     }
@@ -315,6 +332,7 @@ impl Backend for Local {
             free_bytes: st.f_bavail.saturating_mul(st.f_frsize),
             min_free_bytes: self.config.check_min_free_bytes,
             probe_recording,
+            recordings_unwritable: self.recordings_unwritable(),
         })
     }
 

@@ -165,6 +165,9 @@ fn degraded(sessions: &[SessionInfo]) -> Result<String> {
 
 fn disk(backend: &dyn Backend) -> Result<String> {
     let h = backend.health(None)?;
+    if let Some(why) = h.recordings_unwritable {
+        return Err(anyhow!("the recordings directory refuses writes: {why}"));
+    }
     let mib = |b: u64| b / (1 << 20);
     if h.free_bytes >= h.min_free_bytes {
         Ok(format!("{} MiB free (minimum {} MiB)", mib(h.free_bytes), mib(h.min_free_bytes)))

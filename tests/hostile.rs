@@ -208,12 +208,7 @@ fn connections_that_never_log_in_are_dropped_and_do_not_lock_users_out() {
 fn a_megabyte_name_in_a_frame_on_the_local_socket_gets_a_clear_error() {
     let env = TestEnv::new();
     env.start("here", &["sleep", "60"]);
-    let sock = std::fs::read_dir(env.runtime_dir())
-        .unwrap()
-        .flatten()
-        .find(|e| e.file_name().to_string_lossy().ends_with(".sock"))
-        .unwrap()
-        .path();
+    let sock = env.keeper_socket();
     let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
     s.set_read_timeout(Some(TIMEOUT)).unwrap();
     let hello = Message::Hello(HelloRequest { protocol: 1, software: "hostile".into() });
@@ -270,8 +265,8 @@ fn output_built_to_exhaust_the_emulator_keeps_memory_bounded() {
         std::thread::sleep(Duration::from_millis(200));
     }
     eprintln!("keeper peak RSS during the attack: {peak} MB");
-    // Scrollback is bounded by cells (default 2,000,000 = 10,000 lines of
-    // 200), the backlog spills to disk, the holdback stops at 64 KiB.
+    // Scrollback is bounded by cells (default 1,200,000), the backlog
+    // spills to disk, the scanner's holdback stops at 64 KiB.
     assert!(peak < 256, "keeper RSS reached {peak} MB");
     // Still usable: an attach shows the screen, replay and export finish.
     let mut term = env.terminal(&["attach", "evil"], 80, 24);

@@ -154,3 +154,35 @@ fn a_broken_authorized_keys_keeps_the_last_good_keys_and_a_removal_applies() {
     assert_eq!(alice.run(&env, &["ls"]).status.code(), Some(0));
     assert_eq!(bob.run(&env, &["ls"]).status.code(), Some(255));
 }
+
+#[test]
+fn check_fails_when_the_recordings_directory_refuses_writes() {
+    let env = TestEnv::new();
+    let recordings = env.root().join("data/tether/recordings");
+    std::fs::create_dir_all(&recordings).unwrap();
+    let (code, _) = check(&env, &[]);
+    assert_eq!(code, 0);
+    // As root, permissions do not stop writes: a read-only mount does.
+    let root = rustix::process::getuid().is_root();
+    let mounted = root
+        && std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "ro,size=1m", "tether-test-ro"])
+            .arg(&recordings)
+            .status()
+            .is_ok_and(|s| s.success());
+    if root && !mounted {
+        eprintln!("skipped: cannot mount a read-only tmpfs here");
+        return;
+    }
+    if !root {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&recordings, std::fs::Permissions::from_mode(0o500)).unwrap();
+    }
+    let (code, report) = check(&env, &[]);
+    if mounted {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&recordings).status();
+    }
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(failed(&report), ["disk"], "{report}");
+    assert!(report.to_string().contains("refuses writes"), "{report}");
+}

@@ -7,15 +7,6 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 use tether_proto::{FrameDecoder, HelloRequest, Message, encode};
 
-fn socket_of(env: &TestEnv) -> std::path::PathBuf {
-    let entry = std::fs::read_dir(env.runtime_dir())
-        .unwrap()
-        .flatten()
-        .find(|e| e.file_name().to_string_lossy().ends_with(".sock"))
-        .expect("a keeper socket");
-    entry.path()
-}
-
 /// Sends `bytes` and returns the first frame the keeper answers with.
 fn exchange(path: &std::path::Path, bytes: &[u8]) -> Option<Message> {
     let mut s = UnixStream::connect(path).unwrap();
@@ -39,7 +30,7 @@ fn a_client_of_another_protocol_version_gets_both_versions_named() {
     let env = TestEnv::new();
     env.start("v", &["sleep", "60"]);
     let hello = Message::Hello(HelloRequest { protocol: 99, software: "tether 9.9".into() });
-    match exchange(&socket_of(&env), &encode(&hello).unwrap()) {
+    match exchange(&env.keeper_socket(), &encode(&hello).unwrap()) {
         Some(Message::Error(e)) => {
             assert!(e.message.contains("protocol 99"), "{}", e.message);
             assert!(e.message.contains("protocol 1"), "{}", e.message);
@@ -52,7 +43,7 @@ fn a_client_of_another_protocol_version_gets_both_versions_named() {
 fn malformed_frames_get_a_clear_error_and_lose_nothing() {
     let env = TestEnv::new();
     env.start("m", &["sh", "-c", "i=0; while :; do i=$((i+1)); echo n$i; sleep 0.05; done"]);
-    let sock = socket_of(&env);
+    let sock = env.keeper_socket();
     let cases: &[&[u8]] = &[
         b"\xff\xff\xff\xff",         // absurd length
         b"\x00\x00\x00\x00",         // empty frame
@@ -85,7 +76,7 @@ fn another_local_user_cannot_use_a_keeper_socket() {
     use std::os::unix::fs::PermissionsExt;
     let env = TestEnv::new();
     env.start("mine", &["sleep", "60"]);
-    let sock = socket_of(&env);
+    let sock = env.keeper_socket();
     // Open the directories and the socket to everyone, so that only the
     // keeper's own peer check stands in the way.
     for dir in [env.root().to_path_buf(), env.root().join("run"), env.runtime_dir()] {

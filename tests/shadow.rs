@@ -229,12 +229,7 @@ fn sequences_that_act_on_a_viewer_never_reach_watchers() {
         "osc",
         &["sh", "-c", "read x; printf 'before\\033]52;c;aGVsbG8=\\007after\\n'; sleep 60"],
     );
-    let sock = std::fs::read_dir(env.runtime_dir())
-        .unwrap()
-        .flatten()
-        .find(|e| e.file_name().to_string_lossy().ends_with(".sock"))
-        .unwrap()
-        .path();
+    let sock = env.keeper_socket();
     let attach = |mode| {
         let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
         s.set_read_timeout(Some(TIMEOUT)).unwrap();

@@ -122,6 +122,10 @@ pub struct Health {
     pub min_free_bytes: u64,
     /// The probe's recording: `verify`'s status (`intact` when healthy).
     pub probe_recording: Option<String>,
+    /// Why a new file cannot be written in the recordings directory
+    /// (`None`: it can).
+    #[serde(default)]
+    pub recordings_unwritable: Option<String>,
 }
 
 /// Capture an evidence bundle.

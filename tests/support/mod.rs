@@ -193,6 +193,16 @@ impl TestEnv {
         self.ok(&["tail", name])
     }
 
+    /// The socket of the only running keeper (for raw protocol tests).
+    pub fn keeper_socket(&self) -> PathBuf {
+        std::fs::read_dir(self.runtime_dir())
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().ends_with(".sock"))
+            .expect("a keeper socket")
+            .path()
+    }
+
     /// Waits until the session's text contains `needle`.
     pub fn wait_text(&self, name: &str, needle: &str) {
         wait_until(&format!("{needle:?} in session {name}"), || self.tail(name).contains(needle));
