@@ -191,7 +191,6 @@ impl Local {
         }
     }
 
-    /// Where `check` probes record: a scratch place, never the recordings.
     /// Writes, syncs and removes a small file in the recordings directory:
     /// the probe records elsewhere, so this is what proves that new
     /// sessions can record. `None` when it works.
@@ -209,6 +208,7 @@ impl Local {
         result.err().map(|e| format!("{}: {e}", dir.display()))
     }
 
+    /// Where `check` probes record: a scratch place, never the recordings.
     fn probe_dir(&self) -> PathBuf {
         self.paths.runtime_dir.join("check-recordings")
     }

@@ -402,25 +402,23 @@ fn admit(
                 // stuck at (a disconnect message would wait for a peer
                 // that may never read).
                 tokio::pin!(session);
-                let deadline = tokio::time::sleep(timeout);
-                tokio::pin!(deadline);
-                loop {
-                    tokio::select! {
-                        ended = &mut session => {
-                            if let Err(e) = ended {
-                                tracing::debug!(%peer, "connection ended: {e:#}");
-                            }
-                            break;
-                        }
-                        () = &mut deadline, if !authenticated.load(Ordering::SeqCst) => {
-                            if !authenticated.load(Ordering::SeqCst) {
-                                tracing::warn!(%peer, "authentication timed out");
-                                let _ = killer.shutdown(std::net::Shutdown::Both);
-                                let _ = tokio::time::timeout(Duration::from_secs(5), &mut session).await;
-                                break;
-                            }
-                        }
+                let ended = tokio::select! {
+                    ended = &mut session => Some(ended),
+                    () = tokio::time::sleep(timeout) => None,
+                };
+                let ended = match ended {
+                    Some(ended) => ended,
+                    None if authenticated.load(Ordering::SeqCst) => session.await,
+                    None => {
+                        tracing::warn!(%peer, "authentication timed out");
+                        let _ = killer.shutdown(std::net::Shutdown::Both);
+                        tokio::time::timeout(Duration::from_secs(5), session)
+                            .await
+                            .unwrap_or(Ok(()))
                     }
+                };
+                if let Err(e) = ended {
+                    tracing::debug!(%peer, "connection ended: {e:#}");
                 }
             }
             Err(e) => tracing::debug!(%peer, "handshake failed: {e:#}"),

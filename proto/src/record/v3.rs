@@ -189,6 +189,7 @@ pub fn parse_header(line: &str) -> Result<Header, LineError> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     /// Found by the recording_line fuzz target: huge intervals summed to
     /// an infinite time.
@@ -199,8 +200,6 @@ mod tests {
         assert!(d.line(r#"[1e308, "o", "b"]"#).is_err());
         assert!(d.time().is_finite());
     }
-
-    use super::*;
 
     #[test]
     fn events_round_trip_with_absolute_times() {
