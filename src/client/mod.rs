@@ -53,11 +53,19 @@ impl KeeperClient {
     pub fn hello(stream: UnixStream, peer: &str) -> Result<Self> {
         let (reader, mut writer) = split(stream)?;
         reader.stream().set_read_timeout(Some(HELLO_TIMEOUT))?;
-        writer.write_message(&Message::Hello(HelloRequest {
+        let sent = writer.write_message(&Message::Hello(HelloRequest {
             protocol: PROTOCOL_VERSION,
             software: crate::SOFTWARE.into(),
-        }))?;
+        }));
         let mut client = KeeperClient { reader, writer };
+        if let Err(e) = sent {
+            // A peer that refuses us may have said why and closed before
+            // our hello arrived: its reason beats "broken pipe".
+            return match client.reader.read_message() {
+                Ok(Some(Message::Error(reply))) => Err(Failure::from(reply).into()),
+                _ => Err(e.context(format!("saying hello to {peer}"))),
+            };
+        }
         client.expect_hello(peer)?;
         client.reader.stream().set_read_timeout(None)?;
         Ok(client)

@@ -37,6 +37,7 @@ pub fn serve(keeper: Arc<Keeper>, stream: UnixStream) {
     };
     if let Err(failure) = check_peer(reader.stream()) {
         let _ = writer.write_message(&Message::Error(failure.to_reply()));
+        linger_after_refusal(&mut reader);
         return;
     }
     let request = match handshake(&keeper, &mut reader, &mut writer) {
@@ -61,6 +62,33 @@ pub fn serve(keeper: Arc<Keeper>, stream: UnixStream) {
             let message =
                 format!("expected an attach or a request, got frame kind {}", other.kind());
             let _ = writer.write_message(&error(ErrorCode::Invalid, message));
+        }
+    }
+}
+
+/// How long a refused peer may keep writing before the keeper closes.
+/// Closing at once would race the peer's hello: its write would fail with
+/// EPIPE before it reads why it was refused.
+const REFUSAL_LINGER: Duration = Duration::from_secs(2);
+
+/// At most this many bytes are read (and thrown away) from a refused peer.
+const REFUSAL_DRAIN_BYTES: usize = 64 * 1024;
+
+/// Half-closes a refused connection and reads (discarding) what the peer
+/// still sends, until it closes, a bound or a deadline, so that the peer
+/// sees the refusal rather than a broken pipe.
+fn linger_after_refusal(reader: &mut FrameReader) {
+    use std::io::Read;
+    let mut stream = reader.stream();
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(REFUSAL_LINGER));
+    let deadline = std::time::Instant::now() + REFUSAL_LINGER;
+    let mut buf = [0u8; 4096];
+    let mut drained = 0;
+    while drained < REFUSAL_DRAIN_BYTES && std::time::Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
         }
     }
 }
