@@ -2,6 +2,7 @@
 //! is refused with the documented exit codes.
 
 use crate::support::*;
+use rustix::process::Signal;
 
 const COUNTER: &[&str] =
     &["sh", "-c", "i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.05; done"];
@@ -142,6 +143,28 @@ fn ended_sessions_stay_listed_until_rm() {
 }
 
 #[test]
+fn rm_right_after_wait_succeeds_while_the_keeper_finishes() {
+    // Regression: the keeper of an ended session keeps its lock while it
+    // gives attached clients the end (up to 2 s); `rm` in that moment
+    // failed with "session is running".
+    let env = TestEnv::new();
+    let go = env.root().join("go");
+    let script =
+        format!("while [ ! -e {} ]; do sleep 0.05; done; seq 1 200000; exit 0", go.display());
+    env.start("brief", &["sh", "-c", &script]);
+    let term = env.terminal(&["attach", "brief"], 80, 24);
+    wait_until("the client to attach", || env.session("brief")["clients"] == 1);
+    // A stopped client fills its socket: the keeper's writer for it blocks.
+    signal(term.pid(), Signal::STOP);
+    std::fs::write(&go, "").unwrap();
+    assert_eq!(env.run(&["wait", "brief"]).status.code(), Some(0));
+    let out = env.run(&["rm", "brief"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(env.sessions().is_empty());
+    signal(term.pid(), Signal::CONT);
+}
+
+#[test]
 fn rm_refuses_a_running_session() {
     let env = TestEnv::new();
     env.start("busy", &["sleep", "60"]);
@@ -177,8 +200,10 @@ fn a_dead_keeper_leaves_a_lost_session_and_its_stale_socket_is_cleaned() {
     let sockets = || std::fs::read_dir(env.runtime_dir()).unwrap().count();
     assert_eq!(sockets(), 1);
     kill9(keeper);
+    // The keeper's main thread turns zombie while its other threads are
+    // still exiting and hold the lock; `lost` follows within moments.
     wait_until("the keeper to die", || !alive(keeper));
-    assert_eq!(env.session("doomed")["state"], "lost");
+    wait_until("the session to be lost", || env.session("doomed")["state"] == "lost");
     assert_eq!(sockets(), 0, "the stale socket is removed");
     let out = env.run(&["kill", "doomed"]);
     assert_eq!(out.status.code(), Some(6));

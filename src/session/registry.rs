@@ -8,6 +8,10 @@ use std::path::Path;
 use tether_proto::store::FinalScreen;
 use tether_proto::{SessionInfo, SessionName, SessionState};
 
+/// How long `rm` waits for the keeper of an ended session to exit: it
+/// gives attached clients 2 s to receive the end (keeper::launch).
+const ENDING_KEEPER_GRACE: std::time::Duration = std::time::Duration::from_secs(4);
+
 /// The sessions of one user, as recorded under the state directory.
 #[derive(Debug, Clone)]
 pub struct Registry {
@@ -106,8 +110,21 @@ impl Registry {
     /// No such session (exit 3), the session is running (exit 4), or a file
     /// cannot be removed.
     pub fn remove(&self, name: &SessionName) -> Result<()> {
-        self.require(name)?;
-        let lock = SessionLock::try_acquire(&self.paths.lock_file(name))?.ok_or_else(|| {
+        let info = self.require(name)?;
+        let lock_file = self.paths.lock_file(name);
+        let mut lock = SessionLock::try_acquire(&lock_file)?;
+        // An ended session's keeper still holds the lock while its clients
+        // receive the end (at most a couple of seconds): `wait` then `rm`
+        // must not fail in that moment.
+        let deadline = std::time::Instant::now() + ENDING_KEEPER_GRACE;
+        while lock.is_none()
+            && info.state == SessionState::Ended
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            lock = SessionLock::try_acquire(&lock_file)?;
+        }
+        let lock = lock.ok_or_else(|| {
             Failure::conflict(format!(
                 "session {name} is running; end it with `tether kill {name}` first"
             ))
