@@ -105,6 +105,32 @@ impl FrameWriter {
         self.stream.write_all(&self.buf).context("writing to the socket")
     }
 
+    /// Sends `first` and then whatever `more` yields, in one write of at
+    /// most about `max_bytes` (the rest stays with `more`'s source).
+    ///
+    /// # Errors
+    ///
+    /// As [`FrameWriter::write_message`].
+    pub fn write_batch(
+        &mut self,
+        first: &Message,
+        max_bytes: usize,
+        mut more: impl FnMut() -> Option<Message>,
+    ) -> Result<()> {
+        self.buf.clear();
+        encode_into(first, &mut self.buf)?;
+        while self.buf.len() < max_bytes {
+            let Some(msg) = more() else { break };
+            encode_into(&msg, &mut self.buf)?;
+        }
+        self.stream.write_all(&self.buf).context("writing to the socket")?;
+        if self.buf.capacity() > 2 * max_bytes {
+            // One huge redraw must not pin its buffer for the connection's life.
+            self.buf = Vec::new();
+        }
+        Ok(())
+    }
+
     /// The socket.
     pub fn stream(&self) -> &UnixStream {
         &self.stream

@@ -244,11 +244,20 @@ impl VtScanner {
     pub fn scan(&mut self, buf: &[u8], spans: &mut Vec<Span>) -> usize {
         self.start = 0;
         let first_span = spans.len();
-        for (i, &b) in buf.iter().enumerate() {
+        let mut i = 0;
+        while i < buf.len() {
             if self.state == State::Ground {
+                // Fast path: in the ground state only ESC and the lead byte
+                // of a multibyte character change anything, so runs of
+                // ASCII text and C0 controls are skipped at once.
+                i += buf[i..].iter().position(|&b| b == 0x1b || b >= 0x80).unwrap_or(buf.len() - i);
+                if i == buf.len() {
+                    break;
+                }
                 self.start = i;
             }
-            self.step(b, i, spans);
+            self.step(buf[i], i, spans);
+            i += 1;
         }
         if self.state == State::Ground {
             return buf.len();

@@ -137,6 +137,65 @@ fn a_stalled_client_never_slows_the_job() {
     // Resumed, the client catches up with a redraw of the final screen.
     signal(term.pid(), Signal::CONT);
     term.wait_text("flood-done");
+    wait_until("the client's screen to be the session's", || {
+        screen_lines(&term) == last_lines(&env, "flood", 23)
+    });
+}
+
+/// The terminal's non-blank rows.
+fn screen_lines(term: &Terminal) -> Vec<String> {
+    term.contents().lines().map(|l| l.trim_end().to_owned()).filter(|l| !l.is_empty()).collect()
+}
+
+/// The session's last `n` lines of text.
+fn last_lines(env: &TestEnv, name: &str, n: usize) -> Vec<String> {
+    env.ok(&["tail", name, "-n", &n.to_string()]).lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn a_client_attached_before_a_flood_gets_every_byte_in_order() {
+    // Attached clients are served straight from the PTY reader, ahead of
+    // the screen model: nothing may be lost, repeated or reordered there.
+    let env = TestEnv::new();
+    let go = env.root().join("go");
+    let script = format!(
+        "while [ ! -e {} ]; do sleep 0.05; done; echo flood-start; seq 1 100000; echo flood-done; sleep 60",
+        go.display()
+    );
+    env.start("live", &["sh", "-c", &script]);
+    let term = env.terminal(&["attach", "live"], 80, 24);
+    term.wait_attached();
+    std::fs::write(&go, "").unwrap();
+    term.wait_text("flood-done");
+    let raw = String::from_utf8(term.raw()).unwrap();
+    // Everything after the attach's redraw: the numbers, one a line.
+    let redraw = raw.rfind("\x1b[?1049l").unwrap();
+    let start = redraw + raw[redraw..].find("flood-start\r\n").unwrap();
+    let numbers: Vec<u64> =
+        raw[start..].split("\r\n").filter_map(|l| l.trim().parse().ok()).collect();
+    assert_eq!(numbers.len(), 100_000, "every line arrived once");
+    assert!(numbers.iter().zip(1..).all(|(n, want)| *n == want), "in order");
+}
+
+#[test]
+fn a_client_attaching_during_a_flood_catches_up_to_the_exact_screen() {
+    // Attaching while the screen model is behind the PTY: the client gets a
+    // redraw where the model is, catches up behind it, then goes live.
+    let env = TestEnv::new();
+    env.start(
+        "busy",
+        &["sh", "-c", "seq 1 1500000; echo flood-done; read x; echo got-$x; sleep 60"],
+    );
+    wait_until("the flood to start", || env.tail("busy").contains("1000"));
+    let term = env.terminal(&["attach", "busy"], 80, 24);
+    term.wait_text("flood-done");
+    wait_until("the client's screen to be the session's", || {
+        screen_lines(&term) == last_lines(&env, "busy", 23)
+    });
+    // And the attachment goes on: typing reaches the job, its echo comes back.
+    let mut term = term;
+    term.send(b"hi\r");
+    term.wait_text("got-hi");
 }
 
 #[test]

@@ -126,6 +126,7 @@ pub fn run(mut client: KeeperClient, opts: &AttachOptions) -> Result<Outcome> {
         view,
         dirty: false,
         last_frame: Instant::now() - FRAME_INTERVAL,
+        out: Vec::new(),
     };
     let outcome = attached.pump(&flags, opts);
     let reset = match &attached.view {
@@ -148,6 +149,26 @@ struct Attached {
     /// The view changed since it was last painted.
     dirty: bool,
     last_frame: Instant,
+    /// Output of one read of the socket, written to the terminal at once.
+    out: Vec<u8>,
+}
+
+/// The output buffer is kept between reads up to this size (a redraw of a
+/// huge screen is not kept for the attachment's life).
+const OUT_KEEP_BYTES: usize = 1 << 20;
+
+/// Writes `bytes` to stdout directly (stdout's own buffer is line-based:
+/// it would split a burst of output into several writes).
+fn write_terminal(mut bytes: &[u8]) -> Result<()> {
+    let stdout = std::io::stdout();
+    while !bytes.is_empty() {
+        match rustix::io::write(&stdout, bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(std::io::Error::from(e)).context("writing to the terminal"),
+        }
+    }
+    Ok(())
 }
 
 impl Attached {
@@ -232,9 +253,10 @@ impl Attached {
         Ok(())
     }
 
-    /// Writes every decoded output frame to the terminal.
+    /// Writes every decoded output frame to the terminal, in one write.
     fn flush_messages(&mut self) -> Result<()> {
-        let mut out = std::io::stdout().lock();
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
         while let Some(msg) = self.client.reader.try_message()? {
             match (msg, &mut self.view) {
                 (Message::Output(bytes) | Message::Redraw(bytes), Some(view)) => {
@@ -243,7 +265,7 @@ impl Attached {
                 }
                 (Message::Output(bytes) | Message::Redraw(bytes), None) => {
                     self.tracker.feed(&bytes);
-                    out.write_all(&bytes).context("writing to the terminal")?;
+                    out.extend_from_slice(&bytes);
                 }
                 (Message::Resize(size), Some(view)) => {
                     view.session_resized(size);
@@ -260,7 +282,11 @@ impl Attached {
                 _ => {}
             }
         }
-        out.flush().context("writing to the terminal")
+        let written = write_terminal(&out);
+        if out.capacity() <= OUT_KEEP_BYTES {
+            self.out = out;
+        }
+        written
     }
 
     fn leave(&mut self) -> Result<Outcome> {

@@ -40,9 +40,17 @@ struct Inner {
 
 struct Spill {
     file: File,
+    /// Bytes in the file.
     written: u64,
+    /// Bytes of the file already taken by the parser.
     read: u64,
+    /// Spilled bytes not yet written to the file (they follow the file's):
+    /// one write per [`SPILL_WRITE`] instead of one per PTY read.
+    buffer: Vec<u8>,
 }
+
+/// Spilled output is written to the file in pieces of this size.
+const SPILL_WRITE: usize = 64 * 1024;
 
 /// An ordered, bounded-memory queue of PTY reads.
 pub struct Backlog {
@@ -86,7 +94,9 @@ impl Backlog {
     fn spill(&self, inner: &mut Inner, chunk: &[u8]) -> bool {
         if inner.spill.is_none() {
             match open_spill(&self.dir) {
-                Ok(file) => inner.spill = Some(Spill { file, written: 0, read: 0 }),
+                Ok(file) => {
+                    inner.spill = Some(Spill { file, written: 0, read: 0, buffer: Vec::new() });
+                }
                 Err(e) => {
                     tracing::warn!("cannot create a spill file: {e}");
                     return false;
@@ -94,9 +104,15 @@ impl Backlog {
             }
         }
         let Some(spill) = inner.spill.as_mut() else { return false };
-        match spill.file.write_all_at(chunk, spill.written) {
+        if spill.buffer.len() + chunk.len() <= SPILL_WRITE {
+            spill.buffer.extend_from_slice(chunk);
+            return true;
+        }
+        match spill.file.write_all_at(&spill.buffer, spill.written) {
             Ok(()) => {
-                spill.written += chunk.len() as u64;
+                spill.written += spill.buffer.len() as u64;
+                spill.buffer.clear();
+                spill.buffer.extend_from_slice(chunk);
                 true
             }
             Err(e) => {
@@ -135,14 +151,22 @@ impl Backlog {
     /// Bytes waiting for the parser (memory and spill file).
     pub fn pending(&self) -> u64 {
         let inner = self.lock();
-        inner.memory_bytes as u64 + inner.spill.as_ref().map_or(0, |s| s.written - s.read)
+        inner.memory_bytes as u64
+            + inner.spill.as_ref().map_or(0, |s| s.written - s.read + s.buffer.len() as u64)
     }
 }
 
-/// Reads the next piece of the spill file; drops the file once drained.
+/// Reads the next piece of the spill file (then of its unwritten buffer);
+/// drops the file once drained.
 fn take_spilled(inner: &mut Inner) -> Option<Bytes> {
     let spill = inner.spill.as_mut()?;
     if spill.read == spill.written {
+        if !spill.buffer.is_empty() {
+            let rest = std::mem::take(&mut spill.buffer);
+            spill.written += rest.len() as u64;
+            spill.read = spill.written;
+            return Some(Bytes::from(rest));
+        }
         inner.spill = None;
         return None;
     }

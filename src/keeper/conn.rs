@@ -6,7 +6,7 @@
 //! ever blocks the PTY reader.
 
 use super::Keeper;
-use super::fanout::{Next, Outbox};
+use super::fanout::{BATCH_MAX_BYTES, CLIENT_OUTBOX_MAX_BYTES, Next, Outbox};
 use crate::Failure;
 use crate::connection::{FrameReader, FrameWriter, split};
 use std::net::Shutdown;
@@ -165,7 +165,10 @@ fn attach(keeper: &Arc<Keeper>, req: &AttachRequest, mut reader: FrameReader, wr
         let _ = writer.write_message(&Message::Error(f.to_reply()));
         return;
     }
-    let outbox = Arc::new(Outbox::new());
+    let outbox = Arc::new(match req.mode {
+        AttachMode::Interactive => Outbox::with_capacity(CLIENT_OUTBOX_MAX_BYTES),
+        AttachMode::ReadOnly => Outbox::new(),
+    });
     let id = match keeper.attach(req, &outbox) {
         Ok(id) => id,
         Err(f) => {
@@ -204,11 +207,13 @@ fn spawn_writer(keeper: &Arc<Keeper>, id: u64, outbox: &Arc<Outbox>, mut writer:
             loop {
                 match outbox.next() {
                     Next::Send(msg) => {
-                        if writer.write_message(&msg).is_err() {
+                        // Whatever else is already queued goes in the same write.
+                        let sent = writer.write_batch(&msg, BATCH_MAX_BYTES, || outbox.try_pop());
+                        if sent.is_err() {
                             break;
                         }
                     }
-                    Next::Resync => keeper.resync(&outbox),
+                    Next::Resync => keeper.resync(id),
                     Next::Changed => {}
                     Next::Closed => break,
                 }

@@ -6,7 +6,7 @@
 //! attachment has a writer thread that pops from its outbox and writes to
 //! the socket, waiting on the client as long as it likes.
 //!
-//! When an outbox would exceed [`OUTBOX_MAX_BYTES`], its queue is dropped
+//! When an outbox would exceed its capacity, its queue is dropped
 //! and it is marked for resync: the writer then takes a fresh redraw from
 //! the screen model (under the session lock, so no output is lost or
 //! repeated between the redraw and what follows) and carries on. A stalled
@@ -17,12 +17,24 @@ use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use tether_proto::Message;
 
-/// Output queued for one attachment before it is resynchronised instead.
+/// Output queued for one watcher before it is resynchronised instead.
 ///
 /// 1 MiB holds several screens of even colourful output, so an attentive
-/// client on a slow link rarely needs a redraw, while 50 stalled watchers
+/// watcher on a slow link rarely needs a redraw, while 50 stalled watchers
 /// still cost only 50 MiB at worst.
 pub const OUTBOX_MAX_BYTES: usize = 1 << 20;
+
+/// Output queued for one interactive client. Larger than a watcher's: a
+/// live client is fed straight from the PTY reader, and a job flooding at
+/// 50 MB/s fills 1 MiB in 20 ms, less than a client loses to the
+/// scheduler on a busy two-core machine; 8 MiB is 160 ms of that. There
+/// are few interactive clients, and the memory is only used while one is
+/// behind.
+pub const CLIENT_OUTBOX_MAX_BYTES: usize = 8 << 20;
+
+/// The most output a writer thread sends in one write: fewer system calls
+/// and wake-ups when a client is behind, without holding up the first byte.
+pub const BATCH_MAX_BYTES: usize = 256 * 1024;
 
 /// What a writer thread gets next.
 // Returned by value once per message; boxing would cost an allocation each.
@@ -50,18 +62,36 @@ struct Inner {
 
 /// One attachment's queue. Shared by the reader (producer) and the
 /// attachment's writer thread (consumer).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Outbox {
     inner: Mutex<Inner>,
     ready: Condvar,
     /// Only records that output happened, queues nothing (`tail -f`).
     notify_only: bool,
+    /// Queued output bytes beyond which the queue is dropped for a resync.
+    capacity: usize,
+}
+
+impl Default for Outbox {
+    fn default() -> Self {
+        Outbox {
+            inner: Mutex::default(),
+            ready: Condvar::new(),
+            notify_only: false,
+            capacity: OUTBOX_MAX_BYTES,
+        }
+    }
 }
 
 impl Outbox {
-    /// An outbox that queues messages.
+    /// An outbox that queues messages (a watcher's capacity).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An outbox that queues up to `capacity` bytes of output.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Outbox { capacity, ..Self::default() }
     }
 
     /// An outbox that only records that something changed.
@@ -88,7 +118,7 @@ impl Outbox {
             // Everything queued will be replaced by the redraw anyway.
         } else {
             let len = message_len(&msg);
-            if inner.bytes + len > OUTBOX_MAX_BYTES {
+            if inner.bytes + len > self.capacity {
                 inner.queue.clear();
                 inner.bytes = 0;
                 inner.resync = true;
@@ -139,6 +169,18 @@ impl Outbox {
     /// Whether [`Outbox::close`] was called.
     pub fn is_closed(&self) -> bool {
         self.lock().closed
+    }
+
+    /// The next queued message if there is one and no resync is due;
+    /// never waits. For a writer batching what is already queued.
+    pub fn try_pop(&self) -> Option<Message> {
+        let mut inner = self.lock();
+        if inner.resync {
+            return None;
+        }
+        let msg = inner.queue.pop_front()?;
+        inner.bytes = inner.bytes.saturating_sub(message_len(&msg));
+        Some(msg)
     }
 
     /// Waits for the next thing to do.
@@ -220,6 +262,19 @@ mod tests {
             o.push_output(out(4096));
         }
         assert!(o.lock().bytes <= OUTBOX_MAX_BYTES);
+    }
+
+    #[test]
+    fn try_pop_takes_what_is_queued_and_never_waits() {
+        let o = Outbox::with_capacity(10);
+        assert_eq!(o.try_pop(), None);
+        o.push_output(out(4));
+        o.push_output(out(4));
+        assert_eq!(o.try_pop(), Some(out(4)));
+        o.push_output(out(8));
+        // Over capacity: a resync is due, nothing more to batch.
+        assert_eq!(o.try_pop(), None);
+        assert_eq!(o.next(), Next::Resync);
     }
 
     #[test]

@@ -428,6 +428,7 @@ fn read_pty(
     let recorder = keeper.recorder.as_ref();
     let mut onlcr = None;
     let mut buf = vec![0u8; 64 * 1024];
+    let mut chunks = ChunkAllocator::default();
     loop {
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
@@ -436,7 +437,9 @@ fn read_pty(
             // EIO: every slave fd is closed (the job and its children are gone).
             Err(_) => break,
         };
-        let chunk = Bytes::copy_from_slice(&buf[..n]);
+        let chunk = chunks.copy(&buf[..n]);
+        // Live attachments first: an echo should not wait for the recorder.
+        keeper.on_read(&chunk);
         if let Some(r) = recorder {
             // The recording keeps the terminal's bytes; noting the output
             // translation lets `export --format raw` give the job's own.
@@ -453,7 +456,31 @@ fn read_pty(
     let _ = done.try_send(());
 }
 
-/// The parser: feeds the screen model and fans out, at its own pace.
+/// Carves the reader's chunks out of larger blocks: a PTY read is about
+/// 4 KiB, and one allocation each (freed by another thread, the parser or
+/// the recorder, whichever drops it last) made the allocator grow and
+/// shrink its heap on every read.
+#[derive(Default)]
+struct ChunkAllocator {
+    block: bytes::BytesMut,
+}
+
+/// The size of one block of chunks.
+const CHUNK_BLOCK: usize = 64 * 1024;
+
+impl ChunkAllocator {
+    /// `data` as a shared chunk.
+    fn copy(&mut self, data: &[u8]) -> Bytes {
+        if self.block.capacity() - self.block.len() < data.len() {
+            self.block = bytes::BytesMut::with_capacity(CHUNK_BLOCK.max(data.len()));
+        }
+        self.block.extend_from_slice(data);
+        self.block.split().freeze()
+    }
+}
+
+/// The parser: feeds the screen model (and the attachments catching up
+/// behind it), at its own pace.
 fn parse_output(keeper: &Keeper, backlog: &Backlog, done: &std::sync::mpsc::SyncSender<()>) {
     while let Some(chunk) = backlog.pop() {
         let replies = keeper.on_output(&chunk);

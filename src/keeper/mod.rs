@@ -2,16 +2,23 @@
 //! screen model and the attachments.
 //!
 //! ```text
-//!            ┌──────────── keeper process (tether-keeper) ─────────────┐
-//!  job ─PTY─▶│ reader thread: read → Screen::feed → outboxes           │──▶ clients
-//!  job ◀─PTY─│ writer thread: input queue → PTY                        │◀── clients
-//!            │ accept thread: one thread pair per connection (conn.rs) │
-//!            │ main thread: reaps the job, records the end, exits      │
-//!            └─────────────────────────────────────────────────────────┘
+//!            ┌──────────── keeper process (tether-keeper) ──────────────┐
+//!  job ─PTY─▶│ pty-reader: read → route → live outboxes ────────────────│──▶ clients
+//!            │             └──▶ recorder (lossless)                     │
+//!            │             └──▶ backlog → parser: Screen::feed          │
+//!            │                    └──▶ outboxes catching up ────────────│──▶ clients
+//!  job ◀─PTY─│ pty-writer: input queue → PTY                            │◀── clients
+//!            │ accept: one thread pair per connection (conn.rs)         │
+//!            │ main thread: reaps the job, records the end, exits       │
+//!            └──────────────────────────────────────────────────────────┘
 //! ```
 //!
-//! The reader never waits for a client: outboxes are bounded and lossy
-//! (resync by redraw). The state lock is held only for in-memory work.
+//! The reader never waits for a client or for the screen model: outboxes
+//! are bounded and lossy (resync by redraw), and live attachments get
+//! output straight from the reader (stream.rs explains when an attachment
+//! is live and when it catches up behind the parser). Locks are held only
+//! for in-memory work.
+//!
 //! Started by [`launch`] fully detached (own session id, stdio on
 //! `/dev/null` and a log file), it depends on no other tether process.
 
@@ -23,6 +30,7 @@ pub mod launch;
 pub mod presence;
 pub mod pty;
 pub mod screen;
+pub mod stream;
 
 use crate::Failure;
 use crate::clock::now_rfc3339;
@@ -36,6 +44,7 @@ use screen::{Fed, Screen};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+use stream::{Stream, Subscriber};
 use tether_proto::store::FinalScreen;
 use tether_proto::{
     AttachMode, AttachReply, AttachRequest, Identity, JobExit, Message, Presence, RecordingState,
@@ -93,6 +102,9 @@ struct State {
     writers: usize,
     /// Output bytes the parser has taken (for keyframes).
     parsed: u64,
+    /// Attachments catching up behind the live stream: the parser feeds
+    /// them until it has caught up with the reader (stream.rs).
+    catchup: Vec<Subscriber>,
     /// When the next keyframe is due.
     next_keyframe: u64,
     /// The recording's signed end, once written.
@@ -137,8 +149,13 @@ pub struct Keeper {
     record_input: bool,
     watchers_unsafe_ok: bool,
     consent: bool,
-    /// Held briefly by the reader for each read, and by control operations.
+    /// Held by the parser for each read it interprets, and by control
+    /// operations.
     state: Mutex<State>,
+    /// The live fan-out: held by the reader for each read (never waiting
+    /// for the parser), and briefly by whoever (re)subscribes an
+    /// attachment. Taken after `state` when both are needed.
+    stream: Mutex<Stream>,
     /// Signalled when the job's end is recorded and when a writer finishes.
     changed: Condvar,
     /// Input for the PTY writer thread. Bounded: a job that does not read
@@ -167,6 +184,7 @@ impl Keeper {
             exit: None,
             writers: 0,
             parsed: 0,
+            catchup: Vec::new(),
             next_keyframe: KEYFRAME_EVERY,
             recording_end: None,
             consents: std::collections::VecDeque::new(),
@@ -181,6 +199,7 @@ impl Keeper {
             watchers_unsafe_ok: parts.watchers_unsafe_ok,
             consent: parts.consent,
             state: Mutex::new(state),
+            stream: Mutex::new(Stream::default()),
             changed: Condvar::new(),
             input: parts.input,
             record_write: Mutex::new(()),
@@ -237,28 +256,79 @@ impl Keeper {
         }
     }
 
-    /// Handles one PTY read: updates the screen, fans the output out, and
-    /// returns the answers to the job's queries.
+    /// The reader's half of one PTY read: routes it to the live
+    /// attachments, ahead of the screen model. Never waits for the parser
+    /// or a client.
+    pub fn on_read(&self, chunk: &Bytes) {
+        lock(&self.stream).on_read(chunk, self.watchers_unsafe_ok);
+    }
+
+    /// The parser's half of one PTY read: updates the screen, feeds the
+    /// attachments catching up, and returns the answers to the job's
+    /// queries.
     pub fn on_output(&self, data: &[u8]) -> Vec<u8> {
         let mut st = self.state();
         let Fed { output, one_client, watchers, replies } = st.screen.feed(data);
         st.parsed += data.len() as u64;
         self.keyframe_if_due(&mut st);
-        if output.is_empty() && one_client.is_none() {
-            return replies;
+        let routed = screen::Routed { output, one_client, watchers };
+        if !routed.is_empty() {
+            for sub in &st.catchup {
+                sub.push(&routed, st.active, self.watchers_unsafe_ok);
+            }
+            for f in &st.followers {
+                f.push_output(Message::Output(Bytes::new()));
+            }
         }
-        for a in &st.attachments {
-            let bytes = match (a.mode, &one_client, &watchers) {
-                (AttachMode::ReadOnly, _, Some(safe)) if !self.watchers_unsafe_ok => safe.clone(),
-                (AttachMode::Interactive, Some(b), _) if st.active == Some(a.id) => b.clone(),
-                _ => output.clone(),
-            };
-            a.outbox.push_output(Message::Output(bytes));
-        }
-        for f in &st.followers {
-            f.push_output(Message::Output(Bytes::new()));
+        if !st.catchup.is_empty() {
+            self.go_live_if_caught_up(&mut st);
         }
         replies
+    }
+
+    /// Where the parser is in the stream: complete bytes interpreted.
+    fn parsed_position(st: &State) -> u64 {
+        st.parsed - st.screen.pending_len() as u64
+    }
+
+    /// Moves the attachments catching up to the live stream once the parser
+    /// stands where the reader does: nothing between them is lost or sent
+    /// twice.
+    fn go_live_if_caught_up(&self, st: &mut State) {
+        let mut stream = lock(&self.stream);
+        if stream.router.position() == Self::parsed_position(st) {
+            tracing::debug!(count = st.catchup.len(), "caught up: attachments go live");
+            stream.live.append(&mut st.catchup);
+        }
+    }
+
+    /// (Re)starts attachment `id`'s stream: its queued output is replaced by
+    /// `prefix` and a redraw at the parser's position, after which it
+    /// catches up (or is live at once, when the parser is not behind).
+    /// Called with the state lock held, so the parser stands still.
+    fn restart_stream(&self, st: &mut State, id: u64, prefix: Vec<Message>) {
+        let Some(a) = st.attachments.iter().find(|a| a.id == id) else { return };
+        let sub = Subscriber { id, mode: a.mode, outbox: a.outbox.clone() };
+        let frames = prefix.into_iter().chain(redraw_frames(&st.screen)).collect::<Vec<_>>();
+        st.catchup.retain(|s| s.id != id);
+        let mut stream = lock(&self.stream);
+        stream.remove(id);
+        // Reset under the stream lock: the reader cannot slip output in
+        // between the redraw and what follows it.
+        sub.outbox.reset_with(frames);
+        let live = stream.router.position() == Self::parsed_position(st);
+        tracing::debug!(id, live, "stream restarted with a redraw");
+        if live {
+            stream.live.push(sub);
+        } else {
+            st.catchup.push(sub);
+        }
+    }
+
+    /// Makes `id` the most recently active interactive attachment.
+    fn set_active(&self, st: &mut State, id: Option<u64>) {
+        st.active = id;
+        lock(&self.stream).active = id;
     }
 
     /// Every [`KEYFRAME_EVERY`] bytes, hands the recorder a redraw of the
@@ -328,14 +398,12 @@ impl Keeper {
             });
             if req.mode == AttachMode::Interactive {
                 // Attaching counts as activity: the newcomer's size wins.
-                st.active = Some(id);
+                self.set_active(&mut st, Some(id));
                 self.apply_size(&mut st, size);
             }
             let session = self.info_of(&st);
-            outbox.push_control(Message::AttachReply(AttachReply { session }));
-            for frame in redraw_frames(&st.screen) {
-                outbox.push_control(frame);
-            }
+            let reply = Message::AttachReply(AttachReply { session });
+            self.restart_stream(&mut st, id, vec![reply]);
             if req.mode == AttachMode::Interactive {
                 // A pending watch request is shown to every client that can answer it.
                 self.show_prompt(&st, outbox);
@@ -363,8 +431,10 @@ impl Keeper {
             let mut st = self.state();
             let gone =
                 st.attachments.iter().position(|a| a.id == id).map(|i| st.attachments.remove(i));
+            st.catchup.retain(|s| s.id != id);
+            lock(&self.stream).remove(id);
             if st.active == Some(id) {
-                st.active = None;
+                self.set_active(&mut st, None);
             }
             if let Some(a) = gone.as_ref().filter(|a| a.mode == AttachMode::ReadOnly) {
                 self.announce(&st, &format!("{} stopped watching", describe_identity(&a.identity)));
@@ -400,7 +470,7 @@ impl Keeper {
                 return;
             }
             st.active != Some(id) && {
-                st.active = Some(id);
+                self.set_active(&mut st, Some(id));
                 self.apply_size(&mut st, size)
             }
         };
@@ -458,10 +528,11 @@ impl Keeper {
         true
     }
 
-    /// Replaces `outbox`'s queue with a fresh redraw (after it overflowed).
-    pub fn resync(&self, outbox: &Outbox) {
-        let st = self.state();
-        outbox.reset_with(redraw_frames(&st.screen));
+    /// Replaces attachment `id`'s queue with a fresh redraw (after its
+    /// outbox overflowed).
+    pub fn resync(&self, id: u64) {
+        let mut st = self.state();
+        self.restart_stream(&mut st, id, Vec::new());
     }
 
     /// The session's text (history and screen).

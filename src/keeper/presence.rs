@@ -8,7 +8,7 @@
 //! screen ends exactly as it was. Watchers get the same text as a
 //! [`Notice`] with the new counts, for their status line.
 
-use super::{Keeper, State, lock, redraw_frames};
+use super::{Keeper, State, lock};
 use crate::Failure;
 use crate::keeper::fanout::Outbox;
 use bytes::Bytes;
@@ -67,11 +67,7 @@ impl Keeper {
         let _ = std::thread::Builder::new().name("notice".into()).spawn(move || {
             std::thread::sleep(NOTICE_TIME);
             if let Some(k) = keeper.upgrade() {
-                let st = k.state();
-                for a in st.attachments.iter().filter(|a| a.mode == AttachMode::Interactive) {
-                    a.outbox.reset_with(redraw_frames(&st.screen));
-                    k.show_prompt(&st, &a.outbox);
-                }
+                k.repaint_now();
             }
         });
     }
@@ -135,11 +131,21 @@ impl Keeper {
         }
     }
 
-    fn repaint_now(self: &Arc<Self>) {
-        let st = lock(&self.state);
-        for a in st.attachments.iter().filter(|a| a.mode == AttachMode::Interactive) {
-            a.outbox.reset_with(redraw_frames(&st.screen));
-            self.show_prompt(&st, &a.outbox);
+    /// Repaints every interactive client from the model (and redraws the
+    /// pending watch request, if any).
+    fn repaint_now(&self) {
+        let mut st = lock(&self.state);
+        let ids: Vec<u64> = st
+            .attachments
+            .iter()
+            .filter(|a| a.mode == AttachMode::Interactive)
+            .map(|a| a.id)
+            .collect();
+        for id in ids {
+            self.restart_stream(&mut st, id, Vec::new());
+            if let Some(a) = st.attachments.iter().find(|a| a.id == id) {
+                self.show_prompt(&st, &a.outbox);
+            }
         }
     }
 

@@ -14,7 +14,7 @@ use crate::vtscan::{Action, Modes, Query, Span, VtScanner};
 use avt::{Color, Line, Observation, Observer, Pen, ScreenKind, Terminal};
 use bytes::Bytes;
 use std::fmt::Write as _;
-use tether_proto::WindowSize;
+use tether_proto::{AttachMode, WindowSize};
 
 /// What one PTY read turned into.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -29,6 +29,78 @@ pub struct Fed {
     pub watchers: Option<Bytes>,
     /// The keeper's own answers to the job's queries, for the PTY.
     pub replies: Vec<u8>,
+}
+
+/// Scanned output as each kind of attachment receives it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Routed {
+    /// For every attachment: the output with all queries removed.
+    pub output: Bytes,
+    /// For the most recently active interactive client, when the output
+    /// held queries only one terminal should answer: `output` plus those.
+    pub one_client: Option<Bytes>,
+    /// For read-only watchers, when the output held sequences that would
+    /// act on their machine: `output` without those.
+    pub watchers: Option<Bytes>,
+}
+
+impl Routed {
+    /// Whether nobody would receive anything.
+    pub fn is_empty(&self) -> bool {
+        self.output.is_empty() && self.one_client.is_none()
+    }
+
+    /// What one attachment receives: `mode`, whether it is the most
+    /// recently active interactive client, and whether watchers may get
+    /// the unsafe sequences too (config `watcher_passthrough`).
+    pub fn for_attachment(
+        &self,
+        mode: AttachMode,
+        active: bool,
+        watchers_unsafe_ok: bool,
+    ) -> Bytes {
+        match (mode, &self.one_client, &self.watchers) {
+            (AttachMode::ReadOnly, _, Some(safe)) if !watchers_unsafe_ok => safe.clone(),
+            (AttachMode::Interactive, Some(b), _) if active => b.clone(),
+            _ => self.output.clone(),
+        }
+    }
+}
+
+/// Splits the complete, scanned bytes `buf` (with the scanner's `spans`)
+/// into what each kind of attachment receives. Pure: the PTY reader (for
+/// attachments served ahead of the screen model) and the screen model (for
+/// those catching up behind it) route the same bytes the same way.
+pub fn route(buf: &[u8], spans: &[Span]) -> Routed {
+    if spans.is_empty() {
+        return Routed { output: Bytes::copy_from_slice(buf), ..Routed::default() };
+    }
+    let mut output = Vec::with_capacity(buf.len());
+    let mut one_client = Vec::with_capacity(buf.len());
+    let mut watchers = Vec::with_capacity(buf.len());
+    let mut copied = 0;
+    for span in spans {
+        let before = &buf[copied..span.range.start];
+        for v in [&mut output, &mut one_client, &mut watchers] {
+            v.extend_from_slice(before);
+        }
+        copied = span.range.end;
+        let bytes = &buf[span.range.clone()];
+        match span.action {
+            Action::Answer(_) | Action::Drop => {}
+            Action::OneClient => one_client.extend_from_slice(bytes),
+            Action::Unsafe => {
+                output.extend_from_slice(bytes);
+                one_client.extend_from_slice(bytes);
+            }
+        }
+    }
+    for v in [&mut output, &mut one_client, &mut watchers] {
+        v.extend_from_slice(&buf[copied..]);
+    }
+    let one_client = (one_client != output).then(|| Bytes::from(one_client));
+    let watchers = (watchers != output).then(|| Bytes::from(watchers));
+    Routed { output: Bytes::from(output), one_client, watchers }
 }
 
 /// Clears a terminal of whatever an earlier stream left (alternate screen,
@@ -130,45 +202,20 @@ impl Screen {
     }
 
     fn interpret(&mut self, buf: &[u8], spans: &[Span]) -> Fed {
-        if spans.is_empty() {
-            self.feed_terminal(buf);
-            return Fed { output: Bytes::copy_from_slice(buf), ..Fed::default() };
-        }
+        let Routed { output, one_client, watchers } = route(buf, spans);
         let mut replies = Vec::new();
-        let mut output = Vec::with_capacity(buf.len());
-        let mut one_client = Vec::with_capacity(buf.len());
-        let mut watchers = Vec::with_capacity(buf.len());
-        let (mut copied, mut fed) = (0, 0);
+        let mut fed = 0;
         for span in spans {
-            let before = &buf[copied..span.range.start];
-            for v in [&mut output, &mut one_client, &mut watchers] {
-                v.extend_from_slice(before);
+            if let Action::Answer(query) = span.action {
+                // The answer must see the screen as it was when the job
+                // asked (the cursor position, in particular).
+                self.feed_terminal(&buf[fed..span.range.end]);
+                fed = span.range.end;
+                replies.extend_from_slice(self.answer(query).as_bytes());
             }
-            copied = span.range.end;
-            let bytes = &buf[span.range.clone()];
-            match span.action {
-                Action::Answer(query) => {
-                    // The answer must see the screen as it was when the job
-                    // asked (the cursor position, in particular).
-                    self.feed_terminal(&buf[fed..span.range.end]);
-                    fed = span.range.end;
-                    replies.extend_from_slice(self.answer(query).as_bytes());
-                }
-                Action::OneClient => one_client.extend_from_slice(bytes),
-                Action::Drop => {}
-                Action::Unsafe => {
-                    output.extend_from_slice(bytes);
-                    one_client.extend_from_slice(bytes);
-                }
-            }
-        }
-        for v in [&mut output, &mut one_client, &mut watchers] {
-            v.extend_from_slice(&buf[copied..]);
         }
         self.feed_terminal(&buf[fed..]);
-        let one_client = (one_client != output).then(|| Bytes::from(one_client));
-        let watchers = (watchers != output).then(|| Bytes::from(watchers));
-        Fed { output: Bytes::from(output), one_client, watchers, replies }
+        Fed { output, one_client, watchers, replies }
     }
 
     fn feed_terminal(&mut self, bytes: &[u8]) {
