@@ -473,7 +473,7 @@ impl Ctx {
         let out = out.map(std::path::absolute).transpose()?;
         let path = if system {
             let paths = self.recordings_paths()?;
-            let key = crate::keys::load_or_create(&paths.signing_key_file())?;
+            let key = crate::signing::SigningKey::load_or_create(&paths.signing_key_file())?;
             let parent = out.unwrap_or_else(|| paths.evidence_dir());
             let mut bundle = crate::forensic::Bundle::create(&parent, "system")?;
             crate::forensic::system::capture(&mut bundle)?;

@@ -131,6 +131,15 @@ impl FrameWriter {
         Ok(())
     }
 
+    /// Sends bytes that are already framed (the rest of a frame).
+    ///
+    /// # Errors
+    ///
+    /// The peer is gone.
+    pub fn write_raw(&mut self, bytes: &[u8]) -> Result<()> {
+        self.stream.write_all(bytes).context("writing to the socket")
+    }
+
     /// The socket.
     pub fn stream(&self) -> &UnixStream {
         &self.stream

@@ -18,6 +18,8 @@
 //!   the session picker, the `tether` subsystem; [`remote`] is its client
 //!   (`tether --host`). [`backend`] lets commands run against local or
 //!   remote sessions alike.
+//! * [`recorder`] writes recordings, signed with [`signing`]'s key;
+//!   [`recording`] replays, searches, exports and verifies them.
 //! * [`paths`] and [`config`] say where everything lives and how it behaves.
 //! * The wire format is in the `tether-proto` crate.
 
@@ -41,6 +43,7 @@ pub mod recorder;
 pub mod recording;
 pub mod remote;
 pub mod session;
+pub mod signing;
 pub mod sshd;
 pub mod vtscan;
 

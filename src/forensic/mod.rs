@@ -13,8 +13,8 @@ pub mod procfs;
 pub mod system;
 
 use anyhow::{Context, Result};
-use russh::keys::ssh_key::{LineEnding, SshSig};
-use russh::keys::{HashAlg, PrivateKey, PublicKey};
+use russh::keys::PublicKey;
+use russh::keys::ssh_key::SshSig;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
@@ -136,7 +136,7 @@ impl Bundle {
         kind: &str,
         requested_by: &str,
         extra: serde_json::Value,
-        key: &PrivateKey,
+        key: &crate::signing::SigningKey,
     ) -> Result<PathBuf> {
         let mut manifest = serde_json::json!({
             "format": 1,
@@ -147,7 +147,7 @@ impl Bundle {
             "started": self.started,
             "finished": now_precise(),
             "steps": self.steps,
-            "signing_key": crate::keys::fingerprint(key.public_key()),
+            "signing_key": key.fingerprint(),
             "files": self.files,
         });
         if let (Some(m), serde_json::Value::Object(e)) = (manifest.as_object_mut(), extra) {
@@ -166,9 +166,8 @@ impl Bundle {
             Ok(())
         };
         write("manifest.json", &json)?;
-        let sig =
-            key.sign(SIG_NAMESPACE, HashAlg::Sha512, &json).context("signing the manifest")?;
-        write("manifest.sig", sig.to_pem(LineEnding::LF)?.as_bytes())?;
+        let sig = key.sshsig_pem(SIG_NAMESPACE, crate::signing::SigHash::Sha512, &json);
+        write("manifest.sig", sig.as_bytes())?;
         Ok(self.dir)
     }
 }

@@ -103,7 +103,7 @@ impl Keeper {
     }
 
     fn capture(&self, req: &SnapshotRequest) -> Result<String> {
-        let key = crate::keys::load_or_create(&self.paths.signing_key_file())?;
+        let key = crate::signing::SigningKey::load_or_create(&self.paths.signing_key_file())?;
         let parent = req.out.as_ref().map_or_else(|| self.paths.evidence_dir(), PathBuf::from);
         let mut bundle = Bundle::create(&parent, self.name().as_str())?;
         let (keeper, job) = (keeper_pid(), self.job.pid as i32);

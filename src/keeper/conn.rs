@@ -165,9 +165,13 @@ fn attach(keeper: &Arc<Keeper>, req: &AttachRequest, mut reader: FrameReader, wr
         let _ = writer.write_message(&Message::Error(f.to_reply()));
         return;
     }
-    let outbox = Arc::new(match req.mode {
+    let outbox = match req.mode {
         AttachMode::Interactive => Outbox::with_capacity(CLIENT_OUTBOX_MAX_BYTES),
         AttachMode::ReadOnly => Outbox::new(),
+    };
+    let outbox = Arc::new(match writer.stream().try_clone() {
+        Ok(socket) => outbox.with_socket(socket),
+        Err(_) => outbox,
     });
     let id = match keeper.attach(req, &outbox) {
         Ok(id) => id,
@@ -210,6 +214,11 @@ fn spawn_writer(keeper: &Arc<Keeper>, id: u64, outbox: &Arc<Outbox>, mut writer:
                         // Whatever else is already queued goes in the same write.
                         let sent = writer.write_batch(&msg, BATCH_MAX_BYTES, || outbox.try_pop());
                         if sent.is_err() {
+                            break;
+                        }
+                    }
+                    Next::Rest(bytes) => {
+                        if writer.write_raw(&bytes).is_err() {
                             break;
                         }
                     }

@@ -6,6 +6,12 @@
 //! attachment has a writer thread that pops from its outbox and writes to
 //! the socket, waiting on the client as long as it likes.
 //!
+//! When nothing is queued and the writer thread is idle, the producer
+//! writes the frame to the socket itself, without waiting (a non-blocking
+//! send): an echo then costs no thread hand-off. What the socket does not
+//! take at once (the rest of a frame, or the whole of it) goes to the
+//! writer thread, which sends the rest of a frame before anything else.
+//!
 //! When an outbox would exceed its capacity, its queue is dropped
 //! and it is marked for resync: the writer then takes a fresh redraw from
 //! the screen model (under the session lock, so no output is lost or
@@ -14,8 +20,9 @@
 //! job.
 
 use std::collections::VecDeque;
+use std::os::unix::net::UnixStream;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use tether_proto::Message;
+use tether_proto::{Message, encode_into};
 
 /// Output queued for one watcher before it is resynchronised instead.
 ///
@@ -43,6 +50,9 @@ pub const BATCH_MAX_BYTES: usize = 256 * 1024;
 pub enum Next {
     /// A message to send.
     Send(Message),
+    /// The rest of a frame the producer began writing itself: send these
+    /// bytes before anything else.
+    Rest(Vec<u8>),
     /// The queue overflowed: send a fresh redraw, then continue.
     Resync,
     /// Output happened (notify-only outboxes, used by `tail -f`).
@@ -58,6 +68,13 @@ struct Inner {
     resync: bool,
     changed: bool,
     closed: bool,
+    /// The writer thread has taken something and is writing it: the
+    /// producer must not write to the socket meanwhile.
+    busy: bool,
+    /// The unsent end of a frame the producer wrote in part.
+    rest: Option<Vec<u8>>,
+    /// Encoding space for the producer's own writes.
+    scratch: Vec<u8>,
 }
 
 /// One attachment's queue. Shared by the reader (producer) and the
@@ -70,6 +87,8 @@ pub struct Outbox {
     notify_only: bool,
     /// Queued output bytes beyond which the queue is dropped for a resync.
     capacity: usize,
+    /// The attachment's socket, for the producer's own non-blocking writes.
+    direct: Option<UnixStream>,
 }
 
 impl Default for Outbox {
@@ -79,6 +98,7 @@ impl Default for Outbox {
             ready: Condvar::new(),
             notify_only: false,
             capacity: OUTBOX_MAX_BYTES,
+            direct: None,
         }
     }
 }
@@ -92,6 +112,11 @@ impl Outbox {
     /// An outbox that queues up to `capacity` bytes of output.
     pub fn with_capacity(capacity: usize) -> Self {
         Outbox { capacity, ..Self::default() }
+    }
+
+    /// Lets the producer write to `socket` itself while nothing is queued.
+    pub fn with_socket(self, socket: UnixStream) -> Self {
+        Outbox { direct: Some(socket), ..self }
     }
 
     /// An outbox that only records that something changed.
@@ -116,6 +141,8 @@ impl Outbox {
             inner.changed = true;
         } else if inner.resync {
             // Everything queued will be replaced by the redraw anyway.
+        } else if self.write_directly(&mut inner, &msg) {
+            return;
         } else {
             let len = message_len(&msg);
             if inner.bytes + len > self.capacity {
@@ -129,6 +156,40 @@ impl Outbox {
         }
         drop(inner);
         self.ready.notify_one();
+    }
+
+    /// Writes `msg` to the socket from the producer's thread if nothing is
+    /// queued or being written and the socket takes it without waiting.
+    /// Returns whether the whole frame went; a part that did not is left
+    /// for the writer thread.
+    fn write_directly(&self, inner: &mut Inner, msg: &Message) -> bool {
+        let Some(socket) = &self.direct else { return false };
+        if inner.busy || inner.rest.is_some() || !inner.queue.is_empty() {
+            return false;
+        }
+        let mut frame = std::mem::take(&mut inner.scratch);
+        frame.clear();
+        if encode_into(msg, &mut frame).is_err() {
+            inner.scratch = frame;
+            return false;
+        }
+        let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
+        // Full, or the client is gone (the writer thread finds out): 0.
+        let sent = rustix::net::send(socket, &frame, flags).unwrap_or_default();
+        let done = if sent == frame.len() {
+            true
+        } else if sent > 0 {
+            inner.rest = Some(frame[sent..].to_vec());
+            inner.bytes += frame.len() - sent;
+            self.ready.notify_one();
+            true
+        } else {
+            false
+        };
+        if frame.capacity() <= BATCH_MAX_BYTES {
+            inner.scratch = frame;
+        }
+        done
     }
 
     /// Queues a control message (notice, exit) that must not be dropped by
@@ -175,7 +236,7 @@ impl Outbox {
     /// never waits. For a writer batching what is already queued.
     pub fn try_pop(&self) -> Option<Message> {
         let mut inner = self.lock();
-        if inner.resync {
+        if inner.resync || inner.rest.is_some() {
             return None;
         }
         let msg = inner.queue.pop_front()?;
@@ -184,14 +245,26 @@ impl Outbox {
     }
 
     /// Waits for the next thing to do.
+    ///
+    /// Calling it again means the previous message has been written: until
+    /// something is taken, the producer may write to the socket itself.
     pub fn next(&self) -> Next {
         let mut inner = self.lock();
+        inner.busy = false;
         loop {
+            // The rest of a frame comes first: even a resync must not cut
+            // a frame in two.
+            if let Some(rest) = inner.rest.take() {
+                inner.bytes = inner.bytes.saturating_sub(rest.len());
+                inner.busy = true;
+                return Next::Rest(rest);
+            }
             if inner.resync {
                 return Next::Resync;
             }
             if let Some(msg) = inner.queue.pop_front() {
                 inner.bytes = inner.bytes.saturating_sub(message_len(&msg));
+                inner.busy = true;
                 return Next::Send(msg);
             }
             if inner.changed {
@@ -275,6 +348,50 @@ mod tests {
         // Over capacity: a resync is due, nothing more to batch.
         assert_eq!(o.try_pop(), None);
         assert_eq!(o.next(), Next::Resync);
+    }
+
+    #[test]
+    fn an_idle_outbox_writes_itself_and_leaves_the_rest_of_a_frame_first() {
+        use std::io::Read;
+        use tether_proto::FrameDecoder;
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        let o =
+            Outbox::with_capacity(CLIENT_OUTBOX_MAX_BYTES).with_socket(ours.try_clone().unwrap());
+        // Idle: the frame is on the socket at once, nothing is queued.
+        o.push_output(out(3));
+        let mut buf = vec![0u8; 1 << 20];
+        let n = peer.read(&mut buf).unwrap();
+        let mut dec = FrameDecoder::new();
+        dec.extend(&buf[..n]);
+        assert_eq!(dec.next_message().unwrap(), Some(out(3)));
+        assert!(o.try_pop().is_none());
+        // A peer that does not read: the socket fills, a frame is cut, and
+        // its rest comes before anything queued after it.
+        let mut pushed = 0;
+        while o.lock().rest.is_none() {
+            o.push_output(out(60_000));
+            pushed += 1;
+            assert!(pushed < 1000, "the socket never filled");
+        }
+        o.push_output(out(5));
+        assert!(o.try_pop().is_none(), "nothing overtakes the rest of a frame");
+        let Next::Rest(rest) = o.next() else { panic!("the rest of the frame first") };
+        // The writer thread is busy now: nothing more is written directly.
+        o.push_output(out(7));
+        assert_eq!(o.lock().queue.len(), 2);
+        // What the peer reads, with the rest and the queue, is whole frames in order.
+        peer.set_nonblocking(true).unwrap();
+        let mut dec = FrameDecoder::new();
+        while let Ok(n) = peer.read(&mut buf) {
+            dec.extend(&buf[..n]);
+        }
+        dec.extend(&rest);
+        for _ in 0..pushed {
+            assert_eq!(dec.next_message().unwrap(), Some(out(60_000)));
+        }
+        assert_eq!(dec.next_message().unwrap(), None);
+        assert_eq!(o.next(), Next::Send(out(5)));
+        assert_eq!(o.next(), Next::Send(out(7)));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! exit or be killed: nothing ties the keeper to it.
 
 use super::backlog::Backlog;
+use super::input::PtyInput;
 use super::pty::{Job, JobIo, JobSpec};
 use super::screen::Screen;
 use super::{Keeper, Meta, conn};
@@ -38,10 +39,6 @@ pub const KEEPER_SUBCOMMAND: &str = "__keeper";
 /// How long a launcher waits for the keeper to report. Starting a job is a
 /// fork and an exec; this only guards against a keeper that hangs.
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// Input chunks queued for the PTY writer; a job that does not read its
-/// input makes typing clients wait rather than the keeper grow.
-const INPUT_QUEUE_CAP: usize = 256;
 
 /// How long the keeper keeps reading after the job exits, for output still
 /// in the PTY (a background process holding the PTY open can delay EOF
@@ -228,7 +225,9 @@ fn detach_stdio() {
 struct Running {
     keeper: Arc<Keeper>,
     listener: UnixListener,
-    io: JobIo,
+    reader: Box<dyn Read + Send>,
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+    /// Input waiting for the `pty-writer` thread.
     input: Receiver<Bytes>,
     socket: PathBuf,
     /// Held until the process exits.
@@ -292,14 +291,15 @@ fn start(spec: &KeeperSpec) -> Result<Running> {
     } else {
         None
     };
-    let (tx, input) = sync_channel(INPUT_QUEUE_CAP);
+    let JobIo { reader, writer, child } = io;
+    let (pty_input, input) = PtyInput::new(writer);
     let screen = Screen::new(spec.size, spec.scrollback_cells);
     let parts = super::Parts {
         meta,
         paths,
         job,
         screen,
-        input: tx,
+        input: pty_input,
         recorder,
         record_input: spec.record_input,
         watchers_unsafe_ok: spec.watchers_unsafe_ok,
@@ -317,14 +317,14 @@ fn start(spec: &KeeperSpec) -> Result<Running> {
     }
     keeper.save_record();
     tracing::info!(pid = keeper.job.pid, command = ?spec.command, "session started");
-    Ok(Running { keeper, listener, io, input, socket, _lock: lock })
+    Ok(Running { keeper, listener, reader, child, input, socket, _lock: lock })
 }
 
 /// Starts the recorder: `recordings/NAME-<UTC start>.cast`, signed with
 /// this host's signing key (created if needed, atomically, so keepers never
 /// depend on the daemon).
 fn start_recording(paths: &Paths, spec: &KeeperSpec, meta: &Meta) -> Result<Recorder> {
-    let key = crate::keys::load_or_create(&paths.signing_key_file())?;
+    let key = crate::signing::SigningKey::load_or_create(&paths.signing_key_file())?;
     let stamp = meta.started.replace(['-', ':'], "");
     let dir = spec.recording_dir.clone().unwrap_or_else(|| paths.recordings_dir());
     let path = dir.join(format!("{}-{stamp}.cast", spec.name));
@@ -363,8 +363,7 @@ fn init_log(paths: &Paths, name: &SessionName) {
 }
 
 fn run(running: Running) -> i32 {
-    let Running { keeper, listener, io, input, socket, _lock } = running;
-    let JobIo { reader, writer, mut child } = io;
+    let Running { keeper, listener, reader, mut child, input, socket, _lock } = running;
     let (done_tx, done_rx) = sync_channel::<()>(1);
     let (parsed_tx, parsed_rx) = sync_channel::<()>(1);
     let backlog = Arc::new(Backlog::new(&keeper.paths.spill_dir()));
@@ -377,7 +376,10 @@ fn run(running: Running) -> i32 {
             let (keeper, backlog) = (keeper.clone(), backlog.clone());
             move || parse_output(&keeper, &backlog, &parsed_tx)
         }),
-        spawn_named("pty-writer", move || pump_input(writer, &input)),
+        spawn_named("pty-writer", {
+            let keeper = keeper.clone();
+            move || keeper.input.pump(&input)
+        }),
         spawn_named("accept", {
             let keeper = keeper.clone();
             move || accept_loop(&keeper, &listener)
@@ -487,22 +489,10 @@ fn parse_output(keeper: &Keeper, backlog: &Backlog, done: &std::sync::mpsc::Sync
         if !replies.is_empty() {
             // Never block here: if the input queue is full the job is not
             // reading anyway, and a lost answer is a timeout for it.
-            let _ = keeper.input.try_send(Bytes::from(replies));
+            keeper.input.try_send(Bytes::from(replies));
         }
     }
     let _ = done.try_send(());
-}
-
-/// The PTY writer. Holds the writer until the process exits: dropping it
-/// would send EOF to the job.
-fn pump_input(mut writer: Box<dyn Write + Send>, input: &Receiver<Bytes>) {
-    for bytes in input {
-        if writer.write_all(&bytes).and_then(|()| writer.flush()).is_err() {
-            // The job is gone; keep draining so clients never block.
-            continue;
-        }
-    }
-    std::mem::forget(writer);
 }
 
 fn accept_loop(keeper: &Arc<Keeper>, listener: &UnixListener) {

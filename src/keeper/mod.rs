@@ -26,6 +26,7 @@ pub mod backlog;
 pub mod capture;
 pub mod conn;
 pub mod fanout;
+pub mod input;
 pub mod launch;
 pub mod presence;
 pub mod pty;
@@ -41,7 +42,6 @@ use fanout::Outbox;
 use pty::{ExitStatus, Job};
 use rustix::process::Signal;
 use screen::{Fed, Screen};
-use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use stream::{Stream, Subscriber};
@@ -123,8 +123,8 @@ pub struct Parts {
     pub job: Job,
     /// The screen model.
     pub screen: Screen,
-    /// Input for the PTY writer thread.
-    pub input: SyncSender<Bytes>,
+    /// The way into the job's terminal.
+    pub input: input::PtyInput,
     /// The recording, if the session is recorded.
     pub recorder: Option<Recorder>,
     /// Record input events.
@@ -158,9 +158,9 @@ pub struct Keeper {
     stream: Mutex<Stream>,
     /// Signalled when the job's end is recorded and when a writer finishes.
     changed: Condvar,
-    /// Input for the PTY writer thread. Bounded: a job that does not read
-    /// its input stalls only the clients typing at it.
-    input: SyncSender<Bytes>,
+    /// The way into the job's terminal: a job that does not read its input
+    /// stalls only the clients typing at it.
+    pub(crate) input: input::PtyInput,
     /// Serialises record file writes so the newest state always lands last.
     record_write: Mutex<()>,
 }
@@ -492,7 +492,7 @@ impl Keeper {
         }
         // Blocks only this client's connection thread when the job does
         // not read its input.
-        let _ = self.input.send(bytes);
+        self.input.send(bytes);
     }
 
     /// Attachment `id`'s terminal changed size.

@@ -15,8 +15,8 @@
 
 pub mod writer;
 
+use crate::signing::SigningKey;
 use bytes::Bytes;
-use russh::keys::PrivateKey;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -49,7 +49,7 @@ pub struct RecorderSpec {
     /// Initial size.
     pub rows: u16,
     /// The key that signs checkpoints.
-    pub key: PrivateKey,
+    pub key: SigningKey,
     /// Bytes per segment before rotating.
     pub segment_bytes: u64,
 }
@@ -334,13 +334,12 @@ pub fn end_of(head: &FinalHead) -> Checkpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use russh::keys::Algorithm;
 
     #[test]
     fn writes_events_checkpoints_and_a_signed_end() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rec/s.cast");
-        let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
+        let key = SigningKey::generate().unwrap();
         let r = Recorder::start(RecorderSpec {
             session: "s".into(),
             path: path.clone(),

@@ -8,9 +8,8 @@
 
 use super::{Keyframe, RecorderSpec};
 use crate::clock::now_rfc3339;
+use crate::signing::{SigHash, SigningKey};
 use anyhow::{Context, Result};
-use russh::keys::ssh_encoding::Encode;
-use russh::keys::{HashAlg, PrivateKey};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
@@ -77,7 +76,7 @@ pub struct IndexEntry {
 pub(super) struct Writer {
     session: String,
     base: PathBuf,
-    key: PrivateKey,
+    key: SigningKey,
     key_fingerprint: String,
     segment_bytes: u64,
     command: String,
@@ -146,7 +145,7 @@ impl Writer {
             .open(&spec.path)
             .with_context(|| format!("creating {}", spec.path.display()))?;
         let now = jiff::Timestamp::now();
-        let key_fingerprint = crate::keys::fingerprint(spec.key.public_key());
+        let key_fingerprint = spec.key.fingerprint();
         let mut w = Writer {
             session: spec.session,
             base: spec.path.clone(),
@@ -457,13 +456,7 @@ impl Writer {
             sig: String::new(),
         };
         let message = cp.message(&self.session, prefix == END_PREFIX);
-        cp.sig = match self.key.sign(SIG_NAMESPACE, HashAlg::Sha256, &message) {
-            Ok(sig) => sig.encode_vec().map(|b| base64::encode(&b)).unwrap_or_default(),
-            Err(e) => {
-                tracing::error!("signing a checkpoint: {e}");
-                String::new()
-            }
-        };
+        cp.sig = base64::encode(&self.key.sshsig(SIG_NAMESPACE, SigHash::Sha256, &message));
         let json = serde_json::to_string(&cp).unwrap_or_default();
         format!("{prefix}{json}\n")
     }
