@@ -222,7 +222,7 @@ fn spawn_writer(keeper: &Arc<Keeper>, id: u64, outbox: &Arc<Outbox>, mut writer:
                             break;
                         }
                     }
-                    Next::Resync => keeper.resync(id),
+                    Next::Resync => keeper.resync(id, &outbox),
                     Next::Changed => {}
                     Next::Closed => break,
                 }

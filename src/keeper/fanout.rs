@@ -259,7 +259,8 @@ impl Outbox {
                 inner.busy = true;
                 return Next::Rest(rest);
             }
-            if inner.resync {
+            // A closed outbox needs no redraw: its attachment is gone.
+            if inner.resync && !inner.closed {
                 return Next::Resync;
             }
             if let Some(msg) = inner.queue.pop_front() {
@@ -392,6 +393,17 @@ mod tests {
         assert_eq!(dec.next_message().unwrap(), None);
         assert_eq!(o.next(), Next::Send(out(5)));
         assert_eq!(o.next(), Next::Send(out(7)));
+    }
+
+    #[test]
+    fn a_closed_outbox_due_for_a_resync_just_closes() {
+        // Regression: the writer thread of a client that detached while its
+        // outbox overflowed asked for a resync forever (the attachment was
+        // gone, so nobody cleared the mark), spinning a core.
+        let o = Outbox::with_capacity(10);
+        o.push_output(out(20));
+        o.close();
+        assert_eq!(o.next(), Next::Closed);
     }
 
     #[test]

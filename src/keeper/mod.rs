@@ -530,9 +530,14 @@ impl Keeper {
 
     /// Replaces attachment `id`'s queue with a fresh redraw (after its
     /// outbox overflowed).
-    pub fn resync(&self, id: u64) {
+    pub fn resync(&self, id: u64, outbox: &Outbox) {
         let mut st = self.state();
-        self.restart_stream(&mut st, id, Vec::new());
+        if st.attachments.iter().any(|a| a.id == id) {
+            self.restart_stream(&mut st, id, Vec::new());
+        } else {
+            // Detached meanwhile: nothing to redraw, but the mark must go.
+            outbox.reset_with(Vec::new());
+        }
     }
 
     /// The session's text (history and screen).
