@@ -284,7 +284,9 @@ async fn accept_loop(
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                notify("RELOADING=1");
+                // MONOTONIC_USEC lets systemd's Type=notify-reload match
+                // this reload to the SIGHUP it sent.
+                notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
                 reload(&shared);
                 notify(&format!("READY=1\nSTATUS=listening on {local}"));
             }
@@ -314,6 +316,12 @@ pub fn notify(state: &str) {
     if let Err(e) = sent {
         tracing::warn!("notifying the service manager at {target}: {e}");
     }
+}
+
+/// CLOCK_MONOTONIC in microseconds, as sd_notify's MONOTONIC_USEC wants it.
+fn monotonic_usec() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1_000
 }
 
 /// Half the watchdog period systemd asked for (`WATCHDOG_USEC`), if any.

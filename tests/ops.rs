@@ -117,6 +117,8 @@ fn the_daemon_tells_systemd_it_is_ready_and_reloads_on_sighup() {
         let n = sock.recv(&mut buf).expect("a notification");
         got.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
+    // Type=notify-reload needs the reload stamped with the monotonic clock.
+    assert!(got.contains("RELOADING=1\nMONOTONIC_USEC="), "{got}");
     assert!(alive(child.id()));
     signal(child.id(), Signal::TERM);
     assert!(child.wait().unwrap().success());
