@@ -4,11 +4,17 @@
 //! Invariants: no panic; feeding the output in pieces gives the same
 //! output, answers and screen as feeding it whole; feeding the redraw into
 //! a fresh screen of the same size reproduces the visible text and the
-//! cursor (the reattach promise: the exact screen).
+//! cursor (the reattach promise: the exact screen). And the PTY reader's
+//! router, which serves live clients ahead of the screen, routes the same
+//! bytes the same way and stands at the same position however its reads
+//! and the screen's are cut (the hand-over from catching up to live
+//! relies on it).
 #![no_main]
 
+use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use tether::keeper::screen::Screen;
+use tether::keeper::stream::Router;
 use tether_proto::WindowSize;
 
 const SCROLLBACK: usize = 2_000;
@@ -35,6 +41,27 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(replies_whole, replies_split, "answers depend on how reads are cut");
     assert_eq!(whole.visible_text(), split.visible_text());
     assert_eq!(whole.cursor(), split.cursor());
+
+    // The router, cut differently from the screen, agrees with it.
+    let mut router = Router::default();
+    let (mut routed, mut routed_watchers, mut fed) = (Vec::new(), Vec::new(), 0u64);
+    for piece in rest.chunks(step / 2 + 1) {
+        let r = router.route(&Bytes::copy_from_slice(piece));
+        routed.extend_from_slice(&r.output);
+        routed_watchers.extend_from_slice(r.watchers.as_ref().unwrap_or(&r.output));
+        fed += piece.len() as u64;
+        assert!(router.position() <= fed);
+    }
+    assert_eq!(routed, out_split, "the router and the screen route differently");
+    let mut screen = Screen::new(size, SCROLLBACK);
+    let mut watchers = Vec::new();
+    for piece in &pieces {
+        let f = screen.feed(piece);
+        watchers.extend_from_slice(f.watchers.as_ref().unwrap_or(&f.output));
+    }
+    assert_eq!(routed_watchers, watchers, "watchers would get different bytes");
+    let position = rest.len() as u64 - screen.pending_len() as u64;
+    assert_eq!(router.position(), position, "the router and the screen stand apart");
 
     let redraw = whole.redraw();
     let (fresh, _, _) = run(size, &[&redraw]);
