@@ -113,17 +113,14 @@ fn the_most_recently_active_client_sets_the_size() {
 #[test]
 fn a_stalled_client_never_slows_the_job() {
     let env = TestEnv::new();
-    let go = env.root().join("go");
-    let script = format!(
-        "while [ ! -e {} ]; do sleep 0.05; done; seq 1 300000; echo flood-done; sleep 60",
-        go.display()
-    );
+    let gate = Gate::new(&env);
+    let script = gate.script("seq 1 300000; echo flood-done; sleep 60");
     env.start("flood", &["sh", "-c", &script]);
     let term = env.terminal(&["attach", "flood"], 80, 24);
     wait_until("the client to attach", || env.session("flood")["clients"] == 1);
     // Stop the client: it reads nothing more from the keeper.
     signal(term.pid(), Signal::STOP);
-    std::fs::write(&go, "").unwrap();
+    gate.open();
     env.wait_text("flood", "flood-done");
     // The keeper's memory stayed bounded while the client stalled.
     let keeper = env.session("flood")["keeper_pid"].as_u64().unwrap();
@@ -157,15 +154,12 @@ fn a_client_attached_before_a_flood_gets_every_byte_in_order() {
     // Attached clients are served straight from the PTY reader, ahead of
     // the screen model: nothing may be lost, repeated or reordered there.
     let env = TestEnv::new();
-    let go = env.root().join("go");
-    let script = format!(
-        "while [ ! -e {} ]; do sleep 0.05; done; echo flood-start; seq 1 100000; echo flood-done; sleep 60",
-        go.display()
-    );
+    let gate = Gate::new(&env);
+    let script = gate.script("echo flood-start; seq 1 100000; echo flood-done; sleep 60");
     env.start("live", &["sh", "-c", &script]);
     let term = env.terminal(&["attach", "live"], 80, 24);
     term.wait_attached();
-    std::fs::write(&go, "").unwrap();
+    gate.open();
     term.wait_text("flood-done");
     let raw = String::from_utf8(term.raw()).unwrap();
     // Everything after the attach's redraw: the numbers, one a line.

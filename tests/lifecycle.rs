@@ -148,15 +148,14 @@ fn rm_right_after_wait_succeeds_while_the_keeper_finishes() {
     // gives attached clients the end (up to 2 s); `rm` in that moment
     // failed with "session is running".
     let env = TestEnv::new();
-    let go = env.root().join("go");
-    let script =
-        format!("while [ ! -e {} ]; do sleep 0.05; done; seq 1 200000; exit 0", go.display());
+    let gate = Gate::new(&env);
+    let script = gate.script("seq 1 200000; exit 0");
     env.start("brief", &["sh", "-c", &script]);
     let term = env.terminal(&["attach", "brief"], 80, 24);
     wait_until("the client to attach", || env.session("brief")["clients"] == 1);
     // A stopped client fills its socket: the keeper's writer for it blocks.
     signal(term.pid(), Signal::STOP);
-    std::fs::write(&go, "").unwrap();
+    gate.open();
     assert_eq!(env.run(&["wait", "brief"]).status.code(), Some(0));
     let out = env.run(&["rm", "brief"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -162,11 +162,9 @@ fn watching_a_consent_session_waits_for_a_yes() {
 #[test]
 fn stalled_and_busy_watchers_never_slow_or_break_the_session() {
     let t = team();
-    let go = t.env.root().join("go");
-    let script = format!(
-        "'while [ ! -e {} ]; do sleep 0.05; done; seq 1 200000; echo flood-finished; sleep 60'",
-        go.display()
-    );
+    let gate = Gate::new(&t.env);
+    // Quoted: ssh joins the remote command's words with spaces.
+    let script = format!("'{}'", gate.script("seq 1 200000; echo flood-finished; sleep 60"));
     t.owner.ok(&t.env, &["new", "-d", "busy", "--", "sh", "-c", &script]);
     let stalled = over_ssh(&t.env, &t.mentor, &["watch", "busy"], 80, 24);
     stalled.wait_text("watching busy");
@@ -177,7 +175,7 @@ fn stalled_and_busy_watchers_never_slow_or_break_the_session() {
         w.wait_text("watching busy");
     }
     wait_until("four watchers", || t.env.session("busy")["watchers"] == 4);
-    std::fs::write(&go, "").unwrap();
+    gate.open();
     t.env.wait_text("busy", "flood-finished");
     for w in &active {
         w.wait_text("flood-finished");

@@ -320,11 +320,11 @@ fn roles_and_session_globs_are_enforced() {
 #[test]
 fn a_client_that_stops_reading_never_grows_the_daemon() {
     let (env, daemon, _key, ssh) = setup();
-    let go = env.root().join("go");
-    let script = format!(
-        "'while [ ! -e {} ]; do sleep 0.05; done; i=0; while [ $i -lt 60 ]; do seq 1 20000; i=$((i+1)); done; echo flood-done; sleep 60'",
-        go.display()
-    );
+    let gate = Gate::new(&env);
+    // Quoted: ssh joins the remote command's words with spaces.
+    let flood =
+        "i=0; while [ $i -lt 60 ]; do seq 1 20000; i=$((i+1)); done; echo flood-done; sleep 60";
+    let script = format!("'{}'", gate.script(flood));
     ssh.ok(&env, &["new", "-d", "flood", "--", "sh", "-c", &script]);
     let argv = ssh.argv(&["-tt"], &["attach", "flood"]);
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
@@ -332,7 +332,7 @@ fn a_client_that_stops_reading_never_grows_the_daemon() {
     wait_until("the attachment", || env.session("flood")["clients"] == 1);
     signal(term.pid(), Signal::STOP);
     let before = rss_kb(daemon.pid());
-    std::fs::write(&go, "").unwrap();
+    gate.open();
     env.wait_text("flood", "flood-done");
     // 6.6 MB went to a client that reads nothing: with flow control the
     // daemon holds at most a window's worth, not the whole stream.

@@ -39,6 +39,29 @@ pub fn wait_until(what: &str, cond: impl FnMut() -> bool) {
     wait_until_for(TIMEOUT, what, cond);
 }
 
+/// Holds a job back until the test is ready: the job's script waits for
+/// a file that [`Gate::open`] creates.
+pub struct Gate {
+    path: PathBuf,
+}
+
+impl Gate {
+    /// A closed gate in `env`'s directory.
+    pub fn new(env: &TestEnv) -> Gate {
+        Gate { path: env.root().join("go") }
+    }
+
+    /// A shell script that waits for the gate, then runs `then`.
+    pub fn script(&self, then: &str) -> String {
+        format!("while [ ! -e {} ]; do sleep 0.05; done; {then}", self.path.display())
+    }
+
+    /// Lets the job go on.
+    pub fn open(&self) {
+        std::fs::write(&self.path, "").unwrap();
+    }
+}
+
 /// Whether a process exists (and is not a zombie).
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
