@@ -256,10 +256,40 @@ impl Default for TestEnv {
     }
 }
 
+/// Lines of each keeper log shown when a test fails.
+const LOG_TAIL_LINES: usize = 40;
+
+impl TestEnv {
+    /// After a failure: the end of every keeper's log on stderr (the test
+    /// harness shows it with the failure, in CI too), and with
+    /// `TETHER_LEAVE_TEST_DIRS` set the whole tree is kept for a look.
+    fn report_failure(&mut self) {
+        let logs = self.state_dir().join("logs");
+        let mut files: Vec<_> =
+            std::fs::read_dir(&logs).into_iter().flatten().flatten().map(|e| e.path()).collect();
+        files.sort();
+        for path in files {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            eprintln!("--- the end of {}:", path.display());
+            for line in &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..] {
+                eprintln!("{line}");
+            }
+        }
+        if std::env::var_os("TETHER_LEAVE_TEST_DIRS").is_some() {
+            self.dir.disable_cleanup(true);
+            eprintln!("--- the test's files are kept in {}", self.root().display());
+        }
+    }
+}
+
 impl Drop for TestEnv {
     /// Kills every keeper and job this test started (their pids are in the
     /// session records).
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.report_failure();
+        }
         if let Ok(pid) = std::fs::read_to_string(self.runtime_dir().join("daemon.pid"))
             && let Ok(pid) = pid.trim().parse()
         {
