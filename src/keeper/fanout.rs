@@ -146,8 +146,10 @@ impl Outbox {
         } else {
             let len = message_len(&msg);
             if inner.bytes + len > self.capacity {
-                inner.queue.clear();
-                inner.bytes = 0;
+                // Output goes (the redraw replaces it); control messages,
+                // the attach reply among them, stay.
+                inner.queue.retain(|m| !is_output(m));
+                inner.bytes = queued_bytes(&inner);
                 inner.resync = true;
             } else {
                 inner.bytes += len;
@@ -209,12 +211,12 @@ impl Outbox {
     pub fn reset_with(&self, msgs: impl IntoIterator<Item = Message>) {
         let mut inner = self.lock();
         inner.queue.retain(|m| !is_output(m));
-        let mut bytes = 0;
+        // An attach reply not yet sent stays first: clients expect it so.
+        let at = inner.queue.iter().take_while(|m| matches!(m, Message::AttachReply(_))).count();
         for (i, m) in msgs.into_iter().enumerate() {
-            bytes += message_len(&m);
-            inner.queue.insert(i, m);
+            inner.queue.insert(at + i, m);
         }
-        inner.bytes = bytes;
+        inner.bytes = queued_bytes(&inner);
         inner.resync = false;
         drop(inner);
         self.ready.notify_one();
@@ -259,8 +261,10 @@ impl Outbox {
                 inner.busy = true;
                 return Next::Rest(rest);
             }
-            // A closed outbox needs no redraw: its attachment is gone.
-            if inner.resync && !inner.closed {
+            // Also when closed: a client told of the job's end still gets
+            // the final screen (the keeper clears the mark of an
+            // attachment that is gone).
+            if inner.resync {
                 return Next::Resync;
             }
             if let Some(msg) = inner.queue.pop_front() {
@@ -278,6 +282,11 @@ impl Outbox {
             inner = self.ready.wait(inner).unwrap_or_else(PoisonError::into_inner);
         }
     }
+}
+
+/// What `inner` holds, in [`message_len`] units.
+fn queued_bytes(inner: &Inner) -> usize {
+    inner.queue.iter().map(message_len).sum::<usize>() + inner.rest.as_ref().map_or(0, Vec::len)
 }
 
 fn is_output(m: &Message) -> bool {
@@ -396,14 +405,45 @@ mod tests {
     }
 
     #[test]
-    fn a_closed_outbox_due_for_a_resync_just_closes() {
-        // Regression: the writer thread of a client that detached while its
-        // outbox overflowed asked for a resync forever (the attachment was
-        // gone, so nobody cleared the mark), spinning a core.
+    fn a_closed_outbox_still_resyncs_then_closes() {
+        // A client that fell behind just before the job ended still gets
+        // the final screen, then the exit; once the mark is cleared (the
+        // keeper does so even for an attachment that is gone, or the
+        // writer would spin) the outbox closes.
         let o = Outbox::with_capacity(10);
         o.push_output(out(20));
+        let exit = Message::Notice(Notice { text: "end".into(), clients: None, watchers: None });
+        o.push_control(exit.clone());
         o.close();
+        assert_eq!(o.next(), Next::Resync);
+        o.reset_with([Message::Redraw(Bytes::from_static(b"R"))]);
+        assert_eq!(o.next(), Next::Send(Message::Redraw(Bytes::from_static(b"R"))));
+        assert_eq!(o.next(), Next::Send(exit));
         assert_eq!(o.next(), Next::Closed);
+    }
+
+    #[test]
+    fn an_overflow_keeps_control_messages() {
+        // Regression: an overflow right after attaching dropped the attach
+        // reply with the output, and the client took the session for lost.
+        let o = Outbox::with_capacity(100);
+        let session = serde_json::from_value(serde_json::json!({
+            "name": "s", "state": "running", "frozen": false, "pid": 1, "keeper_pid": 2,
+            "exit_code": null, "signal": null, "started": null, "ended": null, "cols": 80,
+            "rows": 24, "clients": 1, "watchers": 0, "protected": false, "recording": "off",
+            "recording_path": null
+        }));
+        let reply = Message::AttachReply(tether_proto::AttachReply { session: session.unwrap() });
+        let notice = Message::Notice(Notice { text: "n".into(), clients: None, watchers: None });
+        o.reset_with([reply.clone(), Message::Redraw(Bytes::from_static(b"first"))]);
+        o.push_control(notice.clone());
+        o.push_output(out(60));
+        o.push_output(out(60));
+        assert_eq!(o.next(), Next::Resync);
+        o.reset_with([Message::Redraw(Bytes::from_static(b"R"))]);
+        assert_eq!(o.next(), Next::Send(reply), "the attach reply stays first");
+        assert_eq!(o.next(), Next::Send(Message::Redraw(Bytes::from_static(b"R"))));
+        assert_eq!(o.next(), Next::Send(notice));
     }
 
     #[test]
