@@ -36,6 +36,10 @@ struct Inner {
     spill: Option<Spill>,
     /// The reader saw the end of the PTY: nothing more will be pushed.
     closed: bool,
+    /// Bytes lost with an unreadable spill file, not yet reported to the
+    /// parser (it counts them, so that its position still matches the
+    /// reader's).
+    skipped: u64,
 }
 
 struct Spill {
@@ -138,14 +142,27 @@ impl Backlog {
                 self.changed.notify_all();
                 return Some(chunk);
             }
-            if let Some(chunk) = take_spilled(&mut inner) {
-                return Some(chunk);
+            let spilling = inner.spill.is_some();
+            let spilled = take_spilled(&mut inner);
+            if spilling {
+                // Room in the file's place: a reader whose spill write
+                // failed waits for this (for memory, once the file is gone).
+                self.changed.notify_all();
+            }
+            if spilled.is_some() {
+                return spilled;
             }
             if inner.closed {
                 return None;
             }
             inner = self.changed.wait(inner).unwrap_or_else(PoisonError::into_inner);
         }
+    }
+
+    /// Bytes lost since the last call because the spill file could not be
+    /// read back (0 unless the disk failed).
+    pub fn take_skipped(&self) -> u64 {
+        std::mem::take(&mut self.lock().skipped)
     }
 
     /// Bytes waiting for the parser (memory and spill file).
@@ -179,10 +196,9 @@ fn take_spilled(inner: &mut Inner) -> Option<Bytes> {
         }
         Err(e) => {
             // Unreadable spill: the screen misses that part; say so loudly.
-            tracing::error!(
-                "reading back spilled output: {e}; {} bytes skipped",
-                spill.written - spill.read
-            );
+            let lost = spill.written - spill.read + spill.buffer.len() as u64;
+            tracing::error!("reading back spilled output: {e}; {lost} bytes skipped");
+            inner.skipped += lost;
             inner.spill = None;
             None
         }
@@ -235,6 +251,50 @@ mod tests {
         assert_eq!(b.pending(), 0);
         // The spill file was unlinked from the start.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_reader_waiting_for_a_full_disk_wakes_when_the_spill_drains() {
+        // Regression: a reader whose spill write failed waited for a wake-up
+        // that only came from taking output out of memory; after the parser
+        // had drained the spill file, both waited forever.
+        let dir = tempfile::tempdir().unwrap();
+        let b = std::sync::Arc::new(Backlog::new(dir.path()));
+        for _ in 0..(MEMORY_MAX / 100_000 + 2) {
+            b.push(Bytes::from(vec![b'x'; 100_000]));
+        }
+        // Spilling has begun; make the next spill write fail.
+        {
+            let mut inner = b.lock();
+            let spill = inner.spill.as_mut().unwrap();
+            spill.buffer = vec![b'y'; SPILL_WRITE];
+            let read_only = std::fs::File::open(dir.path()).unwrap();
+            spill.file = read_only;
+        }
+        // The parser has taken everything from memory; what is left is in
+        // the (now broken) spill.
+        while !b.lock().memory.is_empty() {
+            b.pop().unwrap();
+        }
+        let reader = {
+            let b = b.clone();
+            std::thread::spawn(move || b.push(Bytes::from_static(b"last")))
+        };
+        // Let the reader fail its spill write and wait (a wait that cannot
+        // be observed from outside; without it the test could pass by luck).
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        // The parser finds the spill unreadable and drops it; the reader's
+        // push then gets through.
+        let (done, finished) = std::sync::mpsc::channel();
+        let parser = b.clone();
+        std::thread::spawn(move || {
+            while !parser.pop().unwrap().ends_with(b"last") {}
+            let _ = done.send(());
+        });
+        let waited = finished.recv_timeout(std::time::Duration::from_secs(20));
+        assert!(waited.is_ok(), "the reader and the parser wait for each other");
+        reader.join().unwrap();
+        assert!(b.take_skipped() > 0, "the unreadable spill is counted");
     }
 
     #[test]

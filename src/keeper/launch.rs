@@ -485,6 +485,10 @@ impl ChunkAllocator {
 /// behind it), at its own pace.
 fn parse_output(keeper: &Keeper, backlog: &Backlog, done: &std::sync::mpsc::SyncSender<()>) {
     while let Some(chunk) = backlog.pop() {
+        let skipped = backlog.take_skipped();
+        if skipped > 0 {
+            keeper.output_lost(skipped);
+        }
         let replies = keeper.on_output(&chunk);
         if !replies.is_empty() {
             // Never block here: if the input queue is full the job is not

@@ -286,6 +286,12 @@ impl Keeper {
         replies
     }
 
+    /// Output the parser will never see (an unreadable spill file): counted
+    /// as taken, so that the parser's position can meet the reader's again.
+    pub fn output_lost(&self, bytes: u64) {
+        self.state().parsed += bytes;
+    }
+
     /// Where the parser is in the stream: complete bytes interpreted.
     fn parsed_position(st: &State) -> u64 {
         st.parsed - st.screen.pending_len() as u64
