@@ -268,13 +268,14 @@ impl Keeper {
     /// queries.
     pub fn on_output(&self, data: &[u8]) -> Vec<u8> {
         let mut st = self.state();
+        let from = Self::parsed_position(&st);
         let Fed { output, one_client, watchers, replies } = st.screen.feed(data);
         st.parsed += data.len() as u64;
         self.keyframe_if_due(&mut st);
         let routed = screen::Routed { output, one_client, watchers };
         if !routed.is_empty() {
             for sub in &st.catchup {
-                sub.push(&routed, st.active, self.watchers_unsafe_ok);
+                sub.push(&routed, from, st.active, self.watchers_unsafe_ok);
             }
             for f in &st.followers {
                 f.push_output(Message::Output(Bytes::new()));
@@ -314,11 +315,17 @@ impl Keeper {
     /// Called with the state lock held, so the parser stands still.
     fn restart_stream(&self, st: &mut State, id: u64, prefix: Vec<Message>) {
         let Some(a) = st.attachments.iter().find(|a| a.id == id) else { return };
-        let sub = Subscriber { id, mode: a.mode, outbox: a.outbox.clone() };
+        let mut sub = Subscriber { id, mode: a.mode, outbox: a.outbox.clone(), replay_until: 0 };
         let frames = prefix.into_iter().chain(redraw_frames(&st.screen)).collect::<Vec<_>>();
+        if let Some(old) = st.catchup.iter().find(|s| s.id == id) {
+            sub.replay_until = old.replay_until;
+        }
         st.catchup.retain(|s| s.id != id);
         let mut stream = lock(&self.stream);
-        stream.remove(id);
+        if stream.remove(id) {
+            // It may have shown output up to where the reader is.
+            sub.replay_until = stream.router.position();
+        }
         // Reset under the stream lock: the reader cannot slip output in
         // between the redraw and what follows it.
         sub.outbox.reset_with(frames);
@@ -329,6 +336,14 @@ impl Keeper {
         } else {
             st.catchup.push(sub);
         }
+    }
+
+    /// Whether attachment `id` is served live while the parser is behind
+    /// the reader: restarting it now would take it back in time.
+    fn live_and_ahead(&self, st: &State, id: u64) -> bool {
+        let stream = lock(&self.stream);
+        stream.live.iter().any(|s| s.id == id)
+            && stream.router.position() != Self::parsed_position(st)
     }
 
     /// Makes `id` the most recently active interactive attachment.

@@ -19,6 +19,12 @@ use tether_proto::{AttachMode, ErrorCode, Identity, Message, Notice};
 /// How long a notice stays before the screen is repainted.
 pub const NOTICE_TIME: Duration = Duration::from_secs(3);
 
+/// How often a deferred repaint checks whether the parser has caught up,
+/// and for how many tries (a minute) before it lets the output scroll the
+/// notice away on its own.
+const REPAINT_RETRY: Duration = Duration::from_millis(250);
+const REPAINT_TRIES: u32 = 240;
+
 /// How long a watcher waits for consent.
 pub const CONSENT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -63,11 +69,23 @@ impl Keeper {
 
     /// After [`NOTICE_TIME`], repaints interactive clients from the model.
     fn repaint_later(self: &Arc<Self>) {
+        self.repaint_after(NOTICE_TIME);
+    }
+
+    /// Repaints interactive clients after `delay`; a live client the parser
+    /// is behind (a flood) is repainted once the parser has caught up, so
+    /// that its screen never goes back in time.
+    fn repaint_after(self: &Arc<Self>, delay: Duration) {
         let keeper = Arc::downgrade(self);
         let _ = std::thread::Builder::new().name("notice".into()).spawn(move || {
-            std::thread::sleep(NOTICE_TIME);
-            if let Some(k) = keeper.upgrade() {
-                k.repaint_now();
+            std::thread::sleep(delay);
+            for _ in 0..REPAINT_TRIES {
+                let Some(k) = keeper.upgrade() else { return };
+                if k.repaint_now() {
+                    return;
+                }
+                drop(k);
+                std::thread::sleep(REPAINT_RETRY);
             }
         });
     }
@@ -117,7 +135,7 @@ impl Keeper {
         st.consents.retain(|c| c.id != id);
         drop(st);
         // Take the prompt off the clients' screens (and show the next one).
-        self.repaint_now();
+        self.repaint_after(Duration::ZERO);
         match answer {
             Some(true) => Ok(()),
             Some(false) => Err(Failure::new(
@@ -132,8 +150,9 @@ impl Keeper {
     }
 
     /// Repaints every interactive client from the model (and redraws the
-    /// pending watch request, if any).
-    fn repaint_now(&self) {
+    /// pending watch request, if any), except live ones the parser is
+    /// behind. Returns whether every client was repainted.
+    fn repaint_now(&self) -> bool {
         let mut st = lock(&self.state);
         let ids: Vec<u64> = st
             .attachments
@@ -141,12 +160,18 @@ impl Keeper {
             .filter(|a| a.mode == AttachMode::Interactive)
             .map(|a| a.id)
             .collect();
+        let mut all = true;
         for id in ids {
+            if self.live_and_ahead(&st, id) {
+                all = false;
+                continue;
+            }
             self.restart_stream(&mut st, id, Vec::new());
             if let Some(a) = st.attachments.iter().find(|a| a.id == id) {
                 self.show_prompt(&st, &a.outbox);
             }
         }
+        all
     }
 
     /// Treats `input` as the answer to the pending watch request if it is

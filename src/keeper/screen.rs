@@ -50,6 +50,12 @@ impl Routed {
         self.output.is_empty() && self.one_client.is_none()
     }
 
+    /// Output replayed to a client that may have seen it already: without
+    /// queries and without sequences that act beyond the screen.
+    pub fn replayed(&self) -> Bytes {
+        self.watchers.clone().unwrap_or_else(|| self.output.clone())
+    }
+
     /// What one attachment receives: `mode`, whether it is the most
     /// recently active interactive client, and whether watchers may get
     /// the unsafe sequences too (config `watcher_passthrough`).

@@ -37,12 +37,23 @@ pub struct Subscriber {
     pub mode: AttachMode,
     /// Where its output goes.
     pub outbox: Arc<Outbox>,
+    /// The stream position up to which it may already have received output
+    /// live, before it was restarted behind the parser: output before it is
+    /// replayed without queries and other sequences that act beyond the
+    /// screen (a second answer from the client's terminal would reach the
+    /// job as typed input).
+    pub replay_until: u64,
 }
 
 impl Subscriber {
-    /// Queues `routed` as this attachment receives it.
-    pub fn push(&self, routed: &Routed, active: Option<u64>, watchers_unsafe_ok: bool) {
-        let bytes = routed.for_attachment(self.mode, active == Some(self.id), watchers_unsafe_ok);
+    /// Queues `routed`, which begins at stream position `from`, as this
+    /// attachment receives it.
+    pub fn push(&self, routed: &Routed, from: u64, active: Option<u64>, watchers_unsafe_ok: bool) {
+        let bytes = if from < self.replay_until {
+            routed.replayed()
+        } else {
+            routed.for_attachment(self.mode, active == Some(self.id), watchers_unsafe_ok)
+        };
         self.outbox.push_output(Message::Output(bytes));
     }
 }
@@ -110,13 +121,16 @@ impl Stream {
             return;
         }
         for sub in &self.live {
-            sub.push(&routed, self.active, watchers_unsafe_ok);
+            // Live attachments are never behind a replay.
+            sub.push(&routed, u64::MAX, self.active, watchers_unsafe_ok);
         }
     }
 
-    /// Stops serving attachment `id`.
-    pub fn remove(&mut self, id: u64) {
+    /// Stops serving attachment `id`; returns whether it was live.
+    pub fn remove(&mut self, id: u64) -> bool {
+        let before = self.live.len();
         self.live.retain(|s| s.id != id);
+        self.live.len() != before
     }
 }
 
@@ -180,10 +194,16 @@ mod tests {
         let mut stream = Stream::default();
         let (client, other, watcher) =
             (Arc::new(Outbox::new()), Arc::new(Outbox::new()), Arc::new(Outbox::new()));
+        let sub = |id, mode, outbox: &Arc<Outbox>| Subscriber {
+            id,
+            mode,
+            outbox: outbox.clone(),
+            replay_until: 0,
+        };
         stream.live = vec![
-            Subscriber { id: 1, mode: AttachMode::Interactive, outbox: client.clone() },
-            Subscriber { id: 2, mode: AttachMode::Interactive, outbox: other.clone() },
-            Subscriber { id: 3, mode: AttachMode::ReadOnly, outbox: watcher.clone() },
+            sub(1, AttachMode::Interactive, &client),
+            sub(2, AttachMode::Interactive, &other),
+            sub(3, AttachMode::ReadOnly, &watcher),
         ];
         stream.active = Some(1);
         stream.on_read(&Bytes::from_static(b"a\x1b]11;?\x07\x1b]52;c;eA==\x07b"), false);
@@ -194,7 +214,21 @@ mod tests {
         assert_eq!(&got(&client)[..], b"a\x1b]11;?\x07\x1b]52;c;eA==\x07b");
         assert_eq!(&got(&other)[..], b"a\x1b]52;c;eA==\x07b");
         assert_eq!(&got(&watcher)[..], b"ab");
-        stream.remove(1);
+        assert!(stream.remove(1));
+        assert!(!stream.remove(1));
         assert_eq!(stream.live.len(), 2);
+        // Replayed output (behind where a restarted client already was)
+        // carries no query and nothing that acts beyond the screen.
+        let mut router = Router::default();
+        let routed = router.route(&Bytes::from_static(b"a\x1b]11;?\x07\x1b]52;c;eA==\x07b"));
+        for from in [0, 100] {
+            sub(1, AttachMode::Interactive, &client).push(&routed, from, Some(1), false);
+            assert_eq!(&got(&client)[..], b"a\x1b]11;?\x07\x1b]52;c;eA==\x07b");
+        }
+        let replay = Subscriber { replay_until: 50, ..sub(1, AttachMode::Interactive, &client) };
+        replay.push(&routed, 0, Some(1), false);
+        assert_eq!(&got(&client)[..], b"ab");
+        replay.push(&routed, 50, Some(1), false);
+        assert_eq!(&got(&client)[..], b"a\x1b]11;?\x07\x1b]52;c;eA==\x07b");
     }
 }
