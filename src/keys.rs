@@ -28,7 +28,8 @@ pub fn load_or_create(path: &Path) -> Result<PrivateKey> {
     crate::fsutil::ensure_private_dir(dir)?;
     let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
         .context("generating an Ed25519 key")?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    // A random name: a leftover of a crashed process must not stand in the way.
+    let tmp = path.with_extension(format!("tmp{}", rand::random::<u64>()));
     // ssh-key creates the file with mode 0600.
     key.write_openssh_file(&tmp, LineEnding::LF)
         .with_context(|| format!("writing {}", tmp.display()))?;

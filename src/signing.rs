@@ -72,14 +72,18 @@ impl SigningKey {
     /// key), generated or written.
     pub fn load_or_create(path: &Path) -> Result<SigningKey> {
         match std::fs::read_to_string(path) {
-            Ok(text) => return Self::from_openssh(&text).with_context(|| describe(path)),
+            Ok(text) => return Self::load_private(path, &text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).with_context(|| describe(path)),
         }
         let dir = path.parent().context("a key path has a directory")?;
         crate::fsutil::ensure_private_dir(dir)?;
         let key = Self::generate()?;
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        // A random name: a leftover of a crashed process (whose pid may be
+        // ours now) must not stand in the way.
+        let mut nonce = [0u8; 8];
+        fill_random(&mut nonce)?;
+        let tmp = path.with_extension(format!("tmp{}", u64::from_le_bytes(nonce)));
         write_private(&tmp, key.to_openssh().as_bytes())
             .with_context(|| format!("writing {}", tmp.display()))?;
         let linked = std::fs::hard_link(&tmp, path);
@@ -95,10 +99,26 @@ impl SigningKey {
             // Another process created it between our check and our link.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let text = std::fs::read_to_string(path).with_context(|| describe(path))?;
-                Self::from_openssh(&text).with_context(|| describe(path))
+                Self::load_private(path, &text)
             }
             Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
         }
+    }
+
+    /// Parses the key file at `path`, which only its owner may read: like
+    /// OpenSSH, a signing key others can read is refused (anyone who read
+    /// it could forge recordings and evidence).
+    fn load_private(path: &Path, text: &str) -> Result<SigningKey> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).with_context(|| describe(path))?.permissions().mode();
+        ensure!(
+            mode & 0o077 == 0,
+            "the signing key {} can be read by others (mode {:04o}); `chmod 600` it, or \
+             replace it if it may have been copied",
+            path.display(),
+            mode & 0o7777
+        );
+        Self::from_openssh(text).with_context(|| describe(path))
     }
 
     /// A new random key.
@@ -364,5 +384,9 @@ mod tests {
         assert_eq!(mode, 0o600);
         let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
         assert_eq!(public.trim(), a.public_openssh());
+        // A key others can read is refused, naming the fix.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = SigningKey::load_or_create(&path).err().unwrap();
+        assert!(format!("{err:#}").contains("chmod 600"), "{err:#}");
     }
 }

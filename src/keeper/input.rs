@@ -5,9 +5,10 @@
 //! terminal's input buffer holds about 4 KiB), so it must never happen on
 //! a thread that others wait for. A keystroke is written straight from
 //! its client's connection thread when nothing else is waiting to be
-//! written (one thread hand-off fewer on every echo); otherwise it joins
-//! a bounded queue that the `pty-writer` thread drains. Either way only
-//! the typing client's thread can be held up by a job that does not read.
+//! written and the PTY has room (one thread hand-off fewer on every
+//! echo); otherwise it joins a bounded queue that the `pty-writer` thread
+//! drains. Only the typing client's thread can be held up by a job that
+//! does not read, and only once the queue is full.
 //!
 //! The PTY writer lives as long as the keeper: dropping portable-pty's
 //! writer sends EOF to the job.
@@ -21,6 +22,10 @@ use std::sync::{Mutex, PoisonError};
 /// Input chunks queued for the PTY writer; a job that does not read its
 /// input makes typing clients wait rather than the keeper grow.
 const QUEUE_CAP: usize = 256;
+
+/// The largest input written directly: typing, not a paste, so that room
+/// in the PTY (checked just before) is room enough.
+const DIRECT_MAX: usize = 256;
 
 /// The way into the job's terminal.
 pub struct PtyInput {
@@ -40,10 +45,13 @@ impl PtyInput {
         (PtyInput { writer: Mutex::new(writer), queue, queued: AtomicUsize::new(0) }, rx)
     }
 
-    /// Writes `bytes` to the job, after anything already waiting. Blocks
-    /// the caller (and only it) while the job does not read its input.
-    pub fn send(&self, bytes: Bytes) {
+    /// Writes `bytes` to the job, after anything already waiting; `ready`
+    /// says whether the PTY takes input without waiting. Blocks the caller
+    /// (and only it) when the queue is full.
+    pub fn send(&self, bytes: Bytes, ready: impl FnOnce() -> bool) {
         if self.queued.load(Ordering::SeqCst) == 0
+            && bytes.len() <= DIRECT_MAX
+            && ready()
             && let Ok(mut writer) = self.writer.try_lock()
             // Checked again under the lock: a chunk queued meanwhile goes first.
             && self.queued.load(Ordering::SeqCst) == 0
@@ -114,11 +122,13 @@ mod tests {
         let (input, rx) = PtyInput::new(Box::new(sink.clone()));
         let input = Arc::new(input);
         // Nothing queued: written at once, no pump needed.
-        input.send(Bytes::from_static(b"a"));
+        input.send(Bytes::from_static(b"a"), || true);
+        assert_eq!(&*sink.0.lock().unwrap(), b"a");
+        // A PTY without room: queued (the pump is not running yet).
+        input.send(Bytes::from_static(b"b"), || false);
         assert_eq!(&*sink.0.lock().unwrap(), b"a");
         // Something queued: later input waits behind it.
-        assert!(input.try_send(Bytes::from_static(b"b")));
-        input.send(Bytes::from_static(b"c"));
+        input.send(Bytes::from_static(b"c"), || true);
         assert_eq!(&*sink.0.lock().unwrap(), b"a");
         let pump = {
             let input = input.clone();
@@ -128,8 +138,13 @@ mod tests {
             std::thread::yield_now();
         }
         assert_eq!(&*sink.0.lock().unwrap(), b"abc");
-        input.send(Bytes::from_static(b"d"));
+        input.send(Bytes::from_static(b"d"), || true);
         assert_eq!(&*sink.0.lock().unwrap(), b"abcd");
+        // A paste is never written directly.
+        input.send(Bytes::from(vec![b'p'; DIRECT_MAX + 1]), || true);
+        while sink.0.lock().unwrap().len() < 4 + DIRECT_MAX + 1 {
+            std::thread::yield_now();
+        }
         drop(input);
         let _ = pump.is_finished();
     }

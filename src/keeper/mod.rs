@@ -513,7 +513,7 @@ impl Keeper {
         }
         // Blocks only this client's connection thread when the job does
         // not read its input.
-        self.input.send(bytes);
+        self.input.send(bytes, || self.job.input_ready());
     }
 
     /// Attachment `id`'s terminal changed size.

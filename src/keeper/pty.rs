@@ -100,6 +100,21 @@ impl Job {
         }
     }
 
+    /// Whether the PTY takes input right now without the writer waiting
+    /// (the job reads its input; its terminal's input buffer has room).
+    pub fn input_ready(&self) -> bool {
+        let master = self.master.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(fd) = master.as_raw_fd() else { return false };
+        // SAFETY: `fd` is the PTY master, owned by `master`, which is held
+        // (locked) for the whole borrow and lives as long as the job.
+        #[allow(unsafe_code)]
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::OUT)];
+        let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+        matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(1))
+            && fds[0].revents().contains(rustix::event::PollFlags::OUT)
+    }
+
     /// Whether the terminal has echo turned off (a password prompt).
     pub fn echo_off(&self) -> bool {
         let master = self.master.lock().unwrap_or_else(PoisonError::into_inner);
