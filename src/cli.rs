@@ -1,4 +1,8 @@
 //! The command line (PRODUCT.md's interface contract).
+//!
+//! The doc comments here are the help text clap prints, written for the
+//! terminal: `[USER@]HOST[:PORT]` is usage notation, not a rustdoc link.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;

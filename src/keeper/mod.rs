@@ -613,7 +613,7 @@ impl Keeper {
     }
 
     /// Ends the job: SIGHUP (a terminal hangup, which interactive shells
-    /// obey and pass on), then SIGKILL after [`KILL_GRACE`].
+    /// obey and pass on), then SIGKILL after `KILL_GRACE` (3 s).
     ///
     /// # Errors
     ///
