@@ -15,6 +15,7 @@
 use crate::Failure;
 use crate::audit::{AuditLog, Entry, Event};
 use crate::config::Config;
+use crate::keeper::launch::DAEMONIZED_ENV;
 use crate::paths::Paths;
 use crate::sshd::Shared;
 use crate::sshd::handler::Connection;
@@ -33,27 +34,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tether_proto::ErrorCode;
 
-/// Set in the environment of a daemon started by `tether daemon` without
-/// `--foreground`.
-const DAEMONIZED_ENV: &str = "TETHER_DAEMONIZED";
-
 /// How long `tether daemon` waits for its detached child to listen.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Environment variables of a service manager that must not leak into
-/// keepers (and from there into jobs).
-pub const SERVICE_ENV: &[&str] = &[
-    "RUST_LOG",
-    "NOTIFY_SOCKET",
-    "WATCHDOG_USEC",
-    "WATCHDOG_PID",
-    "LISTEN_FDS",
-    "LISTEN_PID",
-    "LISTEN_FDNAMES",
-    "INVOCATION_ID",
-    "JOURNAL_STREAM",
-    DAEMONIZED_ENV,
-];
 
 /// Runs `tether daemon`.
 ///

@@ -33,6 +33,7 @@ pub mod commands;
 pub mod config;
 pub mod connection;
 pub mod daemon;
+pub mod entry;
 pub mod error;
 pub mod forensic;
 pub mod fsutil;
@@ -45,7 +46,7 @@ pub mod remote;
 pub mod session;
 pub mod signing;
 pub mod sshd;
-pub mod vtscan;
+pub mod term;
 
 pub use error::Failure;
 

@@ -15,7 +15,7 @@ fn main() {
     }
     // `wait` reserves its exit codes for the job; its own failures are 125.
     let own_failure = matches!(cli.command, Command::Wait { .. }).then_some(125);
-    let code = match tether::commands::run(cli) {
+    let code = match tether::entry::run(cli) {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => 0,
         Err(e) => {

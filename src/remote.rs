@@ -26,7 +26,7 @@ use tether_proto::store::FinalScreen;
 use tether_proto::{CreateRequest, ErrorCode, Reply, Request, SessionInfo, SessionName};
 
 /// The daemon's default port.
-pub const DEFAULT_PORT: u16 = 2222;
+pub const DEFAULT_PORT: u16 = tether_proto::DEFAULT_SSH_PORT;
 
 /// Options of `--host`.
 #[derive(Debug, Clone, Default)]
@@ -180,7 +180,7 @@ impl Remote {
         theirs.set_nonblocking(true)?;
         let channel = self.runtime.block_on(async {
             let channel = self.handle.channel_open_session().await?;
-            channel.request_subsystem(true, crate::sshd::subsystem::NAME).await?;
+            channel.request_subsystem(true, tether_proto::SSH_SUBSYSTEM).await?;
             anyhow::Ok(channel)
         });
         let channel =

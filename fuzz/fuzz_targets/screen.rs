@@ -13,7 +13,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use tether::keeper::screen::Screen;
+use tether::term::screen::Screen;
 use tether::keeper::stream::Router;
 use tether_proto::WindowSize;
 

@@ -55,3 +55,35 @@ pub use name::{NameError, SessionName};
 /// since readers ignore unknown fields. The hello exchange itself must stay
 /// readable by every version, so that a mismatch is reported, not misparsed.
 pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The SSH subsystem that carries this protocol (`ssh -s HOST tether`):
+/// the daemon serves it, `tether --host` asks for it.
+pub const SSH_SUBSYSTEM: &str = "tether";
+
+/// The port a tether daemon listens on unless told otherwise.
+pub const DEFAULT_SSH_PORT: u16 = 2222;
+
+/// The server side of the hello, for every server of this protocol (a
+/// keeper, the daemon's subsystem): the reply to send, or the error that
+/// names both versions when they differ.
+///
+/// # Errors
+///
+/// The versions differ ([`ErrorCode::VersionMismatch`]).
+pub fn answer_hello(
+    hello: &HelloRequest,
+    server: &str,
+    session: Option<SessionName>,
+) -> Result<HelloReply, ErrorReply> {
+    if hello.protocol != PROTOCOL_VERSION {
+        let what = if session.is_some() { "keeper" } else { "daemon" };
+        return Err(ErrorReply {
+            code: ErrorCode::VersionMismatch,
+            message: format!(
+                "protocol version mismatch: the client ({}) speaks protocol {}, this {what} ({server}) speaks protocol {PROTOCOL_VERSION}",
+                hello.software, hello.protocol,
+            ),
+        });
+    }
+    Ok(HelloReply { protocol: PROTOCOL_VERSION, software: server.to_owned(), session })
+}

@@ -220,6 +220,17 @@ pub enum Role {
     Watcher,
 }
 
+impl Role {
+    /// `owner`, `operator` or `watcher`, as written in `authorized_keys`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Operator => "operator",
+            Role::Watcher => "watcher",
+        }
+    }
+}
+
 /// Who is on the other end, carried from the first protocol version so that
 /// presence, markers and audit never need a version bump.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,10 +8,10 @@
 //! notices.
 
 use super::KeeperClient;
-use super::detach::DetachKey;
 use super::terminal::{self, RawMode};
-use super::view::{self, WatchView};
-use crate::vtscan::ModeTracker;
+use crate::term::detach::DetachKey;
+use crate::term::scan::ModeTracker;
+use crate::term::view::{self, WatchView};
 use anyhow::{Context, Result};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use std::io::{Read, Write};

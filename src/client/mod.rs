@@ -2,9 +2,7 @@
 //! request; and the interactive attachment ([`attach`]).
 
 pub mod attach;
-pub mod detach;
 pub mod terminal;
-pub mod view;
 
 use crate::Failure;
 use crate::connection::{FrameReader, FrameWriter, split};

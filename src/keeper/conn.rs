@@ -13,10 +13,7 @@ use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::Duration;
-use tether_proto::{
-    AttachMode, AttachRequest, ErrorCode, ErrorReply, HelloReply, Message, PROTOCOL_VERSION, Reply,
-    Request,
-};
+use tether_proto::{AttachMode, AttachRequest, ErrorCode, ErrorReply, Message, Reply, Request};
 
 /// How long a client has to say hello and make its request: a peer that
 /// connects and says nothing must not hold a thread forever.
@@ -127,22 +124,13 @@ fn handshake(
             return Ok(None);
         }
     };
-    if hello.protocol != PROTOCOL_VERSION {
-        let msg = format!(
-            "protocol version mismatch: the client ({}) speaks protocol {}, this keeper ({}) speaks protocol {}",
-            hello.software,
-            hello.protocol,
-            crate::SOFTWARE,
-            PROTOCOL_VERSION
-        );
-        writer.write_message(&error(ErrorCode::VersionMismatch, msg))?;
-        return Ok(None);
+    match tether_proto::answer_hello(&hello, crate::SOFTWARE, Some(keeper.name().clone())) {
+        Ok(reply) => writer.write_message(&Message::HelloReply(reply))?,
+        Err(refusal) => {
+            writer.write_message(&Message::Error(refusal))?;
+            return Ok(None);
+        }
     }
-    writer.write_message(&Message::HelloReply(HelloReply {
-        protocol: PROTOCOL_VERSION,
-        software: crate::SOFTWARE.into(),
-        session: Some(keeper.name().clone()),
-    }))?;
     match reader.read_message() {
         Ok(m) => Ok(m),
         Err(e) => {

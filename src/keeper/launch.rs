@@ -12,13 +12,13 @@
 use super::backlog::Backlog;
 use super::input::PtyInput;
 use super::pty::{Job, JobIo, JobSpec};
-use super::screen::Screen;
 use super::{Keeper, Meta, conn};
 use crate::Failure;
 use crate::clock::now_rfc3339;
 use crate::paths::Paths;
 use crate::recorder::{Recorder, RecorderSpec};
 use crate::session::{Registry, SessionLock};
+use crate::term::screen::Screen;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,25 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::Duration;
 use tether_proto::{ErrorCode, ErrorReply, SessionName, SessionState, WindowSize};
+
+/// Set in the environment of a daemon started by `tether daemon` without
+/// `--foreground`.
+pub const DAEMONIZED_ENV: &str = "TETHER_DAEMONIZED";
+
+/// Environment variables of a service manager that must not leak into
+/// keepers (and from there into jobs).
+pub const SERVICE_ENV: &[&str] = &[
+    "RUST_LOG",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "INVOCATION_ID",
+    "JOURNAL_STREAM",
+    DAEMONIZED_ENV,
+];
 
 /// The hidden subcommand that runs a keeper.
 pub const KEEPER_SUBCOMMAND: &str = "__keeper";
@@ -124,7 +143,7 @@ pub fn launch(spec: &KeeperSpec) -> Result<(u32, u32)> {
         c.arg(KEEPER_SUBCOMMAND);
         c
     };
-    for var in crate::daemon::SERVICE_ENV {
+    for var in SERVICE_ENV {
         command.env_remove(var);
     }
     let mut child = command

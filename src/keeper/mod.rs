@@ -31,18 +31,17 @@ pub mod launch;
 mod output;
 pub mod presence;
 pub mod pty;
-pub mod screen;
 pub mod stream;
 
 use crate::Failure;
 use crate::clock::now_rfc3339;
 use crate::paths::Paths;
 use crate::recorder::Recorder;
+use crate::term::screen::Screen;
 use bytes::Bytes;
 use fanout::Outbox;
 use pty::{ExitStatus, Job};
 use rustix::process::Signal;
-use screen::Screen;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use stream::{Stream, Subscriber};
@@ -585,7 +584,7 @@ impl Keeper {
 
 /// "alice@laptop (owner, 10.1.2.3:40444)" for markers.
 pub fn describe_identity(id: &Identity) -> String {
-    let role = crate::sshd::roles::role_name(id.role);
+    let role = id.role.name();
     match &id.address {
         Some(addr) => format!("{} ({role}, {addr})", id.name),
         None => format!("{} ({role}, local)", id.name),

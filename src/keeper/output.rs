@@ -4,10 +4,10 @@
 //! (`stream.rs` explains the policy).
 
 use super::fanout::Outbox;
-use super::screen::{self, Fed};
 use super::stream::Subscriber;
 use super::{KEYFRAME_EVERY, Keeper, State, lock, redraw_frames};
 use crate::recorder::Keyframe;
+use crate::term::screen::{self, Fed};
 use bytes::Bytes;
 use tether_proto::Message;
 

@@ -22,8 +22,8 @@
 //! takes only the stream lock, so it never waits for the parser.
 
 use super::fanout::Outbox;
-use super::screen::{Routed, route};
-use crate::vtscan::{Span, VtScanner};
+use crate::term::scan::{Span, VtScanner};
+use crate::term::screen::{Routed, route};
 use bytes::Bytes;
 use std::sync::Arc;
 use tether_proto::{AttachMode, Message};
@@ -137,7 +137,7 @@ impl Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keeper::screen::Screen;
+    use crate::term::screen::Screen;
     use tether_proto::WindowSize;
 
     /// Splits `input` at every boundary in `cuts` (and the end).

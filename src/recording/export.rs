@@ -3,7 +3,7 @@
 //! the text a person reads, or the exact bytes the job wrote.
 
 use super::{Recording, output_bytes};
-use crate::keeper::screen::Screen;
+use crate::term::screen::Screen;
 use anyhow::Result;
 use std::io::Write;
 use tether_proto::WindowSize;

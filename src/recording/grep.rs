@@ -97,7 +97,7 @@ struct AltSnapshots {
 }
 
 impl AltSnapshots {
-    fn observe(&mut self, screen: &crate::keeper::screen::Screen, time: f64) -> Vec<String> {
+    fn observe(&mut self, screen: &crate::term::screen::Screen, time: f64) -> Vec<String> {
         let now_alt = screen.modes().alt_screen();
         if now_alt {
             let lines = screen.visible_text();
@@ -121,7 +121,7 @@ impl AltSnapshots {
         Vec::new()
     }
 
-    fn finish(&mut self, _screen: &crate::keeper::screen::Screen) -> Vec<String> {
+    fn finish(&mut self, _screen: &crate::term::screen::Screen) -> Vec<String> {
         if self.active {
             let last = std::mem::take(&mut self.last);
             return self.fresh(last);

@@ -9,7 +9,7 @@
 use super::seek::{Seeked, apply, seek};
 use super::timespec::{self, When};
 use super::{Recording, output_bytes};
-use crate::keeper::screen::Screen;
+use crate::term::screen::Screen;
 use anyhow::{Context, Result};
 use avt::Color as VtColor;
 use ratatui::Terminal;

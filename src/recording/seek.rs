@@ -4,7 +4,7 @@
 //! MiB of output), then the events up to the moment.
 
 use super::{EventIter, Recording, output_bytes};
-use crate::keeper::screen::Screen;
+use crate::term::screen::Screen;
 use anyhow::Result;
 use tether_proto::WindowSize;
 use tether_proto::record::{Event, EventData};

@@ -11,9 +11,9 @@
 //! its status line, and nothing typed reaches the keeper.
 
 use super::{Caller, Input, Output, Shared, frames, say};
-use crate::client::detach::DetachKey;
-use crate::client::view::{self, WatchView};
-use crate::vtscan::ModeTracker;
+use crate::term::detach::DetachKey;
+use crate::term::scan::ModeTracker;
+use crate::term::view::{self, WatchView};
 use anyhow::Result;
 use bytes::Bytes;
 use std::sync::Arc;

@@ -16,13 +16,12 @@ use anyhow::Result;
 use bytes::Bytes;
 use std::sync::Arc;
 use tether_proto::{
-    AttachMode, ErrorReply, FrameDecoder, HelloReply, Message, PROTOCOL_VERSION, Reply, Request,
-    SessionName, encode,
+    AttachMode, ErrorReply, FrameDecoder, Message, Reply, Request, SessionName, encode,
 };
 use tokio::sync::mpsc::Receiver;
 
 /// The subsystem's name: `ssh -s host tether`.
-pub const NAME: &str = "tether";
+pub const NAME: &str = tether_proto::SSH_SUBSYSTEM;
 
 /// The client side of a subsystem channel: decoded frames in, frames out.
 struct Client {
@@ -74,30 +73,14 @@ pub async fn serve(shared: Arc<Shared>, caller: Caller, input: Receiver<Input>, 
 }
 
 async fn conversation(shared: &Arc<Shared>, caller: &Caller, client: &mut Client) -> Result<()> {
-    match client.read().await? {
-        Some(Message::Hello(h)) if h.protocol == PROTOCOL_VERSION => {}
-        Some(Message::Hello(h)) => {
-            return Err(Failure::new(
-                tether_proto::ErrorCode::VersionMismatch,
-                format!(
-                    "protocol version mismatch: the client ({}) speaks protocol {}, this daemon ({}) speaks protocol {}",
-                    h.software,
-                    h.protocol,
-                    crate::SOFTWARE,
-                    PROTOCOL_VERSION
-                ),
-            )
-            .into());
-        }
+    let reply = match client.read().await? {
+        Some(Message::Hello(h)) => tether_proto::answer_hello(&h, crate::SOFTWARE, None),
         _ => return Err(Failure::invalid("expected hello").into()),
+    };
+    match reply {
+        Ok(reply) => client.send(&Message::HelloReply(reply)).await?,
+        Err(refusal) => return Err(Failure::from(refusal).into()),
     }
-    client
-        .send(&Message::HelloReply(HelloReply {
-            protocol: PROTOCOL_VERSION,
-            software: crate::SOFTWARE.into(),
-            session: None,
-        }))
-        .await?;
     match client.read().await? {
         Some(Message::Request(req)) => {
             let reply = daemon_request(shared, caller, req).await?;

@@ -7,7 +7,7 @@
 //! nothing the session prints can act on the watcher's machine, and a
 //! smaller terminal never gets wrapped garbage.
 
-use crate::keeper::screen::{Screen, sgr};
+use crate::term::screen::{Screen, sgr};
 use avt::Pen;
 use std::fmt::Write as _;
 use tether_proto::WindowSize;

@@ -10,7 +10,7 @@
 //! `scrollback_cells / cols`, recomputed (and the history rebuilt) when the
 //! screen grows wider.
 
-use crate::vtscan::{Action, Modes, Query, Span, VtScanner};
+use crate::term::scan::{Action, Modes, Query, Span, VtScanner};
 use avt::{Color, Line, Observation, Observer, Pen, ScreenKind, Terminal};
 use bytes::Bytes;
 use std::fmt::Write as _;

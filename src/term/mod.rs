@@ -1,0 +1,16 @@
+//! The terminal layer: everything that understands the bytes a job prints
+//! and a user types, with no I/O and no knowledge of who uses it. The
+//! keeper, the attached client, the SSH front end and the recording tools
+//! all build on it; none of them reaches into another for these.
+//!
+//! * [`scan`]: the escape-sequence scanner: boundaries of sequences and
+//!   characters, the queries a keeper answers, what read-only streams must
+//!   not carry, and the input modes a job turns on ([`scan::ModeTracker`]).
+//! * [`screen`]: the screen model (both screens, scrollback, the redraw).
+//! * [`view`]: a watcher's rendered, cropped view of a session.
+//! * [`detach`]: the detach key (pressed twice, sent once).
+
+pub mod detach;
+pub mod scan;
+pub mod screen;
+pub mod view;
