@@ -4,6 +4,7 @@
 
 use crate::Failure;
 use crate::client::KeeperClient;
+use crate::client::access::{Access, Op};
 use crate::config::{Config, RecordingPolicy};
 use crate::keeper::launch::{KeeperSpec, launch};
 use crate::paths::Paths;
@@ -45,12 +46,23 @@ pub trait Backend: Send {
     ///
     /// As [`Backend::list`].
     fn final_screen(&self, name: &SessionName) -> Result<Option<FinalScreen>>;
-    /// A connection to a running session's keeper, after the hello.
+    /// A connection to a running session's keeper, after the hello, for
+    /// `op` (the right it needs is checked first).
     ///
     /// # Errors
     ///
-    /// The keeper cannot be reached (6).
-    fn connect(&self, name: &SessionName) -> Result<KeeperClient>;
+    /// The caller may not (5), or the keeper cannot be reached (6).
+    fn connect(&self, name: &SessionName, op: Op) -> Result<KeeperClient>;
+    /// `Ok` if the caller may do `op` (on `session`). Where sessions are
+    /// remote, their daemon decides, so this passes.
+    ///
+    /// # Errors
+    ///
+    /// The refusal (5).
+    fn require(&self, op: Op, session: Option<&SessionName>) -> Result<()> {
+        let _ = (op, session);
+        Ok(())
+    }
     /// This host's paths, when sessions are local (recordings are read
     /// directly then).
     fn local_paths(&self) -> Option<&Paths> {
@@ -76,68 +88,15 @@ pub trait Backend: Send {
     }
 }
 
-/// Which sessions a caller may see: all, or those matching one of the
-/// globs of an SSH key's `tether-sessions` option.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Visibility {
-    globs: Option<Vec<String>>,
-}
-
-impl Visibility {
-    /// Everything.
-    pub fn all() -> Self {
-        Self::default()
-    }
-
-    /// Only names matching one of `globs` (`*` and `?` wildcards).
-    pub fn only(globs: Vec<String>) -> Self {
-        Visibility { globs: Some(globs) }
-    }
-
-    /// Whether `name` is visible.
-    pub fn allows(&self, name: &SessionName) -> bool {
-        match &self.globs {
-            None => true,
-            Some(globs) => globs.iter().any(|g| glob_match(g.as_bytes(), name.as_str().as_bytes())),
-        }
-    }
-}
-
-/// `*` matches any run, `?` any one character; everything else itself.
-pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let mut backtrack: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match pattern.get(p) {
-            Some(b'*') => {
-                backtrack = Some((p, t));
-                p += 1;
-            }
-            Some(&c) if c == b'?' || c == text[t] => {
-                p += 1;
-                t += 1;
-            }
-            _ => match backtrack {
-                Some((bp, bt)) => {
-                    p = bp + 1;
-                    t = bt + 1;
-                    backtrack = Some((bp, bt + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p..].iter().all(|c| *c == b'*')
-}
-
 /// Sessions on this host.
+#[derive(Clone)]
 pub struct Local {
     paths: Paths,
     config: Config,
     registry: Registry,
     /// Where a new session's job starts when the request does not say.
     default_cwd: PathBuf,
-    visibility: Visibility,
+    access: Access,
     /// Who creates sessions through this backend (the owner shown to watchers).
     creator: String,
     /// Who asks, in full, for evidence manifests; `None` for the local user.
@@ -154,7 +113,7 @@ impl Local {
             config,
             registry,
             default_cwd,
-            visibility: Visibility::all(),
+            access: Access::owner(),
             creator,
             requester: None,
         }
@@ -172,23 +131,15 @@ impl Local {
         self
     }
 
-    /// Restricts what this backend shows and touches.
-    pub fn with_visibility(mut self, visibility: Visibility) -> Self {
-        self.visibility = visibility;
+    /// Restricts what this backend shows and does to what `access` allows.
+    pub fn with_access(mut self, access: Access) -> Self {
+        self.access = access;
         self
     }
 
     /// The paths in use.
     pub fn paths(&self) -> &Paths {
         &self.paths
-    }
-
-    fn check_visible(&self, name: &SessionName) -> Result<()> {
-        if self.visibility.allows(name) {
-            Ok(())
-        } else {
-            Err(Failure::no_such_session(name).into())
-        }
     }
 
     /// Writes, syncs and removes a small file in the recordings directory:
@@ -262,26 +213,25 @@ impl Local {
 
 impl Backend for Local {
     fn list(&self) -> Result<Vec<SessionInfo>> {
+        self.access.require(Op::List, None)?;
         let mut all = self.registry.list()?;
-        all.retain(|s| self.visibility.allows(&s.name));
+        all.retain(|s| self.access.sees(&s.name));
         Ok(all)
     }
 
     fn lookup(&self, name: &SessionName) -> Result<Option<SessionInfo>> {
-        if !self.visibility.allows(name) {
-            return Ok(None);
-        }
+        self.access.require(Op::List, Some(name))?;
         self.registry.get(name)
     }
 
     fn create(&self, req: &CreateRequest) -> Result<()> {
-        self.check_visible(name_of(req))?;
+        self.access.require(Op::New, Some(&req.name))?;
         self.paths.prepare()?;
         launch(&self.spec(req)?).map(|_| ())
     }
 
     fn remove(&self, name: &SessionName) -> Result<()> {
-        self.check_visible(name)?;
+        self.access.require(Op::Rm, Some(name))?;
         let recording = self.registry.get(name)?.and_then(|s| s.recording_path);
         self.registry.remove(name)?;
         // A probe's scratch recording goes with it; user recordings never do.
@@ -300,13 +250,17 @@ impl Backend for Local {
     }
 
     fn final_screen(&self, name: &SessionName) -> Result<Option<FinalScreen>> {
-        self.check_visible(name)?;
+        self.access.require(Op::Watch, Some(name))?;
         self.registry.final_screen(name)
     }
 
-    fn connect(&self, name: &SessionName) -> Result<KeeperClient> {
-        self.check_visible(name)?;
+    fn connect(&self, name: &SessionName, op: Op) -> Result<KeeperClient> {
+        self.access.require(op, Some(name))?;
         KeeperClient::connect(&self.paths, name)
+    }
+
+    fn require(&self, op: Op, session: Option<&SessionName>) -> Result<()> {
+        Ok(self.access.require(op, session)?)
     }
 
     fn local_paths(&self) -> Option<&Paths> {
@@ -314,6 +268,7 @@ impl Backend for Local {
     }
 
     fn health(&self, probe: Option<&SessionName>) -> Result<tether_proto::Health> {
+        self.access.require(Op::List, probe)?;
         crate::fsutil::ensure_private_dir(&self.paths.data_dir)?;
         let st = rustix::fs::statvfs(&self.paths.data_dir)?;
         let probe_recording = match probe {
@@ -337,7 +292,7 @@ impl Backend for Local {
     }
 
     fn visible(&self, name: &str) -> bool {
-        SessionName::new(name).is_ok_and(|n| self.visibility.allows(&n))
+        SessionName::new(name).is_ok_and(|n| self.access.sees(&n))
     }
 
     fn requester(&self) -> String {
@@ -345,10 +300,6 @@ impl Backend for Local {
             format!("{} (local user, uid {})", self.creator, rustix::process::getuid().as_raw())
         })
     }
-}
-
-fn name_of(req: &CreateRequest) -> &SessionName {
-    &req.name
 }
 
 /// `$SHELL`, else `/bin/sh`.
@@ -370,36 +321,5 @@ pub fn create_request(name: &SessionName, command: Vec<String>, size: WindowSize
         record_input: false,
         consent: false,
         probe: false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn globs() {
-        let cases = [
-            ("*", "anything", true),
-            ("build-*", "build-42", true),
-            ("build-*", "deploy", false),
-            ("a?c", "abc", true),
-            ("a?c", "ac", false),
-            ("*-prod", "db-prod", true),
-            ("*x*y", "axbxy", true),
-            ("exact", "exact", true),
-            ("exact", "exactly", false),
-        ];
-        for (p, t, want) in cases {
-            assert_eq!(glob_match(p.as_bytes(), t.as_bytes()), want, "{p} {t}");
-        }
-    }
-
-    #[test]
-    fn visibility() {
-        let n = |s| SessionName::new(s).unwrap();
-        let v = Visibility::only(vec!["mentee-*".into(), "shared".into()]);
-        assert!(v.allows(&n("mentee-1")) && v.allows(&n("shared")) && !v.allows(&n("prod")));
-        assert!(Visibility::all().allows(&n("prod")));
     }
 }

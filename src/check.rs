@@ -12,6 +12,7 @@
 //! 6. `disk`: the data directory has at least `check_min_free_bytes`.
 
 use crate::backend::{Backend, create_request};
+use crate::client::access::Op;
 use crate::client::local_identity;
 use anyhow::{Result, anyhow};
 use serde::Serialize;
@@ -83,7 +84,7 @@ fn probe_attach(backend: &dyn Backend, probe: &SessionName, nonce: &str) -> Resu
         create_request(probe, vec!["sh".into(), "-c".into(), script], WindowSize::DEFAULT);
     req.probe = true;
     backend.create(&req)?;
-    let mut client = backend.connect(probe)?;
+    let mut client = backend.connect(probe, Op::Watch)?;
     client.reader.stream().set_read_timeout(Some(PROBE_DEADLINE))?;
     let identity = local_identity();
     client.writer.write_message(&Message::Attach(AttachRequest {
@@ -113,7 +114,7 @@ fn probe_attach(backend: &dyn Backend, probe: &SessionName, nonce: &str) -> Resu
 
 /// Ends the probe and verifies its recording.
 fn probe_recording(backend: &dyn Backend, probe: &SessionName) -> Result<String> {
-    let mut client = backend.connect(probe)?;
+    let mut client = backend.connect(probe, Op::Kill)?;
     client.request(Request::Kill { force: true })?;
     let health = backend.health(Some(probe))?;
     match health.probe_recording.as_deref() {
@@ -128,7 +129,7 @@ fn keepers(backend: &dyn Backend, sessions: &[SessionInfo]) -> Result<String> {
         sessions.iter().filter(|s| s.state == SessionState::Running).collect();
     let mut silent = Vec::new();
     for s in &running {
-        let answered = backend.connect(&s.name).and_then(|mut c| {
+        let answered = backend.connect(&s.name, Op::Who).and_then(|mut c| {
             c.reader.stream().set_read_timeout(Some(KEEPER_DEADLINE))?;
             match c.request(Request::Info)? {
                 Reply::Info { .. } => Ok(()),

@@ -8,7 +8,9 @@
 use crate::Failure;
 use crate::backend::{Backend, create_request};
 use crate::cli::{Command, NewArgs};
+use crate::client::access::Op;
 use crate::client::attach::{self, AttachOptions, Outcome};
+use crate::client::attachment::{ended_screen, exit_of, explain_failure, lost, lost_message};
 use crate::client::{KeeperClient, terminal};
 use crate::config::Config;
 use crate::paths::Paths;
@@ -17,8 +19,8 @@ use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::PathBuf;
 use tether_proto::{
-    AttachMode, CreateRequest, ErrorCode, JobExit, Presence, Reply, Request, SessionInfo,
-    SessionName, SessionState, WindowSize,
+    AttachMode, CreateRequest, ErrorCode, Presence, Reply, Request, SessionInfo, SessionName,
+    SessionState, WindowSize,
 };
 
 /// Everything a command needs.
@@ -40,6 +42,8 @@ impl Ctx {
     ///
     /// Whatever the command reports.
     pub fn execute(&mut self, command: Command) -> Result<i32> {
+        let (op, session) = right_needed(&command);
+        self.backend.require(op, session.as_ref())?;
         let code = match command {
             Command::Attach { name, command } => self.attach(&name, command),
             Command::New(args) => self.new_session(args),
@@ -133,7 +137,8 @@ impl Ctx {
     }
 
     fn attach_existing(&mut self, name: &SessionName, mode: AttachMode) -> Result<i32> {
-        let client = match self.backend.connect(name) {
+        let op = if mode == AttachMode::ReadOnly { Op::Watch } else { Op::Attach };
+        let client = match self.backend.connect(name, op) {
             Ok(c) => c,
             Err(e) => return self.not_running(name, e),
         };
@@ -144,53 +149,24 @@ impl Ctx {
             detach_name: self.config.detach_key.describe(),
         };
         match attach::run(client, &opts) {
-            Ok(Outcome::Detached) => {
-                write!(self.out, "\r\n[detached from {name}]\r\n")?;
-                Ok(0)
-            }
-            Ok(Outcome::Ended(exit)) => {
-                write!(self.out, "\r\n[session {name} ended: {}]\r\n", exit.describe())?;
-                Ok(exit.status())
-            }
-            Ok(Outcome::Lost) => Err(Failure::unavailable(format!(
-                "lost the connection to the keeper of session {name}"
-            ))
-            .into()),
-            Err(e) => match self.backend.lookup(name)? {
-                Some(info) if info.state == SessionState::Ended => self.show_ended(&info),
-                _ => Err(e),
-            },
+            Ok(Outcome::Lost) => Err(Failure::unavailable(lost_message(name)).into()),
+            Ok(outcome) => Ok(outcome.status()),
+            Err(e) => self.not_running(name, e),
         }
     }
 
-    /// The keeper cannot be reached: explain from the record.
+    /// The session could not be attached: an ended one shows its final
+    /// screen and how it ended; otherwise say why.
     fn not_running(&mut self, name: &SessionName, err: anyhow::Error) -> Result<i32> {
-        match self.backend.lookup(name)? {
-            None => Err(Failure::no_such_session(name).into()),
-            Some(info) if info.state == SessionState::Ended => self.show_ended(&info),
-            Some(info) if info.state == SessionState::Lost => Err(lost(name).into()),
-            Some(_) => Err(err),
-        }
-    }
-
-    /// Attaching to an ended session shows its final screen and how it ended.
-    fn show_ended(&mut self, info: &SessionInfo) -> Result<i32> {
-        let exit = exit_of(info);
-        if let Some(screen) = self.backend.final_screen(&info.name)? {
-            self.out.write_all(screen.redraw.as_bytes())?;
-            // The final screen may have left modes on; put them back.
-            let mut tracker = crate::term::scan::ModeTracker::new();
-            tracker.feed(screen.redraw.as_bytes());
-            self.out.write_all(tracker.modes().reset_sequence().as_bytes())?;
-        }
-        write!(
-            self.out,
-            "\r\n[session {} ended: {} at {}]\r\n",
-            info.name,
-            exit.describe(),
-            info.ended.as_deref().unwrap_or("an unknown time")
-        )?;
-        Ok(exit.status())
+        let record = if crate::error::exit_code(&err) == ErrorCode::Refused.exit_code() {
+            None
+        } else {
+            self.backend.lookup(name)?
+        };
+        let info = explain_failure(name, record, err)?;
+        let screen = self.backend.final_screen(&info.name)?;
+        self.out.write_all(&ended_screen(&info, screen.as_ref()))?;
+        Ok(exit_of(&info).status())
     }
 
     fn ls(&mut self, json: bool) -> Result<i32> {
@@ -200,7 +176,7 @@ impl Ctx {
     }
 
     fn who(&mut self, name: &SessionName, json: bool) -> Result<i32> {
-        let attachments = match self.running(name)?.request(Request::Who)? {
+        let attachments = match self.running(name, Op::Who)?.request(Request::Who)? {
             Reply::Who { attachments } => attachments,
             other => return Err(unexpected(&other)),
         };
@@ -219,10 +195,10 @@ impl Ctx {
 
     /// A connection to a running session's keeper, with a clear error for
     /// ended, lost and unknown sessions.
-    fn running(&self, name: &SessionName) -> Result<KeeperClient> {
+    fn running(&self, name: &SessionName, op: Op) -> Result<KeeperClient> {
         let info = self.require(name)?;
         match info.state {
-            SessionState::Running => self.backend.connect(name),
+            SessionState::Running => self.backend.connect(name, op),
             SessionState::Ended => Err(Failure::new(
                 ErrorCode::NoSuchSession,
                 format!("session {name} has ended ({})", exit_of(&info).describe()),
@@ -237,7 +213,7 @@ impl Ctx {
     }
 
     fn kill(&mut self, name: &SessionName, force: bool) -> Result<i32> {
-        match self.running(name)?.request(Request::Kill { force })? {
+        match self.running(name, Op::Kill)?.request(Request::Kill { force })? {
             Reply::Exited { .. } => Ok(0),
             other => Err(unexpected(&other)),
         }
@@ -253,7 +229,7 @@ impl Ctx {
         if info.state != SessionState::Running {
             return status_of_finished(&info);
         }
-        let reply = self.backend.connect(name).and_then(|mut c| c.request(Request::Wait));
+        let reply = self.backend.connect(name, Op::Wait).and_then(|mut c| c.request(Request::Wait));
         match reply {
             Ok(Reply::Exited { exit }) => Ok(exit.status()),
             Ok(other) => Err(unexpected(&other)),
@@ -273,7 +249,7 @@ impl Ctx {
             self.print_lines(&text[skip..])?;
             return Ok(0);
         }
-        let mut client = self.backend.connect(name)?;
+        let mut client = self.backend.connect(name, Op::Tail)?;
         let mut reply = Some(client.request(Request::Tail { lines, follow })?);
         while let Some(r) = reply {
             match r {
@@ -300,9 +276,10 @@ impl Ctx {
 
     fn recording(&self, target: &str) -> Result<Recording> {
         let rec = recording::resolve(&self.recordings_paths()?, target)?;
-        if !self.backend.visible(&rec.session_name()) {
-            return Err(Failure::no_such_session(target).into());
-        }
+        // A recording named by its path is checked by the session it records.
+        let session =
+            SessionName::new(&rec.session_name()).map_err(|_| Failure::no_such_session(target))?;
+        self.backend.require(Op::Review, Some(&session))?;
         Ok(rec)
     }
 
@@ -394,7 +371,7 @@ impl Ctx {
     }
 
     fn simple(&mut self, name: &SessionName, request: Request) -> Result<i32> {
-        match self.running(name)?.request(request)? {
+        match self.running(name, Op::Forensics)?.request(request)? {
             Reply::Done => Ok(0),
             other => Err(unexpected(&other)),
         }
@@ -436,7 +413,7 @@ impl Ctx {
                 memory_limit: self.config.snapshot_memory_limit,
                 requested_by: self.backend.requester(),
             };
-            match self.running(name)?.request(Request::Snapshot(req))? {
+            match self.running(name, Op::Forensics)?.request(Request::Snapshot(req))? {
                 Reply::Snapshot { path } => path,
                 other => return Err(unexpected(&other)),
             }
@@ -561,6 +538,33 @@ pub fn write_sessions(out: &mut dyn Write, sessions: &[SessionInfo], json: bool)
     Ok(())
 }
 
+/// The right a command needs, and the session it names (a recording
+/// named by path is checked where it is resolved).
+pub fn right_needed(command: &Command) -> (Op, Option<SessionName>) {
+    let s = |n: &SessionName| Some(n.clone());
+    let target = |t: &str| SessionName::new(t).ok();
+    match command {
+        Command::Ls { .. } | Command::Completions { .. } | Command::Man => (Op::List, None),
+        Command::Who { name, .. } => (Op::Who, s(name)),
+        Command::Watch { name } => (Op::Watch, s(name)),
+        Command::Attach { name, .. } => (Op::Attach, s(name)),
+        Command::New(args) => (Op::New, s(&args.name)),
+        Command::Tail { name, .. } => (Op::Tail, s(name)),
+        Command::Wait { name } => (Op::Wait, s(name)),
+        Command::Kill { name, .. } => (Op::Kill, s(name)),
+        Command::Rm { name } => (Op::Rm, s(name)),
+        Command::Replay { target: t, .. } | Command::Export { target: t, .. } => {
+            (Op::Review, target(t))
+        }
+        Command::Grep { .. } | Command::Verify { .. } => (Op::Review, None),
+        Command::Snapshot { name, .. } => (Op::Forensics, name.clone()),
+        Command::Freeze { name } | Command::Thaw { name } => (Op::Forensics, s(name)),
+        // `check` creates (and removes) a probe session.
+        Command::Check { .. } => (Op::New, None),
+        Command::Daemon { .. } | Command::Keeper => (Op::Rm, None),
+    }
+}
+
 fn status_of_finished(info: &SessionInfo) -> Result<i32> {
     match info.state {
         SessionState::Lost => Err(lost(&info.name).into()),
@@ -588,22 +592,6 @@ fn refuse_nested(name: &SessionName) -> Result<()> {
         .into());
     }
     Ok(())
-}
-
-/// The error for a session whose keeper died.
-pub fn lost(name: &SessionName) -> Failure {
-    Failure::unavailable(format!(
-        "session {name} was lost (its keeper died); `tether rm {name}` forgets it"
-    ))
-}
-
-/// How an ended session's job ended, from its record.
-pub fn exit_of(info: &SessionInfo) -> JobExit {
-    JobExit {
-        code: info.exit_code,
-        signal: info.signal,
-        ended: info.ended.clone().unwrap_or_default(),
-    }
 }
 
 fn state_label(s: &SessionInfo) -> String {

@@ -80,6 +80,12 @@ impl FrameReader {
     pub fn stream(&self) -> &UnixStream {
         &self.stream
     }
+
+    /// The socket and the decoder with whatever it holds, to go on with
+    /// the same conversation elsewhere (an async task).
+    pub fn into_parts(self) -> (UnixStream, FrameDecoder) {
+        (self.stream, self.decoder)
+    }
 }
 
 /// The sending half.
@@ -143,6 +149,11 @@ impl FrameWriter {
     /// The socket.
     pub fn stream(&self) -> &UnixStream {
         &self.stream
+    }
+
+    /// The socket.
+    pub fn into_stream(self) -> UnixStream {
+        self.stream
     }
 }
 

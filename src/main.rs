@@ -13,14 +13,17 @@ fn main() {
     if !matches!(cli.command, Command::Keeper | Command::Daemon { .. }) {
         init_cli_log();
     }
-    // `wait` reserves its exit codes for the job; its own failures are 125.
+    // `wait` reserves its exit codes for the job; its own failures are 125,
+    // except a refusal, which is 5 on every path and for every command.
     let own_failure = matches!(cli.command, Command::Wait { .. }).then_some(125);
     let code = match tether::entry::run(cli) {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => 0,
         Err(e) => {
             eprintln!("tether: {}", tether::error::message(&e));
-            own_failure.unwrap_or_else(|| tether::error::exit_code(&e))
+            let code = tether::error::exit_code(&e);
+            let refused = code == tether_proto::ErrorCode::Refused.exit_code();
+            own_failure.filter(|_| !refused).unwrap_or(code)
         }
     };
     std::process::exit(code);

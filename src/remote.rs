@@ -14,6 +14,7 @@
 use crate::Failure;
 use crate::backend::Backend;
 use crate::client::KeeperClient;
+use crate::client::access::Op;
 use crate::keys::fingerprint;
 use anyhow::{Context, Result};
 use russh::client::{self, Handle};
@@ -359,7 +360,15 @@ impl Backend for Remote {
         }
     }
 
-    fn connect(&self, name: &SessionName) -> Result<KeeperClient> {
+    fn require(&self, op: Op, session: Option<&SessionName>) -> Result<()> {
+        let req = Request::Authorize { right: op.key().to_owned(), session: session.cloned() };
+        match self.request(req)? {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn connect(&self, name: &SessionName, _op: Op) -> Result<KeeperClient> {
         let mut client = self.open()?;
         client.route(name)?;
         Ok(client)

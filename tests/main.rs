@@ -6,6 +6,7 @@
 
 mod support;
 
+mod access;
 mod attach;
 mod faults;
 mod forensic;

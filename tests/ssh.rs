@@ -311,10 +311,11 @@ fn roles_and_session_globs_are_enforced() {
     // An operator limited to team-* does not even see the others.
     let listed = op_ssh.ok(&env, &["ls"]);
     assert!(listed.contains("team-a") && !listed.contains("secret"), "{listed}");
-    assert_eq!(op_ssh.run(&env, &["tail", "secret"]).status.code(), Some(3));
+    // Outside its sessions, refused (whether or not such a session exists).
+    assert_eq!(op_ssh.run(&env, &["tail", "secret"]).status.code(), Some(5));
     assert_eq!(op_ssh.run(&env, &["kill", "team-a"]).status.code(), Some(5));
     op_ssh.ok(&env, &["tail", "team-a"]);
-    assert_eq!(op_ssh.run(&env, &["new", "-d", "other", "--", "true"]).status.code(), Some(3));
+    assert_eq!(op_ssh.run(&env, &["new", "-d", "other", "--", "true"]).status.code(), Some(5));
 }
 
 #[test]

@@ -238,6 +238,12 @@ impl FrameDecoder {
     pub fn pending(&self) -> usize {
         self.buf.len()
     }
+
+    /// Takes the bytes received but not yet decoded, for a caller that
+    /// passes the rest of the stream on without decoding it.
+    pub fn take_pending(&mut self) -> Bytes {
+        self.buf.split().freeze()
+    }
 }
 
 #[cfg(test)]

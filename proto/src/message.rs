@@ -365,6 +365,17 @@ pub enum Request {
         /// The session.
         name: SessionName,
     },
+    /// Daemon-level: may the caller exercise `right` (on `session`)? Asked
+    /// by `tether --host` before each command, so that a remote command is
+    /// refused exactly as it would be over `ssh host COMMAND`.
+    /// → [`Reply::Done`] or [`ErrorCode::Refused`].
+    Authorize {
+        /// The right: `ls`, `who`, `watch`, `attach`, `new`, `tail`,
+        /// `wait`, `kill`, `rm`, `review` or `forensics`.
+        right: String,
+        /// The session the command names, if any.
+        session: Option<SessionName>,
+    },
 }
 
 /// Answers to [`Request`].

@@ -1,38 +1,27 @@
-//! The attached terminal: raw stdin bytes to the keeper, the keeper's output
-//! to stdout, SIGWINCH to resizes, the detach key, and a terminal that is
-//! always put back the way the shell expects.
+//! The local attached terminal: drives an [`Attachment`] with raw stdin
+//! bytes, the keeper's socket, SIGWINCH and the clock.
 //!
 //! One thread, one `poll` over stdin, the keeper's socket and a signal
 //! self-pipe. Writing to stdout blocks when the user's terminal is slow;
 //! the keeper then drops our backlog and sends a redraw, and the job never
-//! notices.
+//! notices. What is shown and sent is decided by the state machine, which
+//! the SSH bridge drives too.
 
 use super::KeeperClient;
+pub use super::attachment::Outcome;
+use super::attachment::{Attachment, Settings, Start};
 use super::terminal::{self, RawMode};
-use crate::term::detach::DetachKey;
-use crate::term::scan::ModeTracker;
-use crate::term::view::{self, WatchView};
+use crate::Failure;
 use anyhow::{Context, Result};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
-use tether_proto::{AttachMode, AttachRequest, JobExit, Message, SessionName};
+use std::time::Instant;
+use tether_proto::{AttachMode, SessionName};
 
-/// How an attachment ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// The user detached (key, closed terminal, SIGTERM/SIGHUP).
-    Detached,
-    /// The job ended.
-    Ended(JobExit),
-    /// The keeper went away without saying how the job ended.
-    Lost,
-}
-
-/// Options of one attachment.
+/// Options of one local attachment.
 #[derive(Debug, Clone)]
 pub struct AttachOptions {
     /// The session, for messages.
@@ -44,10 +33,6 @@ pub struct AttachOptions {
     /// How the detach key is written, for a watcher's status line.
     pub detach_name: String,
 }
-
-/// Watchers' views are repainted at most this often: enough to follow a
-/// session, cheap even over a slow link.
-const FRAME_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Signals the loop cares about, set by handlers and read by the loop.
 struct Flags {
@@ -81,75 +66,54 @@ impl Flags {
     }
 }
 
-/// Attaches the current terminal to `client`'s session until detach or end.
+/// Attaches the current terminal to `client`'s session until detach or
+/// end. The terminal is put back whatever happens, and the last words
+/// (`[detached from …]`, `[session … ended: …]`) are written.
 ///
 /// # Errors
 ///
-/// The keeper refuses the attachment, or the terminal cannot be set up.
+/// The keeper refuses the attachment or closes without answering (exit
+/// 6), or the terminal cannot be set up.
 pub fn run(mut client: KeeperClient, opts: &AttachOptions) -> Result<Outcome> {
-    let request = AttachRequest {
+    let (mut attachment, request) = Attachment::start(Settings {
+        name: opts.name.clone(),
         mode: opts.mode,
-        size: terminal::size(),
         identity: super::local_identity(),
-    };
-    client.writer.write_message(&Message::Attach(request))?;
-    let session = match client.reader.read_message()? {
-        Some(Message::AttachReply(reply)) => reply.session,
-        Some(Message::Error(e)) => return Err(crate::Failure::from(e).into()),
-        _ => return Ok(Outcome::Lost),
+        detach_key: opts.detach_key,
+        detach_name: opts.detach_name.clone(),
+        size: terminal::size(),
+    });
+    client.writer.write_message(&request)?;
+    let enter = match attachment.on_reply(client.reader.read_message()?) {
+        Start::Attached(bytes) => bytes,
+        Start::Refused(e) => return Err(Failure::from(e).into()),
+        Start::Lost => {
+            return Err(Failure::unavailable(super::attachment::lost_message(&opts.name)).into());
+        }
     };
     let flags = Flags::register().context("installing signal handlers")?;
     let raw = RawMode::enable().context("switching the terminal to raw mode")?;
-    let view = (opts.mode == AttachMode::ReadOnly).then(|| {
-        let size = tether_proto::WindowSize { cols: session.cols, rows: session.rows };
-        let owner = session.owner.clone().unwrap_or_else(|| "?".into());
-        let mut v = WatchView::new(
-            session.name.as_str(),
-            &owner,
-            size,
-            terminal::size(),
-            &opts.detach_name,
-        );
-        v.set_watchers(session.watchers.max(1));
-        v
-    });
-    let mut out = std::io::stdout().lock();
-    if view.is_some() {
-        let _ = out.write_all(view::ENTER.as_bytes());
-        let _ = out.flush();
-    }
-    drop(out);
-    let mut attached = Attached {
-        client,
-        tracker: ModeTracker::new(),
-        ended: None,
-        view,
-        dirty: false,
-        last_frame: Instant::now() - FRAME_INTERVAL,
-        out: Vec::new(),
+    let mut pump = Pump { client, attachment, out: enter };
+    let result = pump.run(&flags);
+    // Whatever went wrong, leave the terminal as the shell expects it.
+    let (last_words, outcome) = match result {
+        Ok(done) => done,
+        Err(e) => {
+            let (_, words, _) = pump.attachment.leave();
+            let _ = write_terminal(&words);
+            drop(raw);
+            return Err(e);
+        }
     };
-    let outcome = attached.pump(&flags, opts);
-    let reset = match &attached.view {
-        Some(_) => view::LEAVE.to_owned(),
-        None => attached.tracker.modes().reset_sequence(),
-    };
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(reset.as_bytes());
-    let _ = out.flush();
+    let _ = write_terminal(&last_words);
     drop(raw);
-    outcome
+    Ok(outcome)
 }
 
-struct Attached {
+struct Pump {
     client: KeeperClient,
-    tracker: ModeTracker,
-    ended: Option<JobExit>,
-    /// A watcher's rendered view (read-only attachments only).
-    view: Option<WatchView>,
-    /// The view changed since it was last painted.
-    dirty: bool,
-    last_frame: Instant,
-    /// Output of one read of the socket, written to the terminal at once.
+    attachment: Attachment,
+    /// Terminal bytes of one read of the socket, written at once.
     out: Vec<u8>,
 }
 
@@ -171,18 +135,16 @@ fn write_terminal(mut bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-impl Attached {
-    fn pump(&mut self, flags: &Flags, opts: &AttachOptions) -> Result<Outcome> {
-        let mut detach = DetachKey::new(opts.detach_key);
+impl Pump {
+    /// Runs until the attachment ends; returns the last bytes for the
+    /// terminal and how it ended.
+    fn run(&mut self, flags: &Flags) -> Result<(Vec<u8>, Outcome)> {
         let stdin = std::io::stdin();
         let mut input = [0u8; 4096];
-        // Output already decoded but not yet written (a read can carry
-        // several frames).
+        // The reply's read may have brought output too.
         self.flush_messages()?;
         loop {
-            let frame_due = self.dirty.then(|| self.last_frame + FRAME_INTERVAL);
-            let wake = [detach.deadline(), frame_due].into_iter().flatten().min();
-            let timeout = wake.map(|d| {
+            let timeout = self.attachment.deadline().map(|d| {
                 let left = d.saturating_duration_since(Instant::now());
                 Timespec::try_from(left).unwrap_or(Timespec { tv_sec: 0, tv_nsec: 0 })
             });
@@ -199,98 +161,60 @@ impl Attached {
             if ready[2] {
                 flags.drain();
                 if flags.quit.load(Ordering::SeqCst) {
-                    return self.leave();
+                    return Ok(self.leave());
                 }
-                if flags.winch.swap(false, Ordering::SeqCst) {
-                    match &mut self.view {
-                        // Watchers never resize the session.
-                        Some(view) => {
-                            view.terminal_resized(terminal::size());
-                            self.dirty = true;
-                        }
-                        None => {
-                            self.client.writer.write_message(&Message::Resize(terminal::size()))?;
-                        }
-                    }
+                if flags.winch.swap(false, Ordering::SeqCst)
+                    && let Some(msg) = self.attachment.on_terminal_resized(terminal::size())
+                {
+                    self.client.writer.write_message(&msg)?;
                 }
             }
             if ready[1] {
                 if !self.client.reader.fill()? {
-                    return Ok(self.ended.take().map_or(Outcome::Lost, Outcome::Ended));
+                    self.flush_messages()?;
+                    return Ok(self.attachment.closed());
                 }
                 self.flush_messages()?;
             }
+            let now = Instant::now();
             if ready[0] {
                 let n = match (&stdin).read(&mut input) {
-                    Ok(0) | Err(_) => return self.leave(),
+                    Ok(0) | Err(_) => return Ok(self.leave()),
                     Ok(n) => n,
                 };
-                let step = detach.feed(&input[..n], Instant::now());
-                if !step.forward.is_empty() && opts.mode == AttachMode::Interactive {
-                    let _ = self.client.writer.write_message(&Message::Input(step.forward.into()));
+                let typed = self.attachment.on_input(&input[..n], now);
+                if let Some(msg) = typed.to_keeper {
+                    let _ = self.client.writer.write_message(&msg);
                 }
-                if step.detach {
-                    return self.leave();
+                if typed.leave {
+                    return Ok(self.leave());
                 }
-            } else if detach.tick(Instant::now()).detach {
-                return self.leave();
+            } else if self.attachment.tick(now) {
+                return Ok(self.leave());
             }
-            self.paint_if_due()?;
+            if let Some(frame) = self.attachment.paint(now) {
+                write_terminal(&frame)?;
+            }
         }
     }
 
-    /// Repaints a watcher's view, at most every [`FRAME_INTERVAL`].
-    fn paint_if_due(&mut self) -> Result<()> {
-        let Some(view) = &self.view else { return Ok(()) };
-        if !self.dirty || self.last_frame.elapsed() < FRAME_INTERVAL {
-            return Ok(());
-        }
-        let mut out = std::io::stdout().lock();
-        out.write_all(&view.frame()).context("writing to the terminal")?;
-        out.flush()?;
-        self.dirty = false;
-        self.last_frame = Instant::now();
-        Ok(())
-    }
-
-    /// Writes every decoded output frame to the terminal, in one write.
+    /// Writes every decoded frame's terminal bytes, in one write.
     fn flush_messages(&mut self) -> Result<()> {
         let mut out = std::mem::take(&mut self.out);
-        out.clear();
         while let Some(msg) = self.client.reader.try_message()? {
-            match (msg, &mut self.view) {
-                (Message::Output(bytes) | Message::Redraw(bytes), Some(view)) => {
-                    view.feed(&bytes);
-                    self.dirty = true;
-                }
-                (Message::Output(bytes) | Message::Redraw(bytes), None) => {
-                    self.tracker.feed(&bytes);
-                    out.extend_from_slice(&bytes);
-                }
-                (Message::Resize(size), Some(view)) => {
-                    view.session_resized(size);
-                    self.dirty = true;
-                }
-                (Message::Notice(n), Some(view)) => {
-                    if let Some(w) = n.watchers {
-                        view.set_watchers(w);
-                    }
-                    view.set_note(Some(n.text));
-                    self.dirty = true;
-                }
-                (Message::Exit(exit), _) => self.ended = Some(exit),
-                _ => {}
-            }
+            self.attachment.on_keeper(msg, &mut out);
         }
         let written = write_terminal(&out);
+        out.clear();
         if out.capacity() <= OUT_KEEP_BYTES {
             self.out = out;
         }
         written
     }
 
-    fn leave(&mut self) -> Result<Outcome> {
-        let _ = self.client.writer.write_message(&Message::Detach);
-        Ok(Outcome::Detached)
+    fn leave(&mut self) -> (Vec<u8>, Outcome) {
+        let (detach, words, outcome) = self.attachment.leave();
+        let _ = self.client.writer.write_message(&detach);
+        (words, outcome)
     }
 }

@@ -1,7 +1,20 @@
-//! The client side of the keeper protocol: connecting, the hello, one
-//! request; and the interactive attachment ([`attach`]).
+//! The keeper client: the one way any part of tether reaches a session's
+//! keeper. The local CLI, `ssh host COMMAND`, the SSH attach bridge, the
+//! session picker and the `tether` subsystem all connect through
+//! [`crate::backend::Local`], which asks [`access`] first; nothing else
+//! opens a keeper socket.
+//!
+//! * [`KeeperClient`]: connecting, the hello (written once, here), one
+//!   request; [`nonblocking`] hands the same connection to tokio tasks.
+//! * [`access`]: roles and the sessions a key may reach.
+//! * [`attachment`]: one attachment as a state machine with no I/O, driven
+//!   by [`attach`] (the local terminal) and by the SSH bridge alike.
+//! * [`terminal`]: the local terminal's raw mode and size.
 
+pub mod access;
 pub mod attach;
+pub mod attachment;
+pub mod nonblocking;
 pub mod terminal;
 
 use crate::Failure;
@@ -11,8 +24,8 @@ use anyhow::{Context, Result};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 use tether_proto::{
-    HelloRequest, Identity, Message, PROTOCOL_VERSION, Reply, Request, Role, RouteRequest,
-    SessionName,
+    HelloReply, HelloRequest, Identity, Message, PROTOCOL_VERSION, Reply, Request, Role,
+    RouteRequest, SessionName,
 };
 
 /// How long to wait for a keeper's hello reply. A stopped (SIGSTOP) keeper
@@ -25,16 +38,20 @@ pub struct KeeperClient {
     pub reader: FrameReader,
     /// Outgoing frames.
     pub writer: FrameWriter,
+    /// What the peer said in its hello (a daemon passes a keeper's on).
+    pub hello: HelloReply,
 }
 
 impl KeeperClient {
-    /// Connects to `name`'s keeper and exchanges hellos.
+    /// Connects to `name`'s keeper and exchanges hellos. Only
+    /// [`crate::backend::Local`] calls this, after the caller's rights were
+    /// checked.
     ///
     /// # Errors
     ///
     /// The keeper cannot be reached (exit 6) or speaks another protocol
     /// version (exit 6, naming both).
-    pub fn connect(paths: &Paths, name: &SessionName) -> Result<Self> {
+    pub(crate) fn connect(paths: &Paths, name: &SessionName) -> Result<Self> {
         let socket = paths.socket_file(name);
         let stream = UnixStream::connect(&socket).map_err(|e| {
             Failure::unavailable(format!("cannot reach the keeper of session {name}: {e}"))
@@ -55,7 +72,8 @@ impl KeeperClient {
             protocol: PROTOCOL_VERSION,
             software: crate::SOFTWARE.into(),
         }));
-        let mut client = KeeperClient { reader, writer };
+        let placeholder = HelloReply { protocol: 0, software: String::new(), session: None };
+        let mut client = KeeperClient { reader, writer, hello: placeholder };
         if let Err(e) = sent {
             // A peer that refuses us may have said why and closed before
             // our hello arrived: its reason beats "broken pipe".
@@ -71,7 +89,10 @@ impl KeeperClient {
 
     fn expect_hello(&mut self, peer: &str) -> Result<()> {
         match self.reader.read_message() {
-            Ok(Some(Message::HelloReply(_))) => Ok(()),
+            Ok(Some(Message::HelloReply(reply))) => {
+                self.hello = reply;
+                Ok(())
+            }
             Ok(Some(Message::Error(e))) => Err(Failure::from(e).into()),
             Ok(Some(other)) => Err(Failure::unavailable(format!(
                 "{peer} answered hello with frame kind {}",

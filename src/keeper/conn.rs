@@ -254,7 +254,8 @@ fn control(keeper: &Arc<Keeper>, req: Request, mut writer: FrameWriter) {
         | Request::Health { .. }
         | Request::Lookup { .. }
         | Request::Remove { .. }
-        | Request::FinalScreen { .. } => {
+        | Request::FinalScreen { .. }
+        | Request::Authorize { .. } => {
             Err(Failure::invalid("that request is for a daemon, not a session's keeper"))
         }
     };

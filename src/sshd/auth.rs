@@ -17,7 +17,7 @@
 //! A malformed line is reported with its line number and skipped; the
 //! other keys keep working.
 
-use crate::backend::Visibility;
+use crate::client::access::Visibility;
 use russh::keys::PublicKey;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -279,7 +279,7 @@ pub fn from_allows(patterns: &[String], ip: IpAddr) -> bool {
         let hit = if pat.contains('/') {
             cidr_contains(pat, ip)
         } else {
-            crate::backend::glob_match(pat.as_bytes(), text.as_bytes())
+            crate::client::access::glob_match(pat.as_bytes(), text.as_bytes())
         };
         if hit && negated {
             return false;

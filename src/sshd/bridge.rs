@@ -1,59 +1,39 @@
-//! An SSH channel attached to a session: the client's bytes (through the
-//! detach key) to the keeper, the keeper's output to the channel.
+//! An SSH channel attached to a session: the SSH side's driver of the same
+//! [`Attachment`] state machine the local client drives, over the keeper
+//! client that every front end uses (the caller's role and sessions are
+//! checked when it connects).
 //!
 //! Output is written with the channel's flow control: while the client's
 //! window is closed we stop reading from the keeper, whose outbox for us
 //! then overflows and is replaced by a redraw. The daemon's memory per
 //! attachment stays bounded, and the job never waits.
 //!
-//! A read-only attachment (watch) never passes the session's bytes on: it
-//! feeds them to a [`WatchView`] and sends the rendered, cropped view with
-//! its status line, and nothing typed reaches the keeper.
+//! A read-only attachment (watch) never passes the session's bytes on: the
+//! state machine renders them into a cropped view with its status line,
+//! and nothing typed reaches the keeper.
 
-use super::{Caller, Input, Output, Shared, frames, say};
-use crate::term::detach::DetachKey;
-use crate::term::scan::ModeTracker;
-use crate::term::view::{self, WatchView};
+use super::{Caller, Input, Output, Shared};
+use crate::Failure;
+use crate::audit::Event;
+use crate::backend::Backend as _;
+use crate::client::access::Op;
+use crate::client::attachment::{
+    Attachment, Outcome, Settings, Start, ended_screen, exit_of, explain_failure, lost_message,
+};
+use crate::client::nonblocking::FrameWriteHalf;
 use anyhow::Result;
 use bytes::Bytes;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tether_proto::{AttachMode, AttachRequest, JobExit, Message, SessionName, WindowSize};
+use std::time::Instant;
+use tether_proto::{AttachMode, ErrorCode, SessionName, WindowSize};
 use tokio::sync::mpsc::Receiver;
 
-/// How often a watcher's view may be repainted.
-const FRAME_INTERVAL: Duration = Duration::from_millis(50);
-
-/// How a bridged attachment ended, as an exit status for the channel.
-pub struct Attached {
-    /// The channel's exit status.
-    pub code: i32,
-}
-
-/// The state of one bridged attachment.
-struct Bridge<'a> {
-    out: &'a Output,
-    name: &'a SessionName,
-    mode: AttachMode,
-    detach: DetachKey,
-    tracker: ModeTracker,
-    view: Option<WatchView>,
-    dirty: bool,
-    ended: Option<JobExit>,
-}
-
-/// What the loop should do next.
-enum Step {
-    Continue,
-    Leave,
-    Done(i32),
-}
-
-/// Attaches the channel to `name` until detach, disconnect or the job's end.
+/// Attaches the channel to `name` until detach, disconnect or the job's
+/// end; returns how it ended (the terminal has been put back and told).
 ///
 /// # Errors
 ///
-/// The keeper cannot be reached or refuses the attachment.
+/// The caller may not (exit 5), or the keeper cannot be reached or refuses.
 pub async fn attach(
     shared: &Arc<Shared>,
     caller: &Caller,
@@ -62,169 +42,131 @@ pub async fn attach(
     size: WindowSize,
     input: &mut Receiver<Input>,
     out: &Output,
-) -> Result<Attached> {
-    let (mut from_keeper, mut to_keeper, _) = frames::connect(&shared.paths, name).await?;
-    let identity = caller.identity.clone();
-    to_keeper.write_message(&Message::Attach(AttachRequest { mode, size, identity })).await?;
-    let session = match from_keeper.read_message().await? {
-        Some(Message::AttachReply(reply)) => reply.session,
-        Some(Message::Error(e)) => return Err(crate::Failure::from(e).into()),
-        _ => return Ok(Attached { code: lost(out, name).await }),
+) -> Result<Outcome> {
+    let backend = shared.backend_for(caller);
+    let op = if mode == AttachMode::ReadOnly { Op::Watch } else { Op::Attach };
+    let client = {
+        let name = name.clone();
+        tokio::task::spawn_blocking(move || backend.connect(&name, op)).await??
     };
-    let event = if mode == AttachMode::ReadOnly {
-        crate::audit::Event::Watch
-    } else {
-        crate::audit::Event::Attach
-    };
-    super::audit(shared, &caller.audit(event, Some(name.as_str())));
+    let (mut from_keeper, mut to_keeper) = client.into_async()?;
     let config = shared.config();
-    let view = (mode == AttachMode::ReadOnly).then(|| {
-        let session_size = WindowSize { cols: session.cols, rows: session.rows };
-        let owner = session.owner.clone().unwrap_or_else(|| "?".into());
-        let mut v = WatchView::new(
-            name.as_str(),
-            &owner,
-            session_size,
-            size,
-            &config.detach_key.describe(),
-        );
-        v.set_watchers(session.watchers.max(1));
-        v
-    });
-    if view.is_some() {
-        say(out, view::ENTER, false).await;
-    }
-    let mut bridge = Bridge {
-        out,
-        name,
+    let (mut attachment, request) = Attachment::start(Settings {
+        name: name.clone(),
         mode,
-        detach: DetachKey::new(config.detach_key.0),
-        tracker: ModeTracker::new(),
-        view,
-        dirty: false,
-        ended: None,
+        identity: caller.identity.clone(),
+        detach_key: config.detach_key.0,
+        detach_name: config.detach_key.describe(),
+        size,
+    });
+    to_keeper.write_message(&request).await?;
+    match attachment.on_reply(from_keeper.read_message().await.ok().flatten()) {
+        Start::Attached(enter) => send(out, enter).await,
+        Start::Refused(e) => return Err(Failure::from(e).into()),
+        Start::Lost => return Err(Failure::unavailable(lost_message(name)).into()),
     };
-    let mut frames = tokio::time::interval(FRAME_INTERVAL);
-    let code = loop {
-        let deadline = bridge.detach.deadline().map(tokio::time::Instant::from_std);
-        let step = tokio::select! {
-            msg = from_keeper.read_message() => bridge.on_keeper(msg.ok().flatten()).await,
-            got = input.recv() => bridge.on_client(got, &mut to_keeper).await,
-            () = sleep_until(deadline), if deadline.is_some() => {
-                if bridge.detach.tick(Instant::now()).detach { Step::Leave } else { Step::Continue }
-            }
-            _ = frames.tick(), if bridge.dirty => bridge.paint().await,
+    let event = if mode == AttachMode::ReadOnly { Event::Watch } else { Event::Attach };
+    super::audit(shared, &caller.audit(event, Some(name.as_str())));
+    let mut terminal = Vec::new();
+    let outcome = loop {
+        let deadline = attachment.deadline().map(tokio::time::Instant::from_std);
+        let leave = tokio::select! {
+            msg = from_keeper.read_message() => match msg.ok().flatten() {
+                Some(msg) => {
+                    attachment.on_keeper(msg, &mut terminal);
+                    // A client that is gone detaches.
+                    !terminal.is_empty() && !send(out, std::mem::take(&mut terminal)).await
+                }
+                None => {
+                    let (last, outcome) = attachment.closed();
+                    send(out, last).await;
+                    break outcome;
+                }
+            },
+            got = input.recv() => match got {
+                Some(Input::Data(bytes)) => {
+                    let typed = attachment.on_input(&bytes, Instant::now());
+                    if let Some(msg) = typed.to_keeper
+                        && to_keeper.write_message(&msg).await.is_err()
+                    {
+                        let (last, outcome) = attachment.closed();
+                        send(out, last).await;
+                        break outcome;
+                    }
+                    typed.leave
+                }
+                Some(Input::Resize(size)) => {
+                    if let Some(msg) = attachment.on_terminal_resized(size) {
+                        let _ = to_keeper.write_message(&msg).await;
+                    }
+                    false
+                }
+                // Closing the connection detaches.
+                Some(Input::Eof) | None => true,
+            },
+            () = sleep_until(deadline), if deadline.is_some() => attachment.tick(Instant::now()),
         };
-        match step {
-            Step::Continue => {}
-            Step::Leave => break bridge.leave(&mut to_keeper).await,
-            Step::Done(code) => break code,
+        if leave {
+            break leave_session(&mut attachment, &mut to_keeper, out).await;
+        }
+        if let Some(frame) = attachment.paint(Instant::now()) {
+            send(out, frame).await;
         }
     };
-    super::audit(shared, &caller.audit(crate::audit::Event::Detach, Some(name.as_str())));
-    Ok(Attached { code })
+    let event = if mode == AttachMode::ReadOnly { Event::Unwatch } else { Event::Detach };
+    super::audit(shared, &caller.audit(event, Some(name.as_str())));
+    Ok(outcome)
 }
 
-impl Bridge<'_> {
-    async fn on_keeper(&mut self, msg: Option<Message>) -> Step {
-        match (msg, &mut self.view) {
-            (Some(Message::Output(bytes) | Message::Redraw(bytes)), Some(view)) => {
-                view.feed(&bytes);
-                self.dirty = true;
-            }
-            (Some(Message::Output(bytes) | Message::Redraw(bytes)), None) => {
-                self.tracker.feed(&bytes);
-                if self.out.data_bytes(bytes).await.is_err() {
-                    return Step::Done(0);
-                }
-            }
-            (Some(Message::Resize(size)), Some(view)) => {
-                view.session_resized(size);
-                self.dirty = true;
-            }
-            (Some(Message::Notice(n)), Some(view)) => {
-                if let Some(w) = n.watchers {
-                    view.set_watchers(w);
-                }
-                view.set_note(Some(n.text));
-                self.dirty = true;
-            }
-            (Some(Message::Exit(exit)), _) => self.ended = Some(exit),
-            (Some(_), _) => {}
-            (None, _) => return self.gone().await,
-        }
-        Step::Continue
-    }
+/// [`attach`], and what the local CLI does when that fails: a session that
+/// has ended shows its final screen (with the terminal put back), anything
+/// else is explained from its record. Returns the channel's exit status.
+///
+/// # Errors
+///
+/// The refusal, no such session, lost, or the failure to attach.
+pub async fn attach_or_show(
+    shared: &Arc<Shared>,
+    caller: &Caller,
+    name: &SessionName,
+    mode: AttachMode,
+    size: WindowSize,
+    input: &mut Receiver<Input>,
+    out: &Output,
+) -> Result<i32> {
+    let err = match attach(shared, caller, name, mode, size, input, out).await {
+        Ok(Outcome::Lost) => return Err(Failure::unavailable(lost_message(name)).into()),
+        Ok(outcome) => return Ok(outcome.status()),
+        Err(e) => e,
+    };
+    let backend = shared.backend_for(caller);
+    let n = name.clone();
+    let shown = tokio::task::spawn_blocking(move || {
+        let refused = crate::error::exit_code(&err) == ErrorCode::Refused.exit_code();
+        let record = if refused { None } else { backend.lookup(&n)? };
+        let info = explain_failure(&n, record, err)?;
+        let screen = backend.final_screen(&n)?;
+        anyhow::Ok((ended_screen(&info, screen.as_ref()), exit_of(&info).status()))
+    })
+    .await??;
+    send(out, shown.0).await;
+    Ok(shown.1)
+}
 
-    /// The keeper closed the connection: the job ended, or the keeper died.
-    async fn gone(&mut self) -> Step {
-        if self.view.is_some() {
-            self.paint().await;
-            say(self.out, view::LEAVE, false).await;
-        }
-        match self.ended.take() {
-            Some(exit) => {
-                let msg = format!("\r\n[session {} ended: {}]\r\n", self.name, exit.describe());
-                say(self.out, &msg, false).await;
-                Step::Done(exit.status())
-            }
-            None => Step::Done(lost(self.out, self.name).await),
-        }
-    }
+async fn leave_session(
+    attachment: &mut Attachment,
+    to_keeper: &mut FrameWriteHalf,
+    out: &Output,
+) -> Outcome {
+    let (detach, last, outcome) = attachment.leave();
+    let _ = to_keeper.write_message(&detach).await;
+    send(out, last).await;
+    outcome
+}
 
-    async fn on_client(
-        &mut self,
-        got: Option<Input>,
-        to_keeper: &mut frames::FrameWriteHalf,
-    ) -> Step {
-        match got {
-            Some(Input::Data(bytes)) => {
-                let step = self.detach.feed(&bytes, Instant::now());
-                // Read-only: nothing typed is sent at all.
-                if !step.forward.is_empty() && self.mode == AttachMode::Interactive {
-                    let msg = Message::Input(Bytes::from(step.forward));
-                    if to_keeper.write_message(&msg).await.is_err() {
-                        return Step::Done(lost(self.out, self.name).await);
-                    }
-                }
-                if step.detach { Step::Leave } else { Step::Continue }
-            }
-            Some(Input::Resize(size)) => {
-                match &mut self.view {
-                    // Watchers never resize the session.
-                    Some(view) => {
-                        view.terminal_resized(size);
-                        self.dirty = true;
-                    }
-                    None => {
-                        let _ = to_keeper.write_message(&Message::Resize(size)).await;
-                    }
-                }
-                Step::Continue
-            }
-            // Closing the connection detaches.
-            Some(Input::Eof) | None => Step::Leave,
-        }
-    }
-
-    async fn paint(&mut self) -> Step {
-        if let Some(view) = &self.view {
-            let _ = self.out.data_bytes(Bytes::from(view.frame())).await;
-        }
-        self.dirty = false;
-        Step::Continue
-    }
-
-    async fn leave(&mut self, to_keeper: &mut frames::FrameWriteHalf) -> i32 {
-        let _ = to_keeper.write_message(&Message::Detach).await;
-        let reset = match &self.view {
-            Some(_) => view::LEAVE.to_owned(),
-            None => self.tracker.modes().reset_sequence(),
-        };
-        let text = format!("{reset}\r\n[detached from {}]\r\n", self.name);
-        say(self.out, &text, false).await;
-        0
-    }
+/// Writes to the channel (waiting for its window); `false` if it is gone.
+async fn send(out: &Output, bytes: Vec<u8>) -> bool {
+    bytes.is_empty() || out.data_bytes(Bytes::from(bytes)).await.is_ok()
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -232,9 +174,4 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
-}
-
-async fn lost(out: &Output, name: &SessionName) -> i32 {
-    say(out, &format!("\r\n[lost the connection to session {name}]\r\n"), false).await;
-    6
 }

@@ -7,19 +7,19 @@
 //! and go through [`super::bridge`]; the others run the CLI's code on a
 //! blocking thread, their output streamed to the channel.
 
-use super::roles::Op;
 use super::{Caller, Input, Output, Pty, Shared, bridge, finish, say};
 use crate::Failure;
 use crate::audit::Event;
 use crate::backend::{Backend, create_request};
 use crate::cli::{Cli, Command};
-use crate::commands::Ctx;
+use crate::client::access::Op;
+use crate::commands::{Ctx, right_needed};
 use anyhow::Result;
 use bytes::Bytes;
 use clap::Parser;
 use std::io::Write;
 use std::sync::Arc;
-use tether_proto::{AttachMode, CreateRequest, SessionName, SessionState, WindowSize};
+use tether_proto::{AttachMode, CreateRequest, SessionName, WindowSize};
 use tokio::sync::mpsc::{self, Receiver};
 
 /// Output chunks in flight from a blocking command to the channel.
@@ -73,14 +73,14 @@ impl Exec {
         if cli.host.is_some() || cli.identity.is_some() {
             return Err(Failure::invalid("--host and --identity are not available over ssh").into());
         }
+        // Refused before anything else (even before "needs a terminal"),
+        // by the same check every path makes.
+        let (op, session) = right_needed(&cli.command);
+        self.shared.backend_for(&self.caller).require(op, session.as_ref())?;
         match cli.command {
             Command::Attach { name, command } => self.attach(&name, command).await,
-            Command::Watch { name } => {
-                self.caller.require(&self.shared, Op::Watch, Some(name.as_str()))?;
-                self.bridge(&name, AttachMode::ReadOnly).await
-            }
+            Command::Watch { name } => self.bridge(&name, AttachMode::ReadOnly).await,
             Command::New(args) => {
-                self.caller.require(&self.shared, Op::New, Some(args.name.as_str()))?;
                 if !args.detach {
                     self.need_pty("new (without -d)")?;
                 }
@@ -151,7 +151,6 @@ impl Exec {
     }
 
     async fn attach(&mut self, name: &SessionName, command: Vec<String>) -> Result<i32> {
-        self.caller.require(&self.shared, Op::Attach, Some(name.as_str()))?;
         self.need_pty("attach")?;
         let backend = self.shared.backend_for(&self.caller);
         let lookup = {
@@ -159,7 +158,6 @@ impl Exec {
             tokio::task::spawn_blocking(move || backend.lookup(&name)).await??
         };
         if lookup.is_none() {
-            self.caller.require(&self.shared, Op::New, Some(name.as_str()))?;
             match self.create(self.create_request(name, command)).await {
                 Err(e) if crate::error::exit_code(&e) == 4 => {}
                 other => other?,
@@ -172,7 +170,7 @@ impl Exec {
     async fn bridge(&mut self, name: &SessionName, mode: AttachMode) -> Result<i32> {
         self.need_pty(if mode == AttachMode::ReadOnly { "watch" } else { "attach" })?;
         let size = self.size();
-        let attached = bridge::attach(
+        bridge::attach_or_show(
             &self.shared,
             &self.caller,
             name,
@@ -181,52 +179,13 @@ impl Exec {
             &mut self.input,
             &self.out,
         )
-        .await;
-        match attached {
-            Ok(a) => Ok(a.code),
-            Err(e) => self.explain(name, e).await,
-        }
-    }
-
-    /// The keeper could not be reached: say why from the record.
-    async fn explain(&self, name: &SessionName, err: anyhow::Error) -> Result<i32> {
-        let backend = self.shared.backend_for(&self.caller);
-        let n = name.clone();
-        let found = tokio::task::spawn_blocking(move || {
-            let info = backend.lookup(&n)?;
-            let screen = match &info {
-                Some(i) if i.state == SessionState::Ended => backend.final_screen(&n)?,
-                _ => None,
-            };
-            anyhow::Ok((info, screen))
-        })
-        .await??;
-        match found {
-            (None, _) => Err(Failure::no_such_session(name).into()),
-            (Some(info), screen) if info.state == SessionState::Ended => {
-                let exit = crate::commands::exit_of(&info);
-                if let Some(screen) = screen {
-                    say(&self.out, &screen.redraw, false).await;
-                }
-                say(
-                    &self.out,
-                    &format!("\r\n[session {name} ended: {}]\r\n", exit.describe()),
-                    false,
-                )
-                .await;
-                Ok(exit.status())
-            }
-            (Some(info), _) if info.state == SessionState::Lost => {
-                Err(crate::commands::lost(name).into())
-            }
-            _ => Err(err),
-        }
+        .await
     }
 
     /// Runs a non-interactive command with the CLI's code.
     async fn run_blocking(&mut self, command: Command) -> Result<i32> {
-        let (op, session) = classify(&command);
-        self.caller.require(&self.shared, op, session.as_deref())?;
+        let (op, session) = right_needed(&command);
+        let session = session.map(|s| s.to_string());
         let own_failure = matches!(command, Command::Wait { .. }).then_some(125);
         let event = match op {
             Op::Kill => Some(Event::Kill),
@@ -257,38 +216,15 @@ impl Exec {
             super::audit(&self.shared, &self.caller.audit(event, session.as_deref()));
         }
         match (result, own_failure) {
-            (Err(e), Some(code)) => {
+            (Err(e), Some(code))
+                if crate::error::exit_code(&e) != tether_proto::ErrorCode::Refused.exit_code() =>
+            {
                 let text = format!("tether: {}\n", crate::error::message(&e));
                 say(&self.out, &self.crlf(&text), true).await;
                 Ok(code)
             }
             (result, _) => result,
         }
-    }
-}
-
-/// The right a non-interactive command needs, and its session.
-fn classify(command: &Command) -> (Op, Option<String>) {
-    let s = |n: &SessionName| Some(n.to_string());
-    match command {
-        Command::Ls { .. } => (Op::List, None),
-        Command::Who { name, .. } => (Op::Who, s(name)),
-        Command::Kill { name, .. } => (Op::Kill, s(name)),
-        Command::Rm { name } => (Op::Rm, s(name)),
-        Command::Wait { name } => (Op::Wait, s(name)),
-        Command::Tail { name, .. } => (Op::Tail, s(name)),
-        Command::Attach { name, .. } | Command::Watch { name } => (Op::Attach, s(name)),
-        Command::New(args) => (Op::New, s(&args.name)),
-        Command::Replay { target, .. } | Command::Export { target, .. } => {
-            (Op::Review, Some(target.clone()))
-        }
-        Command::Grep { .. } => (Op::Review, None),
-        Command::Check { .. } => (Op::New, None),
-        Command::Completions { .. } | Command::Man => (Op::List, None),
-        Command::Snapshot { name, .. } => (Op::Forensics, name.as_ref().map(ToString::to_string)),
-        Command::Freeze { name } | Command::Thaw { name } => (Op::Forensics, s(name)),
-        Command::Verify { path, .. } => (Op::Review, Some(path.clone())),
-        Command::Daemon { .. } | Command::Keeper => (Op::Rm, None),
     }
 }
 

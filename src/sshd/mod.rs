@@ -12,21 +12,24 @@
 //! * the `tether` subsystem ([`subsystem`]): the framed protocol for
 //!   `tether --host`.
 //!
-//! Every right is checked in [`roles`]; every attach goes through
-//! [`bridge`], which carries output with SSH flow control, so a client that
-//! stops reading costs the daemon a bounded amount of memory.
+//! Every path reaches sessions through one [`Local`] backend made for the
+//! caller ([`Shared::backend_for`]): the keeper client, where the key's role
+//! and `tether-sessions` are checked ([`crate::client::access`]) and
+//! refusals audited. Every attach goes through [`bridge`], which drives the
+//! same attachment state machine as the local client and carries output
+//! with SSH flow control, so a client that stops reading costs the daemon a
+//! bounded amount of memory.
 
 pub mod auth;
 pub mod bridge;
 pub mod exec;
-pub mod frames;
 pub mod handler;
 pub mod picker;
-pub mod roles;
 pub mod subsystem;
 
 use crate::audit::{AuditLog, Entry, Event};
-use crate::backend::{Local, Visibility};
+use crate::backend::Local;
+use crate::client::access::{Access, Visibility};
 use crate::config::Config;
 use crate::paths::Paths;
 use bytes::Bytes;
@@ -81,13 +84,18 @@ impl Shared {
     /// This host's sessions as `caller` may see them.
     pub fn backend_for(&self, caller: &Caller) -> Local {
         Local::new(self.paths.clone(), self.config(), self.home.clone())
-            .with_visibility(caller.visibility.clone())
+            .with_access(Access::remote(
+                caller.role,
+                caller.visibility.clone(),
+                self.audit.clone(),
+                caller.audit(Event::Refused, None),
+            ))
             .with_creator(&caller.identity.name)
             .with_requester(format!(
                 "{} ({}, role {}, from {})",
                 caller.comment,
                 caller.fingerprint,
-                roles::role_name(caller.role),
+                caller.role.name(),
                 caller.address.as_deref().unwrap_or("?")
             ))
     }
@@ -111,24 +119,6 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The chokepoint: `Ok` if this key's role may do `op`, else a
-    /// refusal naming the role and the right, written to the audit log.
-    ///
-    /// # Errors
-    ///
-    /// The refusal (exit 5).
-    pub fn require(
-        &self,
-        shared: &Shared,
-        op: roles::Op,
-        session: Option<&str>,
-    ) -> Result<(), crate::Failure> {
-        roles::check(self.role, op).inspect_err(|refusal| {
-            tracing::warn!(fingerprint = %self.fingerprint, session = ?session, "refused: {}", refusal.message);
-            shared.audit.record(&Entry { detail: Some(refusal.message.clone()), ..self.audit(Event::Refused, session) });
-        })
-    }
-
     /// An audit entry about this caller.
     pub fn audit(&self, event: Event, session: Option<&str>) -> Entry {
         Entry {

@@ -5,7 +5,6 @@
 //! Enter), `r` refreshes, `q` quits. The state ([`Picker`]) is pure and
 //! rendered to bytes; the loop only moves bytes and keys.
 
-use super::roles::Op;
 use super::{Caller, Input, Output, Pty, Shared, bridge, say};
 use crate::backend::{Backend, create_request};
 use bytes::Bytes;
@@ -244,13 +243,9 @@ pub async fn run(
     say(out, "\x1b[?25h\x1b[?1049l", false).await;
     match action {
         Action::Attach(name) => {
-            if let Err(e) = caller.require(shared, Op::Attach, Some(name.as_str())) {
-                say(out, &format!("tether: {}\r\n", e.message), true).await;
-                return 5;
-            }
             let mode = AttachMode::Interactive;
-            match bridge::attach(shared, caller, &name, mode, size, &mut input, out).await {
-                Ok(a) => a.code,
+            match bridge::attach_or_show(shared, caller, &name, mode, size, &mut input, out).await {
+                Ok(code) => code,
                 Err(e) => {
                     say(out, &format!("tether: {}\r\n", crate::error::message(&e)), true).await;
                     crate::error::exit_code(&e)
@@ -280,7 +275,6 @@ async fn create(
     size: WindowSize,
     pty: &Pty,
 ) -> anyhow::Result<()> {
-    caller.require(shared, Op::New, Some(name.as_str()))?;
     let backend = shared.backend_for(caller);
     let mut req = create_request(name, Vec::new(), size);
     req.term = Some(pty.term.clone());

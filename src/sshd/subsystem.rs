@@ -7,11 +7,11 @@
 //! against the key's role and replaces the identity in attach requests by
 //! the authenticated one (a client cannot claim to be someone else).
 
-use super::roles::Op;
-use super::{Caller, Input, Output, Shared, finish, frames};
+use super::{Caller, Input, Output, Shared, finish};
 use crate::Failure;
 use crate::audit::Event;
 use crate::backend::Backend as _;
+use crate::client::access::Op;
 use anyhow::Result;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -94,16 +94,16 @@ async fn conversation(shared: &Arc<Shared>, caller: &Caller, client: &mut Client
 
 /// Requests the daemon answers itself.
 async fn daemon_request(shared: &Arc<Shared>, caller: &Caller, req: Request) -> Result<Reply> {
+    // Every request below is checked by the backend, where every path's
+    // rights are checked.
     let backend = shared.backend_for(caller);
-    let (op, event) = match &req {
-        Request::List | Request::Lookup { .. } => (Op::List, None),
-        Request::Create(c) => (Op::New, Some((Event::SessionCreate, c.name.to_string()))),
-        Request::Remove { name } => (Op::Rm, Some((Event::Rm, name.to_string()))),
-        Request::FinalScreen { .. } => (Op::Watch, None),
-        Request::Health { .. } => (Op::List, None),
+    let event = match &req {
+        Request::List | Request::Lookup { .. } | Request::FinalScreen { .. } => None,
+        Request::Health { .. } | Request::Authorize { .. } => None,
+        Request::Create(c) => Some((Event::SessionCreate, c.name.to_string())),
+        Request::Remove { name } => Some((Event::Rm, name.to_string())),
         _ => return Err(Failure::invalid("route to a session before this request").into()),
     };
-    caller.require(shared, op, None)?;
     let reply = tokio::task::spawn_blocking(move || -> Result<Reply> {
         Ok(match req {
             Request::List => Reply::List { sessions: backend.list()? },
@@ -124,6 +124,12 @@ async fn daemon_request(shared: &Arc<Shared>, caller: &Caller, req: Request) -> 
                 Reply::FinalScreen { screen: backend.final_screen(&name)? }
             }
             Request::Health { probe } => Reply::Health { health: backend.health(probe.as_ref())? },
+            Request::Authorize { right, session } => {
+                let op = Op::from_key(&right)
+                    .ok_or_else(|| Failure::invalid(format!("no such right: {right}")))?;
+                backend.require(op, session.as_ref())?;
+                Reply::Done
+            }
             _ => return Err(Failure::invalid("not a daemon request").into()),
         })
     })
@@ -155,14 +161,18 @@ async fn routed(
     name: &SessionName,
     client: &mut Client,
 ) -> Result<()> {
-    if !caller.visibility.allows(name) {
-        return Err(Failure::no_such_session(name).into());
-    }
-    let (mut from_keeper, mut to_keeper, hello) = frames::connect(&shared.paths, name).await?;
-    client.send(&Message::HelloReply(hello)).await?;
+    // Connected for the least right (every role may ask who is there);
+    // the first message's own right is checked by the same backend below.
+    let backend = shared.backend_for(caller);
+    let keeper = {
+        let (backend, name) = (backend.clone(), name.clone());
+        tokio::task::spawn_blocking(move || backend.connect(&name, Op::Who)).await??
+    };
+    client.send(&Message::HelloReply(keeper.hello.clone())).await?;
+    let (mut from_keeper, mut to_keeper) = keeper.into_async()?;
     let Some(mut first) = client.read().await? else { return Ok(()) };
     let op = op_of(&first).ok_or_else(|| Failure::invalid("expected an attach or a request"))?;
-    caller.require(shared, op, Some(name.as_str()))?;
+    backend.require(op, Some(name))?;
     let attach_mode = match &mut first {
         Message::Attach(a) => {
             a.identity = caller.identity.clone();
@@ -194,7 +204,7 @@ async fn routed(
                 if bytes.is_empty() {
                     break;
                 }
-                if client.out.data_bytes(Bytes::copy_from_slice(bytes)).await.is_err() {
+                if client.out.data_bytes(bytes).await.is_err() {
                     break;
                 }
             }
@@ -214,8 +224,12 @@ async fn routed(
             }
         }
     }
-    if attach_mode.is_some() {
-        super::audit(shared, &caller.audit(Event::Detach, Some(name.as_str())));
+    match attach_mode {
+        Some(AttachMode::ReadOnly) => {
+            super::audit(shared, &caller.audit(Event::Unwatch, Some(name.as_str())))
+        }
+        Some(_) => super::audit(shared, &caller.audit(Event::Detach, Some(name.as_str()))),
+        None => {}
     }
     Ok(())
 }

@@ -1,0 +1,370 @@
+//! One question, one answer, on every path: a key's role and its
+//! `tether-sessions` decide every operation the same way whether it
+//! arrives as `ssh host CMD`, `ssh -t host CMD`, through the session
+//! picker or through `tether --host` (the `tether` subsystem), and every
+//! refusal is exit 5, names the right that is missing, and is audited.
+//!
+//! And every way of leaving an attachment puts the user's terminal back:
+//! checked with an independent emulator (vt100) on each path.
+
+use crate::support::ssh::{Daemon, Key, Ssh, authorize, known_hosts_line};
+use crate::support::*;
+use serde_json::Value;
+use std::process::Output;
+
+const ROLES: [&str; 3] = ["owner", "operator", "watcher"];
+
+/// Whether PRODUCT.md's table lets `role` do `op`.
+fn permits(role: &str, op: &str) -> bool {
+    match op {
+        "ls" | "who" | "watch" => true,
+        "attach" | "new" | "tail" | "wait" | "export" | "replay" => role != "watcher",
+        "kill" | "rm" | "freeze" | "thaw" | "snapshot" => role == "owner",
+        other => panic!("no rule for {other}"),
+    }
+}
+
+/// A daemon, one key per role (each limited to `pub-*`), and sessions
+/// inside and outside that glob.
+struct Fixture {
+    env: TestEnv,
+    daemon: Daemon,
+    keys: Vec<(&'static str, Key)>,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let env = TestEnv::new();
+        let dir = env.root().join("keys");
+        let keys: Vec<(&str, Key)> = ROLES
+            .iter()
+            .map(|role| (*role, Key::new(&dir, role, &format!("{role}@pub"))))
+            .collect();
+        let lines: Vec<String> = keys
+            .iter()
+            .map(|(role, key)| {
+                format!("tether-role=\"{role}\",tether-sessions=\"pub-*\" {}", key.public())
+            })
+            .collect();
+        authorize(&env, &lines);
+        let daemon = Daemon::start(&env, "127.0.0.1:0");
+        for (name, script) in [
+            ("pub-run", "echo pub-text; sleep 300"),
+            ("secret-run", "echo secret-text; sleep 300"),
+            ("pub-end", "echo pub-done"),
+            ("secret-end", "echo secret-done"),
+        ] {
+            env.start(name, &["sh", "-c", script]);
+        }
+        for name in ["pub-end", "secret-end"] {
+            wait_until("the job to end", || env.session(name)["state"] == "ended");
+        }
+        let ssh_dir = env.home().join(".ssh");
+        std::fs::create_dir_all(&ssh_dir).unwrap();
+        std::fs::write(ssh_dir.join("known_hosts"), known_hosts_line(&env, daemon.port)).unwrap();
+        Fixture { env, daemon, keys }
+    }
+
+    fn ssh(&self, role: &str) -> Ssh {
+        let key = &self.keys.iter().find(|(r, _)| *r == role).unwrap().1;
+        Ssh::new(&self.env, &self.daemon, key)
+    }
+
+    fn key(&self, role: &str) -> String {
+        self.keys.iter().find(|(r, _)| *r == role).unwrap().1.path.display().to_string()
+    }
+
+    /// `tether --host … --identity KEY ARGS`.
+    fn host_args(&self, role: &str, args: &[&str]) -> Vec<String> {
+        let mut v = vec![
+            "--host".to_owned(),
+            format!("127.0.0.1:{}", self.daemon.port),
+            "--identity".to_owned(),
+            self.key(role),
+        ];
+        v.extend(args.iter().map(|s| (*s).to_owned()));
+        v
+    }
+
+    fn refusals(&self) -> Vec<Value> {
+        let audit =
+            std::fs::read_to_string(self.env.state_dir().join("audit.jsonl")).unwrap_or_default();
+        audit
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|e| e["event"] == "refused")
+            .collect()
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// The non-interactive operations, on a session in or out of `pub-*`
+/// (`SIDE` is `pub` or `secret`); `ROLE` makes names unique per role.
+/// Operations that would destroy the fixture name sessions that do not
+/// exist: allowed, they answer "no such session" (3), refused, 5, since a
+/// refusal never depends on what exists.
+const OPERATIONS: &[(&str, &[&str], i32)] = &[
+    ("who", &["who", "SIDE-run"], 0),
+    ("tail", &["tail", "SIDE-run"], 0),
+    ("wait", &["wait", "SIDE-end"], 0),
+    ("export", &["export", "SIDE-end", "--format", "txt"], 0),
+    ("replay", &["replay", "SIDE-end", "--at", "+0s"], 0),
+    ("new", &["new", "-d", "SIDE-new-ROLE", "--", "true"], 0),
+    ("kill", &["kill", "SIDE-none"], 3),
+    ("rm", &["rm", "SIDE-none"], 3),
+    ("freeze", &["freeze", "SIDE-none"], 3),
+    ("thaw", &["thaw", "SIDE-none"], 3),
+    ("snapshot", &["snapshot", "SIDE-none"], 3),
+    // Interactive without a terminal: allowed, it asks for one (2).
+    ("watch", &["watch", "SIDE-run"], 2),
+    ("attach", &["attach", "SIDE-run"], 2),
+];
+
+/// Runs the table on one path; `run(role, args)` runs one command there.
+fn check_table(fx: &Fixture, path: &str, run: &dyn Fn(&str, &[String]) -> Output) {
+    let mut failures = Vec::new();
+    for role in ROLES {
+        for side in ["pub", "secret"] {
+            for (op, args, allowed_code) in OPERATIONS {
+                // Recordings are read where they are: --host says so (2).
+                let elsewhere = matches!(*op, "export" | "replay") && path == "tether --host";
+                let allowed_code = if elsewhere { &2 } else { allowed_code };
+                let args: Vec<String> =
+                    args.iter().map(|a| a.replace("SIDE", side).replace("ROLE", role)).collect();
+                let allowed = permits(role, op) && side == "pub";
+                let before = fx.refusals().len();
+                let out = run(role, &args);
+                let code = out.status.code();
+                let want = if allowed { *allowed_code } else { 5 };
+                let what = format!("{path}: {role} {args:?}");
+                if code != Some(want) {
+                    failures.push(format!("{what}: exit {code:?}, not {want}: {}", text(&out)));
+                    continue;
+                }
+                if allowed {
+                    continue;
+                }
+                let said = text(&out);
+                let named = if permits(role, op) {
+                    said.contains(&format!("may not reach session {side}-"))
+                } else {
+                    said.contains(&format!("the {role} role may not"))
+                };
+                if !named {
+                    failures.push(format!("{what}: the refusal does not name the right: {said}"));
+                }
+                let refusals = fx.refusals();
+                let audited = refusals[before..].iter().any(|e| {
+                    e["session"].as_str().is_some_and(|s| s.starts_with(side))
+                        && e["comment"] == format!("{role}@pub")
+                        && e["detail"].as_str().is_some_and(|d| d.contains("may not"))
+                });
+                if !audited {
+                    failures.push(format!("{what}: refused but not audited"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} cases wrong:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn every_operation_is_decided_alike_over_plain_ssh() {
+    let fx = Fixture::new();
+    check_table(&fx, "ssh host CMD", &|role, args| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        fx.ssh(role).run(&fx.env, &args)
+    });
+    // ls only ever lists what the key may reach.
+    for role in ROLES {
+        let listed = fx.ssh(role).ok(&fx.env, &["ls"]);
+        assert!(listed.contains("pub-run") && !listed.contains("secret"), "{role}: {listed}");
+    }
+}
+
+#[test]
+fn every_operation_is_decided_alike_through_tether_host() {
+    let fx = Fixture::new();
+    check_table(&fx, "tether --host", &|role, args| {
+        let args = fx.host_args(role, &args.iter().map(String::as_str).collect::<Vec<_>>());
+        fx.env.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    });
+    for role in ROLES {
+        let listed =
+            fx.env.ok(&fx.host_args(role, &["ls"]).iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(listed.contains("pub-run") && !listed.contains("secret"), "{role}: {listed}");
+    }
+}
+
+/// `ssh -t host watch|attach NAME` and `tether --host … watch|attach NAME`
+/// in a real terminal: allowed ones attach (and detach with the key),
+/// refused ones exit 5 without showing anything of the session.
+#[test]
+fn interactive_attachments_are_decided_alike_on_every_path() {
+    let fx = Fixture::new();
+    let mut failures = Vec::new();
+    for role in ROLES {
+        for side in ["pub", "secret"] {
+            for op in ["watch", "attach"] {
+                let target = format!("{side}-run");
+                let allowed = permits(role, op) && side == "pub";
+                let ssh_argv = fx.ssh(role).argv(&["-tt"], &[op, &target]);
+                let host_argv: Vec<String> = std::iter::once(bin().to_owned())
+                    .chain(fx.host_args(role, &[op, &target]))
+                    .collect();
+                for (path, argv) in [("ssh -t", ssh_argv), ("tether --host", host_argv)] {
+                    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+                    let mut term = fx.env.terminal_program(&argv, 100, 30);
+                    if allowed {
+                        term.wait_text(&format!("{side}-text"));
+                        let code = term.detach();
+                        if code != 0 {
+                            failures.push(format!("{path} {role} {op} {target}: exit {code}"));
+                        }
+                    } else {
+                        let code = term.wait_exit();
+                        let shown = term.contents();
+                        if code != 5 || shown.contains("secret-text") || !shown.contains("may not")
+                        {
+                            failures.push(format!(
+                                "{path} {role} {op} {target}: exit {code}, screen {shown:?}"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // The defect that started this: a key limited to pub-* watched `secret`.
+    let audit = fx.refusals();
+    assert!(
+        audit.iter().any(|e| e["session"] == "secret-run" && e["comment"] == "watcher@pub"),
+        "the refused watch is not audited: {audit:?}"
+    );
+}
+
+/// The picker (`ssh -t host`) lists only what the key may reach and will
+/// not create a session outside it.
+#[test]
+fn the_picker_shows_and_creates_only_what_the_key_may_reach() {
+    let fx = Fixture::new();
+    let argv = fx.ssh("operator").argv(&["-tt"], &[]);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let mut term = fx.env.terminal_program(&argv, 100, 30);
+    term.wait_text("pub-run");
+    assert!(!term.contents().contains("secret"), "{}", term.contents());
+    term.send(b"n");
+    term.wait_text("new session name");
+    term.send(b"secret-x\r");
+    term.wait_text("may not reach session secret-x");
+    assert!(fx.env.run(&["who", "secret-x"]).status.code() == Some(3), "it was created");
+    term.send(b"q");
+    assert_eq!(term.wait_exit(), 0);
+    assert!(fx.refusals().iter().any(|e| e["session"] == "secret-x"));
+}
+
+/// A job that leaves modes on: mouse reporting, bracketed paste, a hidden
+/// cursor, the alternate screen, application keypad.
+const MODES: &str =
+    r"printf '\033[?1049h\033[?1000h\033[?1006h\033[?2004h\033[?25l\033=modes-on\n'";
+
+/// Whether an independent emulator's screen is back to normal.
+fn terminal_is_back(term: &Terminal) -> Result<(), String> {
+    term.with_screen(|s| {
+        let mut wrong = Vec::new();
+        if s.alternate_screen() {
+            wrong.push("alternate screen");
+        }
+        if s.mouse_protocol_mode() != vt100::MouseProtocolMode::None {
+            wrong.push("mouse reporting");
+        }
+        if s.bracketed_paste() {
+            wrong.push("bracketed paste");
+        }
+        if s.hide_cursor() {
+            wrong.push("hidden cursor");
+        }
+        if s.application_keypad() {
+            wrong.push("application keypad");
+        }
+        if wrong.is_empty() { Ok(()) } else { Err(wrong.join(", ")) }
+    })
+}
+
+/// Attaching to a session that has already ended shows its final screen
+/// and leaves the user's terminal as it was, on every path.
+#[test]
+fn attaching_to_an_ended_session_resets_the_terminal_on_every_path() {
+    let env = TestEnv::new();
+    let key = Key::new(&env.root().join("keys"), "alice", "alice@laptop");
+    authorize(&env, &[key.public()]);
+    let daemon = Daemon::start(&env, "127.0.0.1:0");
+    let ssh_dir = env.home().join(".ssh");
+    std::fs::create_dir_all(&ssh_dir).unwrap();
+    std::fs::write(ssh_dir.join("known_hosts"), known_hosts_line(&env, daemon.port)).unwrap();
+    env.start("done", &["sh", "-c", &format!("{MODES}; exit 3")]);
+    wait_until("the job to end", || env.session("done")["state"] == "ended");
+    let ssh = Ssh::new(&env, &daemon, &key);
+    let host = format!("127.0.0.1:{}", daemon.port);
+    let keyfile = key.path.display().to_string();
+    let paths: Vec<(&str, Vec<String>)> = vec![
+        ("local", vec![bin().into(), "attach".into(), "done".into()]),
+        ("ssh -t", ssh.argv(&["-tt"], &["attach", "done"])),
+        (
+            "tether --host",
+            [bin(), "--host", &host, "--identity", &keyfile, "attach", "done"]
+                .map(str::to_owned)
+                .to_vec(),
+        ),
+    ];
+    for (path, argv) in paths {
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let mut term = env.terminal_program(&argv, 80, 24);
+        assert_eq!(term.wait_exit(), 3, "{path}");
+        term.wait_text("[session done ended: exit code 3");
+        assert!(term.raw().windows(8).any(|w| w == b"modes-on"), "{path}: no final screen");
+        if let Err(left) = terminal_is_back(&term) {
+            panic!("{path}: the terminal was left with {left}");
+        }
+    }
+}
+
+/// The job ending while attached resets the terminal too, on every path.
+#[test]
+fn a_job_ending_while_attached_resets_the_terminal_on_every_path() {
+    let env = TestEnv::new();
+    let key = Key::new(&env.root().join("keys"), "alice", "alice@laptop");
+    authorize(&env, &[key.public()]);
+    let daemon = Daemon::start(&env, "127.0.0.1:0");
+    let ssh_dir = env.home().join(".ssh");
+    std::fs::create_dir_all(&ssh_dir).unwrap();
+    std::fs::write(ssh_dir.join("known_hosts"), known_hosts_line(&env, daemon.port)).unwrap();
+    let ssh = Ssh::new(&env, &daemon, &key);
+    let host = format!("127.0.0.1:{}", daemon.port);
+    let keyfile = key.path.display().to_string();
+    for (i, path) in ["local", "ssh -t", "tether --host"].into_iter().enumerate() {
+        let name = format!("live{i}");
+        env.start(&name, &["sh", "-c", &format!("{MODES}; read x; exit 4")]);
+        let argv: Vec<String> = match path {
+            "local" => vec![bin().into(), "attach".into(), name.clone()],
+            "ssh -t" => ssh.argv(&["-tt"], &["attach", &name]),
+            _ => [bin(), "--host", &host, "--identity", &keyfile, "attach", &name]
+                .map(str::to_owned)
+                .to_vec(),
+        };
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let mut term = env.terminal_program(&argv, 80, 24);
+        term.wait_text("modes-on");
+        term.wait_screen("the job's modes to reach the terminal", |s| s.bracketed_paste());
+        term.send(b"bye\r");
+        assert_eq!(term.wait_exit(), 4, "{path}");
+        term.wait_text("ended: exit code 4");
+        if let Err(left) = terminal_is_back(&term) {
+            panic!("{path}: the terminal was left with {left}");
+        }
+    }
+}
