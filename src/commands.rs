@@ -8,13 +8,14 @@
 use crate::Failure;
 use crate::backend::{Backend, create_request};
 use crate::cli::{Command, NewArgs};
+use crate::client::KeeperClient;
 use crate::client::access::Op;
 use crate::client::attach::{self, AttachOptions, Outcome};
 use crate::client::attachment::{ended_screen, exit_of, explain_failure, lost, lost_message};
-use crate::client::{KeeperClient, terminal};
 use crate::config::Config;
 use crate::paths::Paths;
 use crate::recording::{self, Recording, export, grep, replay, timespec, verify};
+use crate::term::tty as terminal;
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::PathBuf;

@@ -4,24 +4,33 @@
 //!
 //! Follow a keystroke from the user's terminal to the job and back:
 //!
-//! * [`cli`] parses the command line; [`commands`] runs each subcommand.
-//! * [`client`] is the attached terminal: raw mode, the detach key, SIGWINCH,
-//!   and [`client::KeeperClient`], the framed connection to a keeper.
+//! * `main.rs` parses the command line; [`entry`] dispatches it (the keeper,
+//!   the daemon, local or `--host` sessions); [`commands`] runs each
+//!   subcommand against a [`backend::Backend`], the command layer that the
+//!   daemon reuses for `ssh host COMMAND`.
+//! * [`client`] is the one way to a keeper: [`client::access`] decides what
+//!   a caller may do (roles, `tether-sessions`), [`client::KeeperClient`]
+//!   connects and says hello, [`client::attachment`] is one attachment as a
+//!   state machine with no I/O, which [`client::attach`] (the local
+//!   terminal) and `sshd::bridge` (an SSH channel) both drive.
+//! * [`term`] understands terminal bytes: the escape-sequence scanner, the
+//!   screen model, the watcher's view, the detach key, the local tty. The
+//!   keeper, the clients, the daemon and the recording tools all use it.
 //! * [`keeper`] is one process per session. It owns the PTY and the job
 //!   ([`keeper::pty`]), reads the PTY on its own thread into the screen model
-//!   ([`keeper::screen`], which uses [`vtscan`] to answer terminal queries and
-//!   track input modes), and fans output out to attachments through bounded
-//!   outboxes ([`keeper::fanout`]).
+//!   and fans output out to attachments through bounded outboxes
+//!   ([`keeper::fanout`]). It imports nothing of the daemon or the clients.
 //! * [`session`] is the on-disk registry: session records, liveness locks,
 //!   `lost` detection.
 //! * [`daemon`] and [`sshd`] are the SSH front end: `ssh host COMMAND`,
 //!   the session picker, the `tether` subsystem; [`remote`] is its client
-//!   (`tether --host`). [`backend`] lets commands run against local or
-//!   remote sessions alike.
+//!   (`tether --host`). Both sides share the protocol's constants through
+//!   `tether-proto`.
 //! * [`recorder`] writes recordings, signed with [`signing`]'s key;
 //!   [`recording`] replays, searches, exports and verifies them.
 //! * [`paths`] and [`config`] say where everything lives and how it behaves.
-//! * The wire format is in the `tether-proto` crate.
+//! * Every byte format that outlives a process (the wire protocol, the
+//!   recording and its sidecars) is in the `tether-proto` crate.
 
 pub mod audit;
 pub mod backend;

@@ -10,8 +10,8 @@
 use super::KeeperClient;
 pub use super::attachment::Outcome;
 use super::attachment::{Attachment, Settings, Start};
-use super::terminal::{self, RawMode};
 use crate::Failure;
+use crate::term::tty::{self as terminal, RawMode};
 use anyhow::{Context, Result};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use std::io::Read;

@@ -9,13 +9,11 @@
 //! * [`access`]: roles and the sessions a key may reach.
 //! * [`attachment`]: one attachment as a state machine with no I/O, driven
 //!   by [`attach`] (the local terminal) and by the SSH bridge alike.
-//! * [`terminal`]: the local terminal's raw mode and size.
 
 pub mod access;
 pub mod attach;
 pub mod attachment;
 pub mod nonblocking;
-pub mod terminal;
 
 use crate::Failure;
 use crate::connection::{FrameReader, FrameWriter, split};

@@ -125,7 +125,7 @@ impl Drop for Screenmode {
 ///
 /// No terminal, or the recording cannot be read.
 pub fn run(rec: Recording, opts: &Options) -> Result<i32> {
-    if !crate::client::terminal::stdin_is_terminal() {
+    if !crate::term::tty::stdin_is_terminal() {
         return Err(crate::Failure::invalid(
             "replay needs a terminal; use --at TIME to print a moment",
         )

@@ -1,5 +1,6 @@
 //! The terminal layer: everything that understands the bytes a job prints
-//! and a user types, with no I/O and no knowledge of who uses it. The
+//! and a user types, with no knowledge of who uses it, and (but for
+//! [`tty`]) no I/O. The
 //! keeper, the attached client, the SSH front end and the recording tools
 //! all build on it; none of them reaches into another for these.
 //!
@@ -9,8 +10,10 @@
 //! * [`screen`]: the screen model (both screens, scrollback, the redraw).
 //! * [`view`]: a watcher's rendered, cropped view of a session.
 //! * [`detach`]: the detach key (pressed twice, sent once).
+//! * [`tty`]: the local terminal: raw mode that is always undone, its size.
 
 pub mod detach;
 pub mod scan;
 pub mod screen;
+pub mod tty;
 pub mod view;

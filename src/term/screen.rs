@@ -1,6 +1,7 @@
 //! The session's screen: everything the job printed, interpreted.
 //!
-//! Bytes come from the PTY reader thread ([`super::Keeper`]); they go through
+//! In a keeper, bytes come from the parser thread; the recording tools feed
+//! recorded output, a watcher's view the stream it is sent. They go through
 //! the [`VtScanner`] (boundaries, queries, modes) into the avt terminal
 //! emulator, which keeps both screens, the cursor and the scrollback. Out
 //! come the bytes for clients (queries removed), the answers to the job's
