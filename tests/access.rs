@@ -295,10 +295,8 @@ fn terminal_is_back(term: &Terminal) -> Result<(), String> {
     })
 }
 
-/// Attaching to a session that has already ended shows its final screen
-/// and leaves the user's terminal as it was, on every path.
-#[test]
-fn attaching_to_an_ended_session_resets_the_terminal_on_every_path() {
+/// A daemon with one unlimited owner key, trusted by ssh and --host.
+fn owner_setup() -> (TestEnv, Daemon, Key) {
     let env = TestEnv::new();
     let key = Key::new(&env.root().join("keys"), "alice", "alice@laptop");
     authorize(&env, &[key.public()]);
@@ -306,6 +304,14 @@ fn attaching_to_an_ended_session_resets_the_terminal_on_every_path() {
     let ssh_dir = env.home().join(".ssh");
     std::fs::create_dir_all(&ssh_dir).unwrap();
     std::fs::write(ssh_dir.join("known_hosts"), known_hosts_line(&env, daemon.port)).unwrap();
+    (env, daemon, key)
+}
+
+/// Attaching to a session that has already ended shows its final screen
+/// and leaves the user's terminal as it was, on every path.
+#[test]
+fn attaching_to_an_ended_session_resets_the_terminal_on_every_path() {
+    let (env, daemon, key) = owner_setup();
     env.start("done", &["sh", "-c", &format!("{MODES}; exit 3")]);
     wait_until("the job to end", || env.session("done")["state"] == "ended");
     let ssh = Ssh::new(&env, &daemon, &key);
@@ -336,13 +342,7 @@ fn attaching_to_an_ended_session_resets_the_terminal_on_every_path() {
 /// The job ending while attached resets the terminal too, on every path.
 #[test]
 fn a_job_ending_while_attached_resets_the_terminal_on_every_path() {
-    let env = TestEnv::new();
-    let key = Key::new(&env.root().join("keys"), "alice", "alice@laptop");
-    authorize(&env, &[key.public()]);
-    let daemon = Daemon::start(&env, "127.0.0.1:0");
-    let ssh_dir = env.home().join(".ssh");
-    std::fs::create_dir_all(&ssh_dir).unwrap();
-    std::fs::write(ssh_dir.join("known_hosts"), known_hosts_line(&env, daemon.port)).unwrap();
+    let (env, daemon, key) = owner_setup();
     let ssh = Ssh::new(&env, &daemon, &key);
     let host = format!("127.0.0.1:{}", daemon.port);
     let keyfile = key.path.display().to_string();
