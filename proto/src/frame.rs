@@ -269,6 +269,7 @@ mod tests {
             command: vec!["/bin/sh".into()],
             owner: Some("alice".into()),
             consent: false,
+            end_reason: None,
         }
     }
 
