@@ -535,6 +535,10 @@ pub fn write_sessions(out: &mut dyn Write, sessions: &[SessionInfo], json: bool)
             format!("{}x{}", s.cols, s.rows),
             s.command.join(" ")
         )?;
+        // Why the keeper ended the session (a thread panicked), under STATE.
+        if let Some(reason) = &s.end_reason {
+            writeln!(out, "{:<20} reason: {reason}", "")?;
+        }
     }
     Ok(())
 }

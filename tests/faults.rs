@@ -6,6 +6,9 @@
 //!
 //! Timing is random; the seed is printed, and `TETHER_FAULT_SEED=N`
 //! replays a run (`TETHER_FAULT_ROUNDS` sets how many faults).
+//!
+//! And a keeper thread that panics: the session ends, with the reason in
+//! `ls`, instead of a job that stalls.
 
 use crate::support::ssh::{Daemon, Key, Ssh, authorize};
 use crate::support::*;
@@ -254,4 +257,109 @@ fn a_recording_filesystem_that_fills_up_and_frees_up_loses_nothing_written() {
     }
     assert!(jumps <= 3, "{jumps} discontinuities besides the one gap");
     assert_eq!(numbers.first().copied().flatten(), Some(0));
+}
+
+// A keeper thread that panics (`TETHER_TEST_PANIC=THREAD`, with the
+// `test-hooks` feature, makes THREAD panic at its first unit of work):
+// the session ends, visibly, instead of a job that stalls.
+
+/// A job that prints a line every 20 ms until it is ended.
+const TICKER: &str = "i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.02; done";
+
+/// `tether new -d NAME -- sh -c SCRIPT` with `thread` set to panic in
+/// the session's keeper.
+fn start_with_panic(env: &TestEnv, name: &str, thread: &str, script: &str) {
+    let mut cmd = env.cmd(&["new", "-d", name, "--", "sh", "-c", script]);
+    cmd.env("TETHER_TEST_PANIC", thread);
+    let out = run_with_timeout(cmd, TIMEOUT);
+    assert!(out.status.success(), "new {name}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// What a keeper thread's panic must leave: the session `ended` with the
+/// reason naming the thread (in `ls --json` and in plain `ls`), the job
+/// gone (SIGHUP, as `kill` does it: `wait` says 129), the keeper gone.
+/// Returns the session's `ls --json` object.
+fn assert_ended_by_panic(env: &TestEnv, name: &str, thread: &str) -> Value {
+    wait_until(&format!("{name} to end after its {thread} thread panicked"), || {
+        env.session(name)["state"] == "ended"
+    });
+    let s = env.session(name);
+    let reason = s["end_reason"].as_str().unwrap_or_else(|| panic!("no end_reason in {s}"));
+    assert!(reason.starts_with(&format!("keeper thread {thread}")), "{reason}");
+    assert!(reason.contains(" panicked: injected by TETHER_TEST_PANIC"), "{reason}");
+    let job = s["pid"].as_u64().unwrap() as u32;
+    assert!(!alive(job), "the job {job} outlived its session");
+    assert_eq!(s["signal"], 1, "ended by SIGHUP: {s}");
+    let out = run_with_timeout(env.cmd(&["wait", name]), TIMEOUT);
+    assert_eq!(out.status.code(), Some(129), "{}", String::from_utf8_lossy(&out.stderr));
+    let keeper = s["keeper_pid"].as_u64().unwrap() as u32;
+    wait_until("the keeper to exit", || !alive(keeper));
+    let table = env.ok(&["ls"]);
+    assert!(table.contains(&format!("reason: {reason}")), "{table}");
+    let log = std::fs::read_to_string(env.state_dir().join(format!("logs/{name}.log"))).unwrap();
+    assert!(log.contains(&format!("keeper thread {thread}")) && log.contains("panicked"), "{log}");
+    s
+}
+
+#[test]
+fn a_panicking_pty_reader_ends_the_session_instead_of_stalling_the_job() {
+    let env = TestEnv::new();
+    // A flood: with nobody reading the PTY it would block within a moment.
+    start_with_panic(&env, "reader", "pty-reader", "while :; do echo flood; done");
+    assert_ended_by_panic(&env, "reader", "pty-reader");
+}
+
+#[test]
+fn a_panicking_parser_ends_the_session_and_tells_the_attached_client() {
+    let env = TestEnv::new();
+    let gate = Gate::new(&env);
+    start_with_panic(&env, "parser", "parser", &gate.script(TICKER));
+    let mut term = env.terminal(&["attach", "parser"], 80, 24);
+    term.wait_attached();
+    // A `wait` already waiting when the parser panics returns too (given a
+    // moment to connect; one that comes later reads the record: 129 too).
+    let waiting = {
+        let cmd = env.cmd(&["wait", "parser"]);
+        std::thread::spawn(move || run_with_timeout(cmd, TIMEOUT).status.code())
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    gate.open();
+    assert_eq!(term.wait_exit(), 129, "the client exits with the job's status");
+    assert_eq!(waiting.join().unwrap(), Some(129));
+    let seen = String::from_utf8_lossy(&term.raw()).into_owned();
+    assert!(seen.contains("keeper thread parser panicked"), "the client was not told: {seen:?}");
+    let s = assert_ended_by_panic(&env, "parser", "parser");
+    // The recorder lived: the recording says why, and ends signed.
+    let recording = std::fs::read_to_string(s["recording_path"].as_str().unwrap()).unwrap();
+    assert!(recording.contains("keeper thread parser panicked"), "no marker in the recording");
+    assert_eq!(verify_status(&env, "parser"), "intact");
+}
+
+#[test]
+fn a_panicking_recorder_ends_the_session_and_the_record_says_why() {
+    let env = TestEnv::new();
+    start_with_panic(&env, "recorder", "recorder", TICKER);
+    let s = assert_ended_by_panic(&env, "recorder", "recorder");
+    assert_eq!(s["recording"], "degraded");
+    // The recording stopped short without its signed end: interrupted,
+    // not tampered with, and the report says why.
+    let out = env.run(&["verify", "recorder", "--json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "interrupted", "{report}");
+    assert!(report["message"].as_str().unwrap().contains("keeper thread recorder"), "{report}");
+}
+
+#[test]
+fn a_panicking_main_thread_or_connection_thread_ends_the_session() {
+    let env = TestEnv::new();
+    // The main thread panics before it waits for the job: it still reaps
+    // the job the supervisor ends, and records the end.
+    start_with_panic(&env, "main", "main", TICKER);
+    assert_ended_by_panic(&env, "main", "main");
+    // A connection thread panics serving `who`: that client sees the
+    // connection close, and the session ends all the same.
+    start_with_panic(&env, "conn", "conn", TICKER);
+    let out = run_with_timeout(env.cmd(&["who", "conn"]), TIMEOUT);
+    assert!(!out.status.success());
+    assert_ended_by_panic(&env, "conn", "conn");
 }

@@ -58,10 +58,12 @@ fn ls_json_has_the_documented_fields() {
         "protected",
         "recording",
         "recording_path",
+        "end_reason",
     ] {
         assert!(s.get(key).is_some(), "missing {key} in {s}");
     }
     assert_eq!(s["state"], "running");
+    assert!(s["end_reason"].is_null());
     assert_eq!(s["frozen"], false);
     assert!(s["exit_code"].is_null() && s["signal"].is_null() && s["ended"].is_null());
     assert!(s["started"].as_str().unwrap().ends_with('Z'));

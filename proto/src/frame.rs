@@ -275,6 +275,7 @@ mod tests {
             command: vec!["/bin/sh".into()],
             owner: Some("alice".into()),
             consent: false,
+            end_reason: None,
         }
     }
 

@@ -494,6 +494,12 @@ pub struct SessionInfo {
     /// Watchers need an interactive client's consent.
     #[serde(default)]
     pub consent: bool,
+    /// Why the keeper ended the session itself, when it was not the job's
+    /// own doing: "keeper thread parser panicked: …". Set as soon as the
+    /// keeper starts ending the session (so it survives even a keeper that
+    /// then dies), null otherwise; always present in `ls --json`.
+    #[serde(default)]
+    pub end_reason: Option<String>,
 }
 
 /// The lifecycle state of a session.

@@ -46,6 +46,7 @@ pub fn serve(keeper: Arc<Keeper>, stream: UnixStream) {
         }
     };
     let _ = reader.stream().set_read_timeout(None);
+    super::panics::test_point("conn");
     match request {
         Message::Attach(req) => attach(&keeper, &req, reader, writer),
         Message::Request(req) => {
@@ -199,6 +200,7 @@ fn spawn_writer(keeper: &Arc<Keeper>, id: u64, outbox: &Arc<Outbox>, mut writer:
             loop {
                 match outbox.next() {
                     Next::Send(msg) => {
+                        super::panics::test_point("client");
                         // Whatever else is already queued goes in the same write.
                         let sent = writer.write_batch(&msg, BATCH_MAX_BYTES, || outbox.try_pop());
                         if sent.is_err() {

@@ -83,6 +83,7 @@ impl PtyInput {
     /// keeper's whole life.
     pub fn pump(&self, rx: &Receiver<Bytes>) {
         for bytes in rx {
+            super::panics::test_point("pty-writer");
             let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
             write_chunk(&mut **writer, &bytes);
             drop(writer);

@@ -11,8 +11,8 @@
 
 use super::backlog::Backlog;
 use super::input::PtyInput;
-use super::pty::{Job, JobIo, JobSpec};
-use super::{Keeper, Meta, conn};
+use super::pty::{ExitStatus, Job, JobIo, JobSpec};
+use super::{Keeper, Meta, conn, panics};
 use crate::Failure;
 use crate::clock::now_rfc3339;
 use crate::paths::Paths;
@@ -29,8 +29,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, sync_channel};
-use std::time::Duration;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
+use std::time::{Duration, Instant};
 use tether_proto::{ErrorCode, ErrorReply, SessionName, SessionState, WindowSize};
 
 /// Set in the environment of a daemon started by `tether daemon` without
@@ -66,6 +66,30 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long attachments get to receive the exit before the keeper leaves.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// After a keeper thread panicked, how long the parser may take to catch
+/// up with the job's last output before the end is recorded without it
+/// (the supervisor gives the main thread 8 s to record the end).
+const PANIC_CATCH_UP: Duration = Duration::from_secs(2);
+
+/// How often the main thread looks for a panic while the parser catches up.
+const CATCH_UP_POLL: Duration = Duration::from_millis(100);
+
+/// After `kill` gave up waiting for the end to be recorded, how much longer
+/// the supervisor waits for the main thread before the keeper exits
+/// without it (the session is then `lost`, its record saying why).
+const PANIC_LAST_WAIT: Duration = Duration::from_secs(10);
+
+/// How long a main thread that panicked after reaping the job leaves the
+/// supervisor to end the session before the keeper exits: longer than
+/// `kill` plus [`PANIC_LAST_WAIT`], after which the supervisor exits.
+const MAIN_PANIC_WAIT: Duration = Duration::from_secs(20);
+
+/// The keeper's exit status after a keeper thread panicked (EX_SOFTWARE).
+const PANICKED_EXIT: i32 = 70;
+
+/// How many panics of the main thread waiting for the job it survives.
+const REAP_TRIES: u32 = 2;
 
 /// Connections served at once; more are refused, so that a flood of
 /// connections cannot exhaust the keeper's threads.
@@ -191,6 +215,7 @@ pub fn keeper_main() -> i32 {
     // back to the keeper instead of init: they stay part of the session
     // for capture and freezing, and the keeper reaps them.
     let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
+    panics::install();
     let mut input = Vec::new();
     if let Err(e) = std::io::stdin().read_to_end(&mut input) {
         report(&Started::Failed(internal(format!("reading the session spec: {e}"))));
@@ -203,11 +228,28 @@ pub fn keeper_main() -> i32 {
             return 2;
         }
     };
-    match start(&spec) {
+    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| start(&spec)))
+        .unwrap_or_else(|_| {
+            let reason = panics::reason_so_far().unwrap_or_else(|| "the keeper panicked".into());
+            Err(Failure::new(ErrorCode::Internal, reason).into())
+        });
+    match started {
         Ok(running) => {
             report(&Started::Ok { keeper_pid: std::process::id(), pid: running.keeper.job.pid });
             detach_stdio();
-            run(running)
+            let keeper = running.keeper.clone();
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(running))) {
+                Ok(_) if panics::reason_so_far().is_some() => PANICKED_EXIT,
+                Ok(code) => code,
+                Err(_) => {
+                    // The hook logged it and woke the supervisor, which ends
+                    // the job; the end cannot be recorded without this
+                    // thread, so the supervisor leaves once it gives up.
+                    drop(keeper);
+                    std::thread::sleep(MAIN_PANIC_WAIT);
+                    PANICKED_EXIT
+                }
+            }
         }
         Err(e) => {
             tracing::error!("starting session {}: {e:#}", spec.name);
@@ -411,27 +453,87 @@ fn run(running: Running) -> i32 {
             let job = keeper.job.pid as i32;
             move || reap_orphans(job)
         }),
+        spawn_named("supervisor", {
+            let keeper = keeper.clone();
+            move || supervise(&keeper)
+        }),
     ];
     if threads.iter().any(Option::is_none) {
         tracing::error!("could not start the keeper's threads; ending the job");
         keeper.job.signal(rustix::process::Signal::KILL);
     }
-    let status = match super::pty::wait(&mut child) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            super::pty::ExitStatus { code: None, signal: None }
-        }
-    };
+    let status = reap(&keeper, &mut child);
     let _ = done_rx.recv_timeout(DRAIN_TIMEOUT);
     // Everything the job printed is read; let the screen catch up with it
-    // before recording the final screen (however long a flood takes).
+    // before recording the final screen (however long a flood takes,
+    // unless a keeper thread panicked).
     backlog.close();
-    let _ = parsed_rx.recv();
+    wait_for_parser(&parsed_rx);
     keeper.finish(status, FLUSH_TIMEOUT);
     let _ = crate::fsutil::remove_if_exists(&socket);
     tracing::info!("keeper exits");
     0
+}
+
+/// Waits for the job to end and says how. A panic here (the hook has
+/// logged it and the supervisor is ending the job) does not stop the main
+/// thread from reaping the job and recording its end.
+fn reap(keeper: &Keeper, child: &mut Box<dyn portable_pty::Child + Send + Sync>) -> ExitStatus {
+    for _ in 0..REAP_TRIES {
+        let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            panics::test_point("main");
+            super::pty::wait(child)
+        }));
+        match waited {
+            Ok(Ok(status)) => return status,
+            Ok(Err(e)) => {
+                tracing::error!("{e:#}");
+                return ExitStatus { code: None, signal: None };
+            }
+            Err(_) => {}
+        }
+    }
+    // Waiting itself keeps failing: make sure no job outlives its keeper.
+    keeper.job.signal(rustix::process::Signal::KILL);
+    ExitStatus { code: None, signal: None }
+}
+
+/// Waits until the parser has taken every read, for as long as that takes;
+/// after a keeper thread panicked, at most [`PANIC_CATCH_UP`] more.
+fn wait_for_parser(parsed: &Receiver<()>) {
+    let mut deadline = None;
+    loop {
+        match parsed.recv_timeout(CATCH_UP_POLL) {
+            // Done, or the parser is gone (it panicked).
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => {
+                if panics::reason_so_far().is_none() {
+                    continue;
+                }
+                let deadline = *deadline.get_or_insert_with(|| Instant::now() + PANIC_CATCH_UP);
+                if Instant::now() >= deadline {
+                    tracing::warn!("recording the end without the parser's last output");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The supervisor: idle until a keeper thread panics, then ends the
+/// session (keeper/panics.rs). If the end is still not recorded well
+/// after the job was killed (the main thread is stuck or gone), the keeper
+/// exits rather than hang: the session is then `lost`, and its record
+/// already says why.
+fn supervise(keeper: &Keeper) {
+    let reason = panics::wait();
+    if let Err(e) = keeper.end_for(reason) {
+        tracing::error!("{e}");
+        if keeper.wait_exit(Some(PANIC_LAST_WAIT)).is_none() {
+            tracing::error!("the end of the session was not recorded; the keeper exits");
+            std::process::exit(PANICKED_EXIT);
+        }
+    }
 }
 
 fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> Option<()> {
@@ -458,6 +560,7 @@ fn read_pty(
             // EIO: every slave fd is closed (the job and its children are gone).
             Err(_) => break,
         };
+        panics::test_point("pty-reader");
         let chunk = chunks.copy(&buf[..n]);
         // Live attachments first: an echo should not wait for the recorder.
         keeper.on_read(&chunk);
@@ -504,6 +607,7 @@ impl ChunkAllocator {
 /// behind it), at its own pace.
 fn parse_output(keeper: &Keeper, backlog: &Backlog, done: &std::sync::mpsc::SyncSender<()>) {
     while let Some(chunk) = backlog.pop() {
+        panics::test_point("parser");
         let skipped = backlog.take_skipped();
         if skipped > 0 {
             keeper.output_lost(skipped);
@@ -529,6 +633,7 @@ fn accept_loop(keeper: &Arc<Keeper>, listener: &UnixListener) {
                 continue;
             }
         };
+        panics::test_point("accept");
         if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
             tracing::warn!("refusing a connection: {MAX_CONNECTIONS} already open");
             continue;
@@ -554,6 +659,7 @@ fn reap_orphans(job: i32) {
     let me = std::process::id() as i32;
     loop {
         std::thread::sleep(ORPHAN_SWEEP);
+        panics::test_point("orphans");
         // Only this process's children, never all of /proc: with hundreds
         // of sessions a full scan from every keeper would cost the host
         // O(sessions²) work every sweep.
@@ -599,6 +705,7 @@ fn own_children(me: i32) -> Option<Vec<i32>> {
 /// ignored: a keeper has no terminal to lose.
 fn handle_signals(keeper: &Keeper) {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    panics::test_point("signals");
     let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) else {
         return;
     };

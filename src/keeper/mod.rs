@@ -10,6 +10,7 @@
 //!  job ◀─PTY─│ pty-writer: input queue → PTY                            │◀── clients
 //!            │ accept: one thread pair per connection (conn.rs)         │
 //!            │ main thread: reaps the job, records the end, exits       │
+//!            │ supervisor: a thread panicked → end the session (kill)   │
 //!            └──────────────────────────────────────────────────────────┘
 //! ```
 //!
@@ -29,6 +30,7 @@ pub mod fanout;
 pub mod input;
 pub mod launch;
 mod output;
+pub mod panics;
 pub mod presence;
 pub mod pty;
 pub mod stream;
@@ -111,6 +113,8 @@ struct State {
     recording_end: Option<tether_proto::record::Checkpoint>,
     /// The session's processes are stopped by `freeze`.
     frozen: bool,
+    /// Why the keeper is ending the session itself (a thread panicked).
+    end_reason: Option<String>,
 }
 
 /// The pieces a keeper is built from.
@@ -189,6 +193,7 @@ impl Keeper {
             recording_end: None,
             consents: std::collections::VecDeque::new(),
             frozen: false,
+            end_reason: None,
         };
         Keeper {
             meta: parts.meta,
@@ -239,6 +244,7 @@ impl Keeper {
             command: self.meta.command.clone(),
             owner: Some(self.meta.owner.clone()),
             consent: self.consent,
+            end_reason: st.end_reason.clone(),
         }
     }
 
@@ -516,6 +522,27 @@ impl Keeper {
         })
     }
 
+    /// Ends the session because of `reason` (a keeper thread panicked):
+    /// the reason goes into the session record at once (so it is known
+    /// even if the keeper dies before the end), attached clients are told,
+    /// and the job is ended the way `kill --force` ends it. The end itself
+    /// is recorded by the main thread, as for any job that ends.
+    ///
+    /// # Errors
+    ///
+    /// As [`Keeper::kill`]: the job's end was not recorded in time.
+    pub fn end_for(&self, reason: String) -> Result<JobExit, Failure> {
+        tracing::error!("{reason}; ending the session");
+        {
+            let mut st = self.state();
+            let text = format!("tether: {reason}; ending the session");
+            self.notify(&st, &text);
+            st.end_reason = Some(reason);
+        }
+        self.save_record();
+        self.kill(true)
+    }
+
     /// Waits until the job's end is recorded, at most `timeout` if given.
     pub fn wait_exit(&self, timeout: Option<Duration>) -> Option<JobExit> {
         let deadline = timeout.map(|t| Instant::now() + t);
@@ -552,16 +579,32 @@ impl Keeper {
     pub fn finish(&self, status: ExitStatus, flush_timeout: Duration) {
         let exit = JobExit { code: status.code, signal: status.signal, ended: now_rfc3339() };
         tracing::info!(exit = %exit.describe(), "job ended");
-        // The recording's signed end first, so the record can keep it.
+        if let Some(r) = &self.recorder {
+            // Why the keeper ended it, next to the exit in the recording.
+            if let Some(reason) = self.state().end_reason.clone() {
+                r.marker(reason);
+            }
+        }
+        // The recording's signed end first, so the record can keep it (a
+        // dead recorder answers at once, without one).
         let end = self.recorder.as_ref().and_then(|r| r.finish(Some(exit.status())));
         {
             let mut st = self.state();
             st.exit = Some(exit.clone());
             st.recording_end = end.map(|h| h.end);
-            let final_screen =
-                FinalScreen { redraw: redraw_string(&st.screen), text: st.screen.text(None) };
+            // The screen model may be what a panicking parser left half
+            // updated: without a final screen, the end is still recorded.
+            let final_screen = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                FinalScreen { redraw: redraw_string(&st.screen), text: st.screen.text(None) }
+            }))
+            .ok();
+            if final_screen.is_none() {
+                st.end_reason.get_or_insert_with(|| {
+                    panics::reason_so_far().unwrap_or_else(|| "the final screen failed".into())
+                });
+            }
             let info = self.info_of(&st);
-            if let Err(e) = write_final(&self.paths, &info, &final_screen) {
+            if let Err(e) = write_final(&self.paths, &info, final_screen.as_ref()) {
                 tracing::error!("recording the end: {e:#}");
             }
             for a in &st.attachments {
@@ -610,8 +653,14 @@ pub fn write_record(paths: &Paths, info: &SessionInfo) -> anyhow::Result<()> {
     crate::fsutil::write_atomic(&paths.record_file(&info.name), &json)
 }
 
-fn write_final(paths: &Paths, info: &SessionInfo, screen: &FinalScreen) -> anyhow::Result<()> {
-    let json = serde_json::to_vec(screen)?;
-    crate::fsutil::write_atomic(&paths.final_screen_file(&info.name), &json)?;
+fn write_final(
+    paths: &Paths,
+    info: &SessionInfo,
+    screen: Option<&FinalScreen>,
+) -> anyhow::Result<()> {
+    if let Some(screen) = screen {
+        let json = serde_json::to_vec(screen)?;
+        crate::fsutil::write_atomic(&paths.final_screen_file(&info.name), &json)?;
+    }
     write_record(paths, info)
 }

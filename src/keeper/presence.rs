@@ -51,6 +51,13 @@ impl Keeper {
     /// interactive clients (repainted away after [`NOTICE_TIME`]), a notice
     /// with the counts for everyone.
     pub(super) fn announce(self: &Arc<Self>, st: &State, text: &str) {
+        self.notify(st, text);
+        self.repaint_later();
+    }
+
+    /// Tells everyone attached that `text` happened (an overlay and a
+    /// notice, as [`Keeper::announce`]) without repainting it away.
+    pub(super) fn notify(&self, st: &State, text: &str) {
         let cols = st.screen.size().cols;
         let count = |m| st.attachments.iter().filter(|a| a.mode == m).count() as u32;
         let notice = Notice {
@@ -64,7 +71,6 @@ impl Keeper {
             }
             a.outbox.push_control(Message::Notice(notice.clone()));
         }
-        self.repaint_later();
     }
 
     /// After [`NOTICE_TIME`], repaints interactive clients from the model.

@@ -12,6 +12,11 @@
 //! the session shows `recording: degraded`, the loss is counted, and a gap
 //! event recording it is written as soon as writes succeed again. A
 //! recording is never deleted by tether.
+//!
+//! A recorder thread that panics marks the recorder dead: from then on
+//! nothing waits for it (output is dropped and counted, `finish` and
+//! `checkpoint_now` answer `None` at once), the state is `degraded`, and the
+//! keeper ends the session (keeper/panics.rs), its record saying why.
 
 pub mod writer;
 
@@ -19,7 +24,7 @@ use crate::signing::SigningKey;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use tether_proto::RecordingState;
@@ -96,6 +101,10 @@ struct Shared {
     changed: Condvar,
     status: AtomicU8,
     on_change: std::sync::OnceLock<OnChange>,
+    /// The recorder thread died (a panic): nothing may wait for it. Set
+    /// under the queue lock, so an item is either cleared by the dying
+    /// thread or never queued.
+    dead: AtomicBool,
 }
 
 impl Shared {
@@ -137,6 +146,7 @@ impl Recorder {
             changed: Condvar::new(),
             status: AtomicU8::new(OK),
             on_change: std::sync::OnceLock::new(),
+            dead: AtomicBool::new(false),
         });
         let thread_shared = shared.clone();
         std::thread::Builder::new()
@@ -173,9 +183,14 @@ impl Recorder {
         let len = chunk.len();
         let deadline = Instant::now() + STALL_LIMIT;
         let mut q = self.lock();
+        if self.shared.dead.load(Ordering::SeqCst) {
+            q.dropped_bytes += len as u64;
+            q.dropped_events += 1;
+            return;
+        }
         while q.bytes + len > QUEUE_MAX {
             let now = Instant::now();
-            if now >= deadline {
+            if now >= deadline || self.shared.dead.load(Ordering::SeqCst) {
                 q.dropped_bytes += len as u64;
                 q.dropped_events += 1;
                 drop(q);
@@ -196,7 +211,13 @@ impl Recorder {
     }
 
     fn push(&self, item: Item) {
-        self.lock().items.push_back(item);
+        let mut q = self.lock();
+        if self.shared.dead.load(Ordering::SeqCst) {
+            // Dropped: a reply channel in it tells its waiter at once.
+            return;
+        }
+        q.items.push_back(item);
+        drop(q);
         self.shared.changed.notify_all();
     }
 
@@ -248,8 +269,34 @@ impl Recorder {
     }
 }
 
+/// Marks the recorder dead when its thread unwinds.
+struct DeathNotice<'a>(&'a Shared);
+
+impl Drop for DeathNotice<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let shared = self.0;
+        // The thread's own queue guard is already released (poisoned) by
+        // now: it was declared after this one.
+        let mut q = shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        shared.dead.store(true, Ordering::SeqCst);
+        shared.status.store(DEGRADED, Ordering::SeqCst);
+        // Dropping the items drops the reply channels of `finish` and
+        // `checkpoint_now`: their callers stop waiting.
+        let lost = q.items.drain(..).filter(|i| matches!(i, Item::Output(..))).count();
+        q.dropped_events += lost as u64;
+        q.dropped_bytes += q.bytes as u64;
+        q.bytes = 0;
+        drop(q);
+        shared.changed.notify_all();
+    }
+}
+
 /// The recorder thread.
 fn run(shared: &Shared, mut writer: writer::Writer) {
+    let _notice = DeathNotice(shared);
     loop {
         let (item, dropped) = {
             let mut q = shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
@@ -275,6 +322,9 @@ fn run(shared: &Shared, mut writer: writer::Writer) {
             }
         };
         shared.changed.notify_all();
+        if item.is_some() {
+            crate::keeper::panics::test_point("recorder");
+        }
         if dropped.0 > 0 {
             writer.lost(dropped.0, dropped.1);
         }
@@ -360,5 +410,40 @@ mod tests {
         assert!(lines[0].starts_with("{\"version\":3"), "{text}");
         assert!(lines.iter().any(|l| l.contains("\"x\", \"3\"")), "{text}");
         assert!(lines.last().unwrap().starts_with("#tether:end "), "{text}");
+    }
+
+    #[test]
+    fn a_dead_recorder_thread_makes_nobody_wait() {
+        let shared = Arc::new(Shared {
+            queue: Mutex::default(),
+            changed: Condvar::new(),
+            status: AtomicU8::new(OK),
+            on_change: std::sync::OnceLock::new(),
+            dead: AtomicBool::new(false),
+        });
+        let r = Recorder { shared: shared.clone(), start: Instant::now(), path: PathBuf::new() };
+        // Queued before the death: a finish whose reply must not hang.
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        r.push(Item::Finish(Some(0), tx));
+        r.output(Bytes::from_static(b"queued"), Instant::now());
+        let thread = std::thread::spawn(move || {
+            let _notice = DeathNotice(&shared);
+            let _held = shared.queue.lock().unwrap();
+            panic!("the recorder thread dies holding its queue");
+        });
+        assert!(thread.join().is_err());
+        assert!(r.shared.dead.load(Ordering::SeqCst));
+        assert_eq!(r.state(), RecordingState::Degraded);
+        assert!(rx.recv().is_err(), "the queued finish is answered");
+        // A full queue's worth of output returns at once instead of
+        // waiting for the stall limit.
+        let started = Instant::now();
+        for _ in 0..4 {
+            r.output(Bytes::from(vec![0; QUEUE_MAX / 2]), Instant::now());
+        }
+        assert!(started.elapsed() < STALL_LIMIT / 2);
+        assert!(r.finish(Some(1)).is_none());
+        assert!(r.checkpoint_now().is_none());
+        assert!(r.lock().dropped_events >= 5);
     }
 }

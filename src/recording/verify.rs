@@ -4,7 +4,8 @@
 //!
 //! Verdicts: `intact` (the signed end is there and everything before it
 //! checks), `live` (the keeper is still writing; intact up to the last
-//! checkpoint), `interrupted` (the keeper died; intact up to the last
+//! checkpoint), `interrupted` (the keeper died, or its recorder thread
+//! did and the session record says so; intact up to the last
 //! checkpoint), `truncated` (the session record says it ended later than
 //! the file does), and the damage kinds `modified`, `deleted`, `inserted`,
 //! `reordered`, `bad_signature`, `malformed`, plus `untrusted` when the
@@ -314,8 +315,12 @@ impl Walk<'_> {
             return self.report;
         }
         let at = Some(self.span_start.clone());
+        // A keeper that ended its session because its recorder thread died
+        // recorded why: the file stopped short, like a keeper's death.
+        let stopped_short =
+            record.and_then(|s| s.end_reason.as_deref().filter(|_| s.recording_end.is_none()));
         match record {
-            Some(s) if s.state == SessionState::Ended => {
+            Some(s) if s.state == SessionState::Ended && stopped_short.is_none() => {
                 let msg = match &s.recording_end {
                     Some(e) => format!(
                         "truncated: the file ends after {} vouched events; the session record says the recording ended after {} ({vouched})",
@@ -336,7 +341,8 @@ impl Walk<'_> {
             }
             _ => {
                 let msg = format!(
-                    "interrupted (the keeper died): {vouched}; {} events after the last checkpoint are unvouched",
+                    "interrupted ({}): {vouched}; {} events after the last checkpoint are unvouched",
+                    stopped_short.unwrap_or("the keeper died"),
                     self.unvouched
                 );
                 self.fail("interrupted", &msg, at)
