@@ -332,8 +332,9 @@ pub fn ended_screen(info: &SessionInfo, screen: Option<&FinalScreen>) -> Vec<u8>
         tracker.feed(screen.redraw.as_bytes());
         out.extend_from_slice(tracker.modes().reset_sequence().as_bytes());
     }
+    let why = info.end_reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default();
     let text = format!(
-        "\r\n[session {name} ended: {} at {}]\r\n",
+        "\r\n[session {name} ended: {} at {}{why}]\r\n",
         exit.describe(),
         ended_at.unwrap_or("an unknown time")
     );
