@@ -51,7 +51,11 @@ pub fn ensure_owned_private_dir(dir: &Path) -> Result<()> {
 ///
 /// Writing or renaming fails.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    // The whole file name in the temporary one: `NAME.json` and
+    // `NAME.screen` may be written at once by two threads of one process.
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(format!(".tmp{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)

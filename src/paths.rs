@@ -15,6 +15,7 @@ use anyhow::{Context, Result, anyhow};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use tether_proto::SessionName;
+use tether_proto::store;
 
 /// `sun_path` is 108 bytes on Linux, including the terminating NUL.
 const SUN_PATH_MAX: usize = 107;
@@ -76,17 +77,17 @@ impl Paths {
 
     /// A session's record.
     pub fn record_file(&self, name: &SessionName) -> PathBuf {
-        self.sessions_dir().join(format!("{name}.json"))
+        self.sessions_dir().join(store::record_file_name(name))
     }
 
     /// A session's final screen, written when its job ends.
     pub fn final_screen_file(&self, name: &SessionName) -> PathBuf {
-        self.sessions_dir().join(format!("{name}.screen"))
+        self.sessions_dir().join(store::final_screen_file_name(name))
     }
 
     /// The lock a session's keeper holds for its whole life.
     pub fn lock_file(&self, name: &SessionName) -> PathBuf {
-        self.sessions_dir().join(format!("{name}.lock"))
+        self.sessions_dir().join(store::lock_file_name(name))
     }
 
     /// Where keepers spill output their screen model has not caught up with.

@@ -32,6 +32,12 @@
 //!
 //! [`frame`] holds the sans-IO framing; [`message`] the message types;
 //! [`name`] the session-name rules shared by every component.
+//!
+//! # Files
+//!
+//! [`record`] defines a recording's files (segments, their names, the
+//! seek index and keyframe sidecars); [`store`] the session files (record,
+//! final screen, lock). The main crate opens, writes and syncs them.
 
 pub mod error;
 pub mod frame;

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
 use std::time::{Duration, Instant};
+use tether_proto::record::segment::base_name;
 use tether_proto::{ErrorCode, ErrorReply, SessionName, SessionState, WindowSize};
 
 /// Set in the environment of a daemon started by `tether daemon` without
@@ -386,9 +387,8 @@ fn start(spec: &KeeperSpec) -> Result<Running> {
 /// depend on the daemon).
 fn start_recording(paths: &Paths, spec: &KeeperSpec, meta: &Meta) -> Result<Recorder> {
     let key = crate::signing::SigningKey::load_or_create(&paths.signing_key_file())?;
-    let stamp = meta.started.replace(['-', ':'], "");
     let dir = spec.recording_dir.clone().unwrap_or_else(|| paths.recordings_dir());
-    let path = dir.join(format!("{}-{stamp}.cast", spec.name));
+    let path = dir.join(base_name(spec.name.as_str(), &meta.started));
     Recorder::start(RecorderSpec {
         session: spec.name.to_string(),
         path,

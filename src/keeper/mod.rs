@@ -47,7 +47,7 @@ use rustix::process::Signal;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use stream::{Stream, Subscriber};
-use tether_proto::store::FinalScreen;
+use tether_proto::store::{self, FinalScreen};
 use tether_proto::{
     AttachMode, AttachReply, AttachRequest, Identity, JobExit, Message, Presence, RecordingState,
     SessionInfo, SessionName, SessionState, WindowSize,
@@ -649,8 +649,7 @@ fn redraw_string(screen: &Screen) -> String {
 ///
 /// The file cannot be written.
 pub fn write_record(paths: &Paths, info: &SessionInfo) -> anyhow::Result<()> {
-    let json = serde_json::to_vec_pretty(info)?;
-    crate::fsutil::write_atomic(&paths.record_file(&info.name), &json)
+    crate::fsutil::write_atomic(&paths.record_file(&info.name), &store::encode_record(info))
 }
 
 fn write_final(
@@ -659,8 +658,7 @@ fn write_final(
     screen: Option<&FinalScreen>,
 ) -> anyhow::Result<()> {
     if let Some(screen) = screen {
-        let json = serde_json::to_vec(screen)?;
-        crate::fsutil::write_atomic(&paths.final_screen_file(&info.name), &json)?;
+        crate::fsutil::write_atomic(&paths.final_screen_file(&info.name), &screen.encode())?;
     }
     write_record(paths, info)
 }

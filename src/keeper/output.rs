@@ -6,10 +6,10 @@
 use super::fanout::Outbox;
 use super::stream::Subscriber;
 use super::{KEYFRAME_EVERY, Keeper, State, lock, redraw_frames};
-use crate::recorder::Keyframe;
 use crate::term::screen::{self, Fed};
 use bytes::Bytes;
 use tether_proto::Message;
+use tether_proto::record::keyframe::Keyframe;
 
 impl Keeper {
     /// The reader's half of one PTY read: routes it to the live

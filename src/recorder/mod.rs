@@ -3,7 +3,9 @@
 //! The keeper's PTY reader hands each read to [`Recorder::output`] (before
 //! the screen model sees it); a recorder thread turns it into asciicast v3
 //! events, extends the hash chain, writes signed checkpoints, rotates
-//! segments and keeps a seek index. See `docs/RECORDING.md`.
+//! segments and keeps a seek index. See `docs/RECORDING.md`; every byte
+//! it writes is encoded by `tether_proto::record`, this module does the
+//! I/O.
 //!
 //! Policy (PRODUCT.md): the recorder is lossless. Its queue is bounded; when
 //! it is full the reader waits, so the job slows rather than a byte being
@@ -29,6 +31,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use tether_proto::RecordingState;
 use tether_proto::record::Checkpoint;
+use tether_proto::record::keyframe::Keyframe;
 pub use writer::FinalHead;
 
 /// Output queued for the recorder before the reader waits (the job slows).
@@ -69,19 +72,6 @@ enum Item {
     Keyframe(Keyframe),
     Checkpoint(std::sync::mpsc::SyncSender<Option<Checkpoint>>),
     Finish(Option<i32>, std::sync::mpsc::SyncSender<Option<FinalHead>>),
-}
-
-/// A screen snapshot the parser took after exactly `out` bytes of output.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Keyframe {
-    /// Output bytes before this screen.
-    pub out: u64,
-    /// Columns.
-    pub cols: u16,
-    /// Rows.
-    pub rows: u16,
-    /// A redraw of the screen.
-    pub dump: String,
 }
 
 #[derive(Default)]

@@ -6,7 +6,7 @@
 //! undone completely (the file is cut back to its last good length and the
 //! chain rewound) and the loss is counted for the gap event.
 
-use super::{Keyframe, RecorderSpec};
+use super::RecorderSpec;
 use crate::clock::now_rfc3339;
 use crate::signing::{SigHash, SigningKey};
 use anyhow::{Context, Result};
@@ -17,11 +17,13 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tether_proto::record::chain::{Chain, hex};
+use tether_proto::record::index::{self, IndexEntry};
+use tether_proto::record::keyframe::{self, Keyframe};
+use tether_proto::record::segment::segment_path;
 use tether_proto::record::split::{Piece, Splitter};
-use tether_proto::record::v3::{Header, Term, encode_event};
+use tether_proto::record::v3::{Header, Term, encode_checkpoint, encode_event, encode_header};
 use tether_proto::record::{
-    CHECKPOINT_PREFIX, Checkpoint, END_PREFIX, Event, EventData, Gap, SIG_NAMESPACE, TetherHeader,
-    base64,
+    Checkpoint, Event, EventData, Gap, SIG_NAMESPACE, TetherHeader, base64,
 };
 
 /// A checkpoint at least this often while events arrive (and the file is
@@ -56,21 +58,6 @@ struct Loss {
     bytes: u64,
     events: u64,
     since: f64,
-}
-
-/// An entry of the `.idx` sidecar.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct IndexEntry {
-    /// Segment number.
-    pub seg: u32,
-    /// Byte offset in that segment of the next event line.
-    pub pos: u64,
-    /// Event lines before it (across segments).
-    pub line: u64,
-    /// Absolute time of the last event before it.
-    pub time: f64,
-    /// Output bytes before it.
-    pub out: u64,
 }
 
 pub(super) struct Writer {
@@ -119,21 +106,6 @@ fn private_file(path: &Path, append: bool) -> std::io::Result<File> {
         .open(path)
 }
 
-/// The path of segment `n` of a recording whose first segment is `base`.
-pub fn segment_path(base: &Path, n: u32) -> PathBuf {
-    if n == 0 {
-        return base.to_owned();
-    }
-    let stem = base.to_string_lossy();
-    let stem = stem.strip_suffix(".cast").unwrap_or(&stem);
-    PathBuf::from(format!("{stem}.{n}.cast"))
-}
-
-/// A sidecar of a recording (`idx`, `keys`).
-pub fn sidecar(base: &Path, ext: &str) -> PathBuf {
-    base.with_extension(format!("cast.{ext}"))
-}
-
 impl Writer {
     pub(super) fn create(spec: RecorderSpec, start: Instant) -> Result<Writer> {
         let dir = spec.path.parent().context("a recording has a directory")?;
@@ -175,8 +147,8 @@ impl Writer {
             out_bytes: 0,
             committed_out: 0,
             next_index: 0,
-            index: private_file(&sidecar(&spec.path, "idx"), true).ok(),
-            keys: private_file(&sidecar(&spec.path, "keys"), true).ok(),
+            index: private_file(&index::path(&spec.path), true).ok(),
+            keys: private_file(&keyframe::path(&spec.path), true).ok(),
             loss: None,
             last_retry: Instant::now(),
         };
@@ -207,7 +179,7 @@ impl Writer {
                 offset: self.last_time,
             }),
         };
-        let line = serde_json::to_string(&header)?;
+        let line = encode_header(&header);
         self.chain = match prev {
             None => Chain::start(line.as_bytes()),
             Some(p) => Chain::resume(&p, self.chain.lines(), line.as_bytes()),
@@ -322,8 +294,8 @@ impl Writer {
     }
 
     pub(super) fn keyframe(&mut self, frame: &Keyframe) {
-        if let (Some(keys), Ok(line)) = (self.keys.as_mut(), serde_json::to_string(frame)) {
-            let _ = writeln!(keys, "{line}");
+        if let Some(keys) = self.keys.as_mut() {
+            let _ = writeln!(keys, "{}", frame.encode());
         }
     }
 
@@ -408,8 +380,8 @@ impl Writer {
             time: self.committed_time,
             out: self.committed_out,
         };
-        if let (Some(index), Ok(line)) = (self.index.as_mut(), serde_json::to_string(&entry)) {
-            let _ = writeln!(index, "{line}");
+        if let Some(index) = self.index.as_mut() {
+            let _ = writeln!(index, "{}", entry.encode());
         }
     }
 
@@ -419,13 +391,13 @@ impl Writer {
         if !self.flush() {
             return None;
         }
-        let line = self.signed_line(CHECKPOINT_PREFIX, None);
+        let (checkpoint, line) = self.signed_line(false, None);
         self.buf.extend_from_slice(line.as_bytes());
         if !self.flush() {
             return None;
         }
         let _ = self.file.sync_data();
-        serde_json::from_str(line.strip_prefix(CHECKPOINT_PREFIX)?.trim_end()).ok()
+        Some(checkpoint)
     }
 
     /// Signs the chain's state into a comment line and makes it durable.
@@ -434,14 +406,16 @@ impl Writer {
         if !self.flush() {
             return;
         }
-        let line = self.signed_line(CHECKPOINT_PREFIX, None);
+        let (_, line) = self.signed_line(false, None);
         self.buf.extend_from_slice(line.as_bytes());
         if self.flush() {
             let _ = self.file.sync_data();
         }
     }
 
-    fn signed_line(&mut self, prefix: &str, exit: Option<i32>) -> String {
+    /// The next checkpoint (or, with `end`, the end), signed, and its line
+    /// with the newline.
+    fn signed_line(&mut self, end: bool, exit: Option<i32>) -> (Checkpoint, String) {
         self.seq += 1;
         let link = self.chain.checkpoint();
         let mut cp = Checkpoint {
@@ -455,17 +429,17 @@ impl Writer {
             exit,
             sig: String::new(),
         };
-        let message = cp.message(&self.session, prefix == END_PREFIX);
+        let message = cp.message(&self.session, end);
         cp.sig = base64::encode(&self.key.sshsig(SIG_NAMESPACE, SigHash::Sha256, &message));
-        let json = serde_json::to_string(&cp).unwrap_or_default();
-        format!("{prefix}{json}\n")
+        let line = encode_checkpoint(&cp, end) + "\n";
+        (cp, line)
     }
 
     fn rotate_if_full(&mut self) {
         if self.file_len < self.segment_bytes {
             return;
         }
-        let line = self.signed_line(CHECKPOINT_PREFIX, None);
+        let (_, line) = self.signed_line(false, None);
         if self.file.write_all(line.as_bytes()).is_err() {
             return;
         }
@@ -504,14 +478,12 @@ impl Writer {
         if !self.flush() {
             return None;
         }
-        let line = self.signed_line(END_PREFIX, exit);
+        let (end, line) = self.signed_line(true, exit);
         self.buf.extend_from_slice(line.as_bytes());
         if !self.flush() {
             return None;
         }
         let _ = self.file.sync_all();
-        let json = line.strip_prefix(END_PREFIX)?.trim_end();
-        let end: Checkpoint = serde_json::from_str(json).ok()?;
         Some(FinalHead { end, segments: self.segment + 1 })
     }
 }

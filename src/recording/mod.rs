@@ -11,12 +11,14 @@ pub mod verify;
 
 use crate::Failure;
 use crate::paths::Paths;
-use crate::recorder::writer::{IndexEntry, segment_path, sidecar};
 use crate::session::Registry;
 use anyhow::{Context, Result};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use tether_proto::record::index::{self, IndexEntry};
+use tether_proto::record::keyframe::{self, Keyframe};
+use tether_proto::record::segment::{self, segment_path};
 use tether_proto::record::v3::{Decoder, Header, Line, parse_header};
 use tether_proto::record::{Event, EventData};
 use tether_proto::{SessionInfo, SessionName};
@@ -122,22 +124,19 @@ impl Recording {
 
     /// The seek index (`.idx` sidecar), if any.
     pub fn index(&self) -> Vec<IndexEntry> {
-        read_jsonl(&sidecar(&self.base, "idx"))
+        read_sidecar(&index::path(&self.base), |l| IndexEntry::decode(l).ok())
     }
 
     /// The keyframes (`.keys` sidecar), if any.
-    pub fn keyframes(&self) -> Vec<crate::recorder::Keyframe> {
-        read_jsonl(&sidecar(&self.base, "keys"))
+    pub fn keyframes(&self) -> Vec<Keyframe> {
+        read_sidecar(&keyframe::path(&self.base), |l| Keyframe::decode(l).ok())
     }
 }
 
-fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Vec<T> {
+/// The lines of a sidecar that `decode` accepts (none if it is missing).
+fn read_sidecar<T>(path: &Path, decode: impl Fn(&str) -> Option<T>) -> Vec<T> {
     let Ok(file) = File::open(path) else { return Vec::new() };
-    BufReader::new(file)
-        .lines()
-        .map_while(Result::ok)
-        .filter_map(|l| serde_json::from_str(&l).ok())
-        .collect()
+    BufReader::new(file).lines().map_while(Result::ok).filter_map(|l| decode(&l)).collect()
 }
 
 /// Iterates the lines of a recording's segments.
@@ -296,7 +295,7 @@ pub fn all(paths: &Paths) -> Result<Vec<Recording>> {
     let mut out = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !is_first_segment(&name) {
+        if segment::parse_name(&name).is_none_or(|s| s.segment != 0) {
             continue;
         }
         match Recording::open(&entry.path()) {
@@ -309,25 +308,4 @@ pub fn all(paths: &Paths) -> Result<Vec<Recording>> {
     }
     out.sort_by(|a, b| a.base.cmp(&b.base));
     Ok(out)
-}
-
-/// `NAME-YYYYMMDDTHHMMSSZ.cast` (later segments add `.N` before `.cast`).
-fn is_first_segment(file: &str) -> bool {
-    let Some(stem) = file.strip_suffix(".cast") else { return false };
-    let Some((_, stamp)) = stem.rsplit_once('-') else { return false };
-    stamp.len() == 16 && stamp.as_bytes()[8] == b'T' && stamp.ends_with('Z')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn first_segments() {
-        assert!(is_first_segment("build-20261128T043301Z.cast"));
-        assert!(is_first_segment("a-b.c-20261128T043301Z.cast"));
-        assert!(!is_first_segment("build-20261128T043301Z.1.cast"));
-        assert!(!is_first_segment("build-20261128T043301Z.cast.idx"));
-        assert!(!is_first_segment("notes.cast"));
-    }
 }

@@ -23,6 +23,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tether_proto::record::EventData;
+use tether_proto::record::v3::{self, Line};
 
 /// Options of `tether replay`.
 #[derive(Debug, Clone)]
@@ -55,11 +56,9 @@ pub fn duration(rec: &Recording) -> f64 {
     let _ = file.read_to_string(&mut tail);
     tail.lines()
         .rev()
-        .find_map(|l| {
-            let json = l
-                .strip_prefix(tether_proto::record::CHECKPOINT_PREFIX)
-                .or_else(|| l.strip_prefix(tether_proto::record::END_PREFIX))?;
-            serde_json::from_str::<tether_proto::record::Checkpoint>(json).ok().map(|c| c.time)
+        .find_map(|l| match v3::decode_comment(l)? {
+            Ok(Line::Checkpoint(c) | Line::End(c)) => Some(c.time),
+            _ => None,
         })
         .unwrap_or(0.0)
 }

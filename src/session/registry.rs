@@ -5,7 +5,7 @@ use crate::paths::Paths;
 use crate::{Failure, fsutil};
 use anyhow::{Context, Result};
 use std::path::Path;
-use tether_proto::store::FinalScreen;
+use tether_proto::store::{self, FinalScreen};
 use tether_proto::{SessionInfo, SessionName, SessionState};
 
 /// How long `rm` waits for the keeper of an ended session to exit: it
@@ -40,10 +40,9 @@ impl Registry {
         let mut sessions = Vec::new();
         for entry in entries.flatten() {
             let file_name = entry.file_name();
-            let Some(stem) = file_name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+            let Some(name) = file_name.to_str().and_then(store::record_of_file_name) else {
                 continue;
             };
-            let Ok(name) = SessionName::new(stem) else { continue };
             match self.get(&name) {
                 Ok(Some(info)) => sessions.push(info),
                 Ok(None) => {}
@@ -94,7 +93,7 @@ impl Registry {
     pub fn final_screen(&self, name: &SessionName) -> Result<Option<FinalScreen>> {
         let path = self.paths.final_screen_file(name);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
+            Ok(bytes) => FinalScreen::decode(&bytes)
                 .map(Some)
                 .with_context(|| format!("parsing {}", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -144,7 +143,7 @@ impl Registry {
 
 fn read_record(path: &Path) -> Result<Option<SessionInfo>> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
+        Ok(bytes) => store::decode_record(&bytes)
             .map(Some)
             .with_context(|| format!("parsing {}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

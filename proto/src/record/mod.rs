@@ -2,12 +2,17 @@
 //!
 //! One definition shared by the keeper's recorder, the replayer, `verify`
 //! and any outside audit tool. See `docs/RECORDING.md` for the byte-level
-//! description; [`v3`] encodes and decodes lines, [`chain`] is the hash
-//! chain, [`split`] cuts output into events without ever splitting a
-//! UTF-8 character or dropping a byte.
+//! description; [`v3`] encodes and decodes the lines of a segment, [`chain`]
+//! is the hash chain, [`split`] cuts output into events without ever
+//! splitting a UTF-8 character or dropping a byte. [`segment`] names a
+//! recording's files; [`index`] and [`keyframe`] are the two sidecars that
+//! make seeking fast.
 
 pub mod base64;
 pub mod chain;
+pub mod index;
+pub mod keyframe;
+pub mod segment;
 pub mod split;
 pub mod v3;
 
