@@ -398,3 +398,112 @@ fn segments_rotate_and_read_as_one_recording() {
     let at = env.ok(&["replay", "big", "--at", "+60"]);
     assert!(at.contains("row 19999"), "{at}");
 }
+
+/// `tether grep PATTERN NAME --json`: each match's offset and line.
+fn grep_lines(env: &TestEnv, pattern: &str, name: &str) -> Vec<(f64, String)> {
+    let out = env.run(&["grep", pattern, name, "--json"]);
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let m: serde_json::Value = serde_json::from_str(l).unwrap();
+            // The exact number as printed (serde_json may round the last
+            // digit), so that `replay --at` sees the very same moment.
+            let offset = l.split("\"offset\":").nth(1).unwrap().split(',').next().unwrap();
+            (offset.parse().unwrap(), m["line"].as_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+/// Asserts that grep found exactly `expected` (substrings, in order), each
+/// at a time when the screen showed it, at increasing times.
+fn assert_found_as_shown(env: &TestEnv, name: &str, found: &[(f64, String)], expected: &[&str]) {
+    assert_eq!(found.len(), expected.len(), "{found:?}");
+    for ((offset, line), want) in found.iter().zip(expected) {
+        assert!(line.contains(want), "{want}: {found:?}");
+        let screen = env.ok(&["replay", name, "--at", &format!("+{offset}")]);
+        assert!(
+            screen.contains(line.trim()),
+            "{line:?} is not on the screen at {offset}: {screen}"
+        );
+    }
+    assert!(found.windows(2).all(|w| w[0].0 < w[1].0), "{found:?}");
+}
+
+/// A job that draws four full screens in place, `PHASE-A` .. `PHASE-D`,
+/// with a clear and cursor moves (SCREEN, then ALT to end).
+fn phases(start: &str, end: &str) -> String {
+    format!(
+        "printf 'before\\n{start}'; for p in A B C D; do printf '\\033[2J\\033[H== status ==\\033[5;10HPHASE-%s running\\033[12;1Hstep %s\\033[H' $p $p; sleep 0.3; done; printf '{end}after\\n'"
+    )
+}
+
+#[test]
+fn grep_finds_every_screen_of_a_display_cleared_and_redrawn_in_place() {
+    let env = TestEnv::new();
+    env.start("phases", &["sh", "-c", &phases("", "\\033[2J\\033[H")]);
+    assert_eq!(env.run(&["wait", "phases"]).status.code(), Some(0));
+    let found = grep_lines(&env, "PHASE", "phases");
+    assert_found_as_shown(&env, "phases", &found, &["PHASE-A", "PHASE-B", "PHASE-C", "PHASE-D"]);
+    let steps = grep_lines(&env, "^step", "phases");
+    assert_found_as_shown(&env, "phases", &steps, &["step A", "step B", "step C", "step D"]);
+    assert_eq!(grep_lines(&env, "before|after", "phases").len(), 2);
+}
+
+#[test]
+fn grep_finds_every_screen_of_a_full_screen_program() {
+    let env = TestEnv::new();
+    env.start("top", &["sh", "-c", &phases("\\033[?1049h", "\\033[?1049l")]);
+    assert_eq!(env.run(&["wait", "top"]).status.code(), Some(0));
+    let found = grep_lines(&env, "PHASE", "top");
+    assert_found_as_shown(&env, "top", &found, &["PHASE-A", "PHASE-B", "PHASE-C", "PHASE-D"]);
+    // Redrawn unchanged in place: shown once.
+    assert_eq!(grep_lines(&env, "== status ==", "top").len(), 1);
+    // The main screen's lines, kept under the program, once each.
+    let around: Vec<String> =
+        grep_lines(&env, "before|after", "top").into_iter().map(|(_, l)| l).collect();
+    assert_eq!(around, ["before", "after"]);
+}
+
+#[test]
+fn grep_finds_each_form_of_an_overwritten_line_and_a_line_printed_in_pieces_once() {
+    let env = TestEnv::new();
+    let script = "printf 'progress 1/3'; sleep 0.3; printf '\\rprogress 2/3'; sleep 0.3; printf '\\rprogress 3/3 ok\\n'; \
+                  printf 'piece-one '; sleep 0.3; printf 'piece-two '; sleep 0.3; printf 'piece-three\\n'";
+    env.start("forms", &["sh", "-c", script]);
+    assert_eq!(env.run(&["wait", "forms"]).status.code(), Some(0));
+    let found = grep_lines(&env, "progress", "forms");
+    assert_found_as_shown(
+        &env,
+        "forms",
+        &found,
+        &["progress 1/3", "progress 2/3", "progress 3/3 ok"],
+    );
+    let pieces = grep_lines(&env, "piece", "forms");
+    assert_eq!(pieces.len(), 1, "{pieces:?}");
+    assert_eq!(pieces[0].1, "piece-one piece-two piece-three");
+}
+
+#[test]
+fn grep_finds_lines_under_a_full_screen_program_once() {
+    let env = TestEnv::new();
+    let script = "printf 'under-1\\nunder-2\\n'; sleep 0.3; printf '\\033[?1049h\\033[Hfull-screen'; sleep 0.3; \
+                  printf '\\033[?1049l'; sleep 0.3; printf 'over\\n'";
+    env.start("under", &["sh", "-c", script]);
+    assert_eq!(env.run(&["wait", "under"]).status.code(), Some(0));
+    let found = grep_lines(&env, "under|full|over", "under");
+    assert_found_as_shown(&env, "under", &found[1..], &["under-2", "full-screen", "over"]);
+    assert_eq!(found[0].1, "under-1");
+}
+
+#[test]
+fn grep_finds_each_of_many_lines_printed_at_once() {
+    let env = TestEnv::new();
+    env.start("flood", &["sh", "-c", "awk 'BEGIN { for (i = 1; i <= 5000; i++) print \"n-\" i }'"]);
+    assert_eq!(env.run(&["wait", "flood"]).status.code(), Some(0));
+    let found = grep_lines(&env, "^n-", "flood");
+    let lines: Vec<String> = found.iter().map(|(_, l)| l.clone()).collect();
+    let expected: Vec<String> = (1..=5000).map(|i| format!("n-{i}")).collect();
+    assert_eq!(lines, expected);
+    assert!(found.windows(2).all(|w| w[0].0 <= w[1].0));
+}

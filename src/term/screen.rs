@@ -139,6 +139,11 @@ pub struct Screen {
     /// with it, every line has an absolute number for `tail -f`.
     evicted: u64,
     scrollback_cells: usize,
+    /// Primary-screen lines dropped off the top of the scrollback since
+    /// the last [`Screen::take_evicted`], when someone asked to keep them
+    /// ([`Screen::keep_evicted`]: `grep`, so that no line is lost however
+    /// much one read scrolls).
+    kept: Option<Vec<Line>>,
 }
 
 impl Screen {
@@ -152,7 +157,37 @@ impl Screen {
             spans: Vec::new(),
             evicted: 0,
             scrollback_cells,
+            kept: None,
         }
+    }
+
+    /// From now on, keeps the primary-screen lines dropped off the top of
+    /// the scrollback until [`Screen::take_evicted`] takes them.
+    pub fn keep_evicted(&mut self) {
+        self.kept.get_or_insert_with(Vec::new);
+    }
+
+    /// The lines dropped off the top of the scrollback since the last call
+    /// (oldest first: absolute lines `evicted() - len .. evicted()`), if
+    /// [`Screen::keep_evicted`] was called.
+    pub fn take_evicted(&mut self) -> Vec<Line> {
+        self.kept.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Primary-screen lines dropped off the top of the scrollback so far:
+    /// the absolute number of the first line of [`Screen::primary_lines`].
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// The primary screen's lines, history first, then the screen.
+    pub fn primary_lines(&self) -> impl Iterator<Item = &Line> {
+        self.term.primary_screen().all_lines()
+    }
+
+    /// Whether the alternate screen (full-screen programs) is active.
+    pub fn alternate_active(&self) -> bool {
+        self.term.active_screen_kind() == ScreenKind::Alternate
     }
 
     /// The current size.
@@ -232,9 +267,9 @@ impl Screen {
         // The scanner only passes whole UTF-8 characters; invalid bytes
         // become U+FFFD on screen (the recording keeps them).
         let text = String::from_utf8_lossy(bytes);
-        let mut counter = EvictionCounter(0);
+        let mut counter = EvictionCounter { count: 0, kept: self.kept.as_mut() };
         self.term.feed_with(text.as_ref(), &mut counter);
-        self.evicted += counter.0;
+        self.evicted += counter.count;
     }
 
     fn answer(&self, query: Query) -> String {
@@ -260,10 +295,14 @@ impl Screen {
         if history > limit + limit / 4 {
             self.rebuild(limit);
         }
-        self.term.resize(usize::from(size.cols), usize::from(size.rows));
+        // Reflowing a narrower screen can push lines off the top too.
+        let mut counter = EvictionCounter { count: 0, kept: self.kept.as_mut() };
+        self.term.resize_with(usize::from(size.cols), usize::from(size.rows), &mut counter);
+        self.evicted += counter.count;
     }
 
-    fn history_len(&self) -> usize {
+    /// Lines in the primary screen's history (above the screen).
+    pub fn history_len(&self) -> usize {
         let rows = self.term.size().1;
         self.term.primary_screen().all_lines().count().saturating_sub(rows)
     }
@@ -288,6 +327,9 @@ impl Screen {
         replay.push_str("\x1b[0m\x1b[H\x1b[2J");
         replay.push_str(&self.term.dump());
         fresh.feed(replay.as_str());
+        if let Some(kept) = &mut self.kept {
+            kept.extend(self.term.primary_screen().all_lines().take(history - keep).cloned());
+        }
         self.evicted += (history - keep) as u64;
         self.term = fresh;
     }
@@ -430,12 +472,18 @@ pub fn sgr(pen: &Pen) -> String {
     s
 }
 
-struct EvictionCounter(u64);
+struct EvictionCounter<'a> {
+    count: u64,
+    kept: Option<&'a mut Vec<Line>>,
+}
 
-impl Observer for &mut EvictionCounter {
+impl Observer for &mut EvictionCounter<'_> {
     type Output = ();
-    fn evicted(&mut self, _: &mut Observation<'_>, _: &Line) {
-        self.0 += 1;
+    fn evicted(&mut self, _: &mut Observation<'_>, line: &Line) {
+        self.count += 1;
+        if let Some(kept) = &mut self.kept {
+            kept.push(line.clone());
+        }
     }
     fn end(&mut self, _: &mut Observation<'_>) {}
 }
