@@ -39,6 +39,7 @@
 //! seek index and keyframe sidecars); [`store`] the session files (record,
 //! final screen, lock). The main crate opens, writes and syncs them.
 
+pub mod audit;
 pub mod error;
 pub mod frame;
 pub mod message;

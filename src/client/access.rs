@@ -217,7 +217,7 @@ impl Access {
         if let Some((log, caller)) = &self.audit {
             log.record(&Entry {
                 event: Event::Refused,
-                time: crate::clock::now_rfc3339(),
+                time: String::new(),
                 session: session.map(ToString::to_string),
                 detail: Some(message.clone()),
                 ..caller.clone()
