@@ -4,7 +4,7 @@
 
 use crate::Failure;
 use crate::client::KeeperClient;
-use crate::client::access::{Access, Op};
+use crate::client::access::{Access, Op, permits};
 use crate::config::{Config, RecordingPolicy};
 use crate::keeper::launch::{KeeperSpec, launch};
 use crate::paths::Paths;
@@ -62,6 +62,11 @@ pub trait Backend: Send {
     fn require(&self, op: Op, session: Option<&SessionName>) -> Result<()> {
         let _ = (op, session);
         Ok(())
+    }
+    /// Whether the caller reaches only some sessions (a key limited by
+    /// `tether-sessions`): then files are named by session only.
+    fn limited(&self) -> bool {
+        false
     }
     /// This host's paths, when sessions are local (recordings are read
     /// directly then).
@@ -164,6 +169,20 @@ impl Local {
         self.paths.runtime_dir.join("check-recordings")
     }
 
+    /// The right `op` on `name` needs: ending and forgetting a `check`
+    /// probe (a session recording in the scratch place) needs only the
+    /// right to create it, so that whoever may run `check` may clean up.
+    fn right_for(&self, name: &SessionName, op: Op) -> Op {
+        if !matches!(op, Op::Kill | Op::Rm) || !self.access.sees(name) {
+            return op;
+        }
+        let probe = self.registry.get(name).ok().flatten().and_then(|s| s.recording_path);
+        match probe {
+            Some(path) if std::path::Path::new(&path).starts_with(self.probe_dir()) => Op::New,
+            _ => op,
+        }
+    }
+
     /// The keeper spec for `req`, with this host's defaults filled in.
     fn spec(&self, req: &CreateRequest) -> Result<KeeperSpec> {
         let command =
@@ -231,7 +250,7 @@ impl Backend for Local {
     }
 
     fn remove(&self, name: &SessionName) -> Result<()> {
-        self.access.require(Op::Rm, Some(name))?;
+        self.access.require(self.right_for(name, Op::Rm), Some(name))?;
         let recording = self.registry.get(name)?.and_then(|s| s.recording_path);
         self.registry.remove(name)?;
         // A probe's scratch recording goes with it; user recordings never do.
@@ -251,11 +270,18 @@ impl Backend for Local {
 
     fn final_screen(&self, name: &SessionName) -> Result<Option<FinalScreen>> {
         self.access.require(Op::Watch, Some(name))?;
-        self.registry.final_screen(name)
+        let mut screen = self.registry.final_screen(name)?;
+        // Watchers may see the last screen, not read the history (tail).
+        if let Some(s) = &mut screen
+            && !permits(self.access.role, Op::Tail)
+        {
+            s.text.clear();
+        }
+        Ok(screen)
     }
 
     fn connect(&self, name: &SessionName, op: Op) -> Result<KeeperClient> {
-        self.access.require(op, Some(name))?;
+        self.access.require(self.right_for(name, op), Some(name))?;
         KeeperClient::connect(&self.paths, name)
     }
 
@@ -263,12 +289,17 @@ impl Backend for Local {
         Ok(self.access.require(op, session)?)
     }
 
+    fn limited(&self) -> bool {
+        self.access.visibility.describe().is_some()
+    }
+
     fn local_paths(&self) -> Option<&Paths> {
         Some(&self.paths)
     }
 
     fn health(&self, probe: Option<&SessionName>) -> Result<tether_proto::Health> {
-        self.access.require(Op::List, probe)?;
+        // Verifying the probe's recording reads a recording.
+        self.access.require(if probe.is_some() { Op::Review } else { Op::List }, probe)?;
         crate::fsutil::ensure_private_dir(&self.paths.data_dir)?;
         let st = rustix::fs::statvfs(&self.paths.data_dir)?;
         let probe_recording = match probe {

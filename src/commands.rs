@@ -275,13 +275,31 @@ impl Ctx {
         })
     }
 
+    /// The recording `target` names, if the caller may read it: a target
+    /// that is a session name is checked before anything is looked up (a
+    /// refusal says nothing about what exists); a path only for callers
+    /// not limited to some sessions; either way, the session the recording
+    /// belongs to is checked.
     fn recording(&self, target: &str) -> Result<Recording> {
+        self.may_read_recording(target)?;
         let rec = recording::resolve(&self.recordings_paths()?, target)?;
-        // A recording named by its path is checked by the session it records.
         let session =
             SessionName::new(&rec.session_name()).map_err(|_| Failure::no_such_session(target))?;
         self.backend.require(Op::Review, Some(&session))?;
         Ok(rec)
+    }
+
+    /// Whether a recording or bundle named `target` may be looked up at all.
+    fn may_read_recording(&self, target: &str) -> Result<()> {
+        match SessionName::new(target) {
+            Ok(name) => self.backend.require(Op::Review, Some(&name)),
+            Err(_) if self.backend.limited() => Err(Failure::new(
+                ErrorCode::Refused,
+                "a key limited by tether-sessions names recordings by session only",
+            )
+            .into()),
+            Err(_) => Ok(()),
+        }
     }
 
     fn replay(
@@ -425,6 +443,7 @@ impl Ctx {
 
     fn verify(&mut self, path: &str, key: Option<PathBuf>, json: bool) -> Result<i32> {
         let paths = self.recordings_paths().ok();
+        self.may_read_recording(path)?;
         if crate::forensic::is_bundle(std::path::Path::new(path)) {
             let trusted = trusted_key(key.as_deref(), paths.as_ref())?;
             let report = crate::forensic::verify_bundle(std::path::Path::new(path), trusted)?;
@@ -465,7 +484,7 @@ impl Ctx {
             return Ok(if report.ok() { 0 } else { 1 });
         }
         let rec = match &paths {
-            Some(p) => recording::resolve(p, path)?,
+            Some(_) => self.recording(path)?,
             None => recording::Recording::open(std::path::Path::new(path))?,
         };
         let trusted = trusted_key(key.as_deref(), paths.as_ref())?;

@@ -18,7 +18,9 @@ const ROLES: [&str; 3] = ["owner", "operator", "watcher"];
 fn permits(role: &str, op: &str) -> bool {
     match op {
         "ls" | "who" | "watch" => true,
-        "attach" | "new" | "tail" | "wait" | "export" | "replay" => role != "watcher",
+        "attach" | "new" | "tail" | "wait" | "export" | "replay" | "grep" | "verify" => {
+            role != "watcher"
+        }
         "kill" | "rm" | "freeze" | "thaw" | "snapshot" => role == "owner",
         other => panic!("no rule for {other}"),
     }
@@ -112,6 +114,10 @@ const OPERATIONS: &[(&str, &[&str], i32)] = &[
     ("wait", &["wait", "SIDE-end"], 0),
     ("export", &["export", "SIDE-end", "--format", "txt"], 0),
     ("replay", &["replay", "SIDE-end", "--at", "+0s"], 0),
+    ("grep", &["grep", "done", "SIDE-end"], 0),
+    // A refusal never depends on what exists: 5, not "no such session".
+    ("grep", &["grep", "done", "SIDE-none"], 3),
+    ("verify", &["verify", "SIDE-end"], 0),
     ("new", &["new", "-d", "SIDE-new-ROLE", "--", "true"], 0),
     ("kill", &["kill", "SIDE-none"], 3),
     ("rm", &["rm", "SIDE-none"], 3),
@@ -130,7 +136,12 @@ fn check_table(fx: &Fixture, path: &str, run: &dyn Fn(&str, &[String]) -> Output
         for side in ["pub", "secret"] {
             for (op, args, allowed_code) in OPERATIONS {
                 // Recordings are read where they are: --host says so (2).
-                let elsewhere = matches!(*op, "export" | "replay") && path == "tether --host";
+                // With --host, verify reads a local file (none is named so).
+                if *op == "verify" && path == "tether --host" {
+                    continue;
+                }
+                let elsewhere =
+                    matches!(*op, "export" | "replay" | "grep") && path == "tether --host";
                 let allowed_code = if elsewhere { &2 } else { allowed_code };
                 let args: Vec<String> =
                     args.iter().map(|a| a.replace("SIDE", side).replace("ROLE", role)).collect();
@@ -157,8 +168,12 @@ fn check_table(fx: &Fixture, path: &str, run: &dyn Fn(&str, &[String]) -> Output
                     failures.push(format!("{what}: the refusal does not name the right: {said}"));
                 }
                 let refusals = fx.refusals();
+                // grep and verify name recordings, not one session: a role
+                // refusal comes before any is looked at.
+                let sessionless = matches!(*op, "grep" | "verify") && !permits(role, op);
                 let audited = refusals[before..].iter().any(|e| {
-                    e["session"].as_str().is_some_and(|s| s.starts_with(side))
+                    (e["session"].as_str().is_some_and(|s| s.starts_with(side))
+                        || (sessionless && e["session"].is_null()))
                         && e["comment"] == format!("{role}@pub")
                         && e["detail"].as_str().is_some_and(|d| d.contains("may not"))
                 });
@@ -178,10 +193,20 @@ fn every_operation_is_decided_alike_over_plain_ssh() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         fx.ssh(role).run(&fx.env, &args)
     });
-    // ls only ever lists what the key may reach.
+    // ls only ever lists what the key may reach, and grep without a
+    // target searches only those recordings.
     for role in ROLES {
         let listed = fx.ssh(role).ok(&fx.env, &["ls"]);
         assert!(listed.contains("pub-run") && !listed.contains("secret"), "{role}: {listed}");
+    }
+    let found = fx.ssh("operator").ok(&fx.env, &["grep", "done"]);
+    assert!(found.contains("pub-done") && !found.contains("secret"), "{found}");
+    // A limited key names recordings and bundles by session, never by a
+    // path on the host (which would tell what exists there).
+    let secret = fx.env.session("secret-end")["recording_path"].as_str().unwrap().to_owned();
+    for args in [&["verify", secret.as_str()][..], &["grep", "x", &secret], &["verify", "/etc"]] {
+        let out = fx.ssh("owner").run(&fx.env, args);
+        assert_eq!(out.status.code(), Some(5), "{args:?}: {}", text(&out));
     }
 }
 
@@ -226,9 +251,11 @@ fn interactive_attachments_are_decided_alike_on_every_path() {
                         }
                     } else {
                         let code = term.wait_exit();
+                        // The client has exited; its last words may still
+                        // be on their way through the terminal.
+                        term.wait_text("may not");
                         let shown = term.contents();
-                        if code != 5 || shown.contains("secret-text") || !shown.contains("may not")
-                        {
+                        if code != 5 || shown.contains("secret-text") {
                             failures.push(format!(
                                 "{path} {role} {op} {target}: exit {code}, screen {shown:?}"
                             ));
@@ -367,4 +394,35 @@ fn a_job_ending_while_attached_resets_the_terminal_on_every_path() {
             panic!("{path}: the terminal was left with {left}");
         }
     }
+}
+
+/// `check` over ssh, by an operator: its probe is created, ended and
+/// forgotten with the operator's rights, and a refused kill of a protected
+/// session is not audited as a kill.
+#[test]
+fn an_operator_can_check_and_refused_kills_are_not_audited() {
+    let env = TestEnv::new();
+    let key = Key::new(&env.root().join("keys"), "op", "op@desk");
+    authorize(&env, &[format!("tether-role=\"operator\" {}", key.public())]);
+    let daemon = Daemon::start(&env, "127.0.0.1:0");
+    let ssh = Ssh::new(&env, &daemon, &key);
+    let out = ssh.run(&env, &["check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(env.ok(&["ls", "--json"]).trim(), "[]", "check left its probe behind");
+    // Through the subsystem, as the owner: a kill the keeper refuses.
+    let owner = Key::new(&env.root().join("keys"), "owner", "owner@desk");
+    authorize(&env, &[owner.public()]);
+    let ssh_dir = env.home().join(".ssh");
+    std::fs::create_dir_all(&ssh_dir).unwrap();
+    std::fs::write(ssh_dir.join("known_hosts"), known_hosts_line(&env, daemon.port)).unwrap();
+    env.ok(&["new", "-d", "--protect", "guarded", "--", "sleep", "60"]);
+    let host = format!("127.0.0.1:{}", daemon.port);
+    let keyfile = owner.path.display().to_string();
+    let out = env.run(&["--host", &host, "--identity", &keyfile, "kill", "guarded"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let audit = std::fs::read_to_string(env.state_dir().join("audit.jsonl")).unwrap();
+    assert!(!audit.lines().any(|l| l.contains("\"event\":\"kill\"")), "{audit}");
+    env.ok(&["--host", &host, "--identity", &keyfile, "kill", "--force", "guarded"]);
+    let audit = std::fs::read_to_string(env.state_dir().join("audit.jsonl")).unwrap();
+    assert!(audit.lines().any(|l| l.contains("\"event\":\"kill\"")), "{audit}");
 }

@@ -170,11 +170,12 @@ impl Pump {
                 }
             }
             if ready[1] {
-                if !self.client.reader.fill()? {
-                    self.flush_messages()?;
+                // A reset or a cut frame is the keeper going away too.
+                let more = self.client.reader.fill().unwrap_or(false);
+                self.flush_messages()?;
+                if !more {
                     return Ok(self.attachment.closed());
                 }
-                self.flush_messages()?;
             }
             let now = Instant::now();
             if ready[0] {

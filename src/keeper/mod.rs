@@ -171,8 +171,8 @@ pub struct Keeper {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section leaves the state consistent between
-    // statements, so a panicking thread does not make it unusable; a
-    // keeper must not die because one client thread did.
+    // statements, so a panicking thread does not make it unusable: the
+    // supervisor (panics.rs) can still end the session cleanly.
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -512,6 +512,10 @@ impl Keeper {
             )));
         }
         tracing::info!(force, "kill requested");
+        // A job already reaped is not signalled: its group id may be reused.
+        if let Some(exit) = self.state().exit.clone() {
+            return Ok(exit);
+        }
         self.job.signal(Signal::HUP);
         if let Some(exit) = self.wait_exit(Some(KILL_GRACE)) {
             return Ok(exit);
@@ -589,6 +593,9 @@ impl Keeper {
         // dead recorder answers at once, without one).
         let end = self.recorder.as_ref().and_then(|r| r.finish(Some(exit.status())));
         {
+            // Record writes in one order (see save_record): the ended record
+            // must land after any earlier one.
+            let _serial = lock(&self.record_write);
             let mut st = self.state();
             st.exit = Some(exit.clone());
             st.recording_end = end.map(|h| h.end);

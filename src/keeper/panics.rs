@@ -39,8 +39,9 @@ pub fn install() {
             .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
             .unwrap_or("(a non-string payload)");
         let location = info.location().map_or_else(|| "?".into(), ToString::to_string);
-        tracing::error!("keeper thread {thread} panicked at {location}: {message}");
+        // Wake the supervisor first: logging may itself fail or block.
         record(&reason(thread, message));
+        tracing::error!("keeper thread {thread} panicked at {location}: {message}");
         // With RUST_BACKTRACE in the keeper's environment (slow: after the
         // supervisor is on its way).
         let backtrace = std::backtrace::Backtrace::capture();

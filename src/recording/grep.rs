@@ -93,8 +93,13 @@ pub fn search(
         let event = event?;
         shown.step(&mut screen, &event.data, event.time);
         waiting.extend(shown.take().into_iter().filter(wanted).map(Reverse));
+        // Matches wait for every earlier line still on screen, but at most
+        // WAITING_MAX of them: beyond that (a line that never leaves, in a
+        // huge recording) the oldest go out ahead of it.
         let before = shown.pending_from();
-        while waiting.peek().is_some_and(|Reverse(s): &Reverse<Seen>| s.seq < before) {
+        while waiting.peek().is_some_and(|Reverse(s): &Reverse<Seen>| s.seq < before)
+            || waiting.len() > WAITING_MAX
+        {
             if let Some(Reverse(seen)) = waiting.pop() {
                 emit(seen)?;
             }
@@ -107,6 +112,9 @@ pub fn search(
     }
     Ok(())
 }
+
+/// Matches held back to keep the output in the order lines appeared.
+const WAITING_MAX: usize = 10_000;
 
 /// A line that was shown, reported once it has left the screen.
 #[derive(Debug, Clone)]

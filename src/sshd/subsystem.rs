@@ -188,13 +188,27 @@ async fn routed(
         _ => None,
     };
     to_keeper.write_message(&first).await?;
-    match (attach_mode, op) {
-        (Some(AttachMode::ReadOnly), _) => {
+    // The keeper's answer decides what happened: an attachment refused
+    // (consent denied, the job just ended) or a kill refused (protected)
+    // is not audited as done.
+    let Some(answer) = from_keeper.read_message().await? else { return Ok(()) };
+    client.send(&answer).await?;
+    let done = matches!(answer, Message::AttachReply(_) | Message::Reply(_));
+    match (done, attach_mode, op) {
+        (false, ..) => {}
+        (true, Some(AttachMode::ReadOnly), _) => {
             super::audit(shared, &caller.audit(Event::Watch, Some(name.as_str())))
         }
-        (Some(_), _) => super::audit(shared, &caller.audit(Event::Attach, Some(name.as_str()))),
-        (None, Op::Kill) => super::audit(shared, &caller.audit(Event::Kill, Some(name.as_str()))),
+        (true, Some(_), _) => {
+            super::audit(shared, &caller.audit(Event::Attach, Some(name.as_str())))
+        }
+        (true, None, Op::Kill) => {
+            super::audit(shared, &caller.audit(Event::Kill, Some(name.as_str())))
+        }
         _ => {}
+    }
+    if !done {
+        return Ok(());
     }
     let mut client_done = false;
     loop {
