@@ -19,8 +19,9 @@
 //! from the base, whatever it is called, so a renamed or copied recording
 //! still finds its segments: segment `N` (`N` ≥ 1, decimal, no leading
 //! zero) of base `B` is `B` with a trailing `.cast` removed, then
-//! `.N.cast`. Segment numbers have no gaps; a reader stops at the first
-//! missing one.
+//! `.N.cast`. Segment numbers have no gaps: [`sibling`] tells the files
+//! of a directory that belong to a recording, so that a reader can name a
+//! missing segment and the ones after it, and a stray named like one.
 //!
 //! Pure name manipulation: nothing here touches the file system.
 
@@ -84,6 +85,57 @@ fn parse_segment_number(text: &str) -> Option<u32> {
     text.parse().ok()
 }
 
+/// The start a stamp stands for, as tether writes times (RFC 3339 UTC,
+/// whole seconds): `20261128T043301Z` gives `2026-11-28T04:33:01Z`, the
+/// inverse of the stamp in [`base_name`]. `None` if `stamp` is not one.
+pub fn stamp_time(stamp: &str) -> Option<String> {
+    if !is_stamp(stamp) {
+        return None;
+    }
+    let d = |r: std::ops::Range<usize>| stamp.get(r);
+    Some(format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        d(0..4)?,
+        d(4..6)?,
+        d(6..8)?,
+        d(9..11)?,
+        d(11..13)?,
+        d(13..15)?
+    ))
+}
+
+/// How a file beside a recording relates to it, by name alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sibling {
+    /// Segment `N` of it (0: the base itself), named as [`segment_path`]
+    /// names it.
+    Segment(u32),
+    /// Named like one of its segments, but with a number tether never
+    /// writes (`0`, a leading zero, too large): not part of the recording.
+    Stray,
+}
+
+/// What the file named `file` is to the recording whose base is named
+/// `base` (both file names, in the same directory): one of its segments,
+/// a stray named like one, or (`None`) nothing to do with it (a sidecar,
+/// another recording).
+pub fn sibling(base: &str, file: &str) -> Option<Sibling> {
+    if file == base {
+        return Some(Sibling::Segment(0));
+    }
+    // Whatever segment_path puts before the number.
+    let first = segment_path(Path::new(base), 1);
+    let prefix = first.file_name()?.to_str()?.strip_suffix(&format!("1.{EXTENSION}"))?;
+    let number = file.strip_prefix(prefix)?.strip_suffix(EXTENSION)?.strip_suffix('.')?;
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(match parse_segment_number(number) {
+        Some(n) => Sibling::Segment(n),
+        None => Sibling::Stray,
+    })
+}
+
 /// `YYYYMMDDTHHMMSSZ`.
 fn is_stamp(text: &str) -> bool {
     let b = text.as_bytes();
@@ -132,6 +184,37 @@ mod tests {
     }
 
     #[test]
+    fn stamps_are_times() {
+        assert_eq!(stamp_time("20261128T043301Z").as_deref(), Some("2026-11-28T04:33:01Z"));
+        assert_eq!(stamp_time("2026112XT043301Z"), None);
+        assert_eq!(stamp_time(""), None);
+    }
+
+    #[test]
+    fn tells_segments_strays_and_others_apart() {
+        let base = "build-20261128T043301Z.cast";
+        assert_eq!(sibling(base, base), Some(Sibling::Segment(0)));
+        assert_eq!(sibling(base, "build-20261128T043301Z.3.cast"), Some(Sibling::Segment(3)));
+        for stray in ["build-20261128T043301Z.0.cast", "build-20261128T043301Z.02.cast"] {
+            assert_eq!(sibling(base, stray), Some(Sibling::Stray), "{stray}");
+        }
+        assert_eq!(sibling(base, "build-20261128T043301Z.99999999999.cast"), Some(Sibling::Stray));
+        for other in [
+            "build-20261128T043301Z.cast.idx",
+            "build-20261128T043301Z.cast.keys",
+            "build-20261128T043301Z.old.cast",
+            "build-20261128T043301Z..cast",
+            "build-20261128T043301Z.1.cast.bak",
+            "build-20261128T043302Z.1.cast",
+            "other-20261128T043301Z.1.cast",
+        ] {
+            assert_eq!(sibling(base, other), None, "{other}");
+        }
+        assert_eq!(sibling("copy", "copy.2.cast"), Some(Sibling::Segment(2)));
+        assert_eq!(sibling("x.rec", "x.rec.1.cast"), Some(Sibling::Segment(1)));
+    }
+
+    #[test]
     #[cfg(unix)]
     fn keeps_a_non_utf8_directory() {
         use std::os::unix::ffi::OsStrExt;
@@ -154,7 +237,9 @@ mod tests {
             let parsed = parse_name(file).unwrap();
             prop_assert_eq!(parsed.session, session.as_str());
             prop_assert_eq!(parsed.segment, n);
-            prop_assert_eq!(format!("{}-{}.cast", parsed.session, parsed.stamp), base);
+            prop_assert_eq!(format!("{}-{}.cast", parsed.session, parsed.stamp), base.clone());
+            prop_assert_eq!(stamp_time(parsed.stamp), Some(started));
+            prop_assert_eq!(sibling(&base, file), Some(Sibling::Segment(n)));
         }
     }
 }
