@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tether_proto::record::chain::{Chain, hex};
 use tether_proto::record::index::{self, IndexEntry};
 use tether_proto::record::keyframe::{self, Keyframe};
-use tether_proto::record::segment::segment_path;
+use tether_proto::record::segment::{self, segment_path};
 use tether_proto::record::split::{Piece, Splitter};
 use tether_proto::record::v3::{Header, Term, encode_checkpoint, encode_event, encode_header};
 use tether_proto::record::{
@@ -116,7 +116,16 @@ impl Writer {
             .mode(0o600)
             .open(&spec.path)
             .with_context(|| format!("creating {}", spec.path.display()))?;
-        let now = jiff::Timestamp::now();
+        // The start the file is named by (the session's), so that the
+        // header and the name agree; a name of another form: now.
+        let named = spec
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(segment::parse_name)
+            .and_then(|n| segment::stamp_time(n.stamp))
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+        let now = named.unwrap_or_else(jiff::Timestamp::now);
         let key_fingerprint = spec.key.fingerprint();
         let mut w = Writer {
             session: spec.session,
@@ -179,14 +188,19 @@ impl Writer {
                 offset: self.last_time,
             }),
         };
-        let line = encode_header(&header);
+        let mut line = encode_header(&header);
         self.chain = match prev {
             None => Chain::start(line.as_bytes()),
             Some(p) => Chain::resume(&p, self.chain.lines(), line.as_bytes()),
         };
+        line.push('\n');
+        // A checkpoint of no events right after the header vouches for
+        // the header alone: verify tells a changed header from reordered
+        // events. One write, so a crash leaves both or neither.
+        let (_, checkpoint) = self.signed_line(false, None);
+        line.push_str(&checkpoint);
         self.file.write_all(line.as_bytes())?;
-        self.file.write_all(b"\n")?;
-        self.file_len = line.len() as u64 + 1;
+        self.file_len = line.len() as u64;
         self.committed = self.chain.clone();
         Ok(())
     }
