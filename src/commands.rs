@@ -466,6 +466,7 @@ impl Ctx {
                     ("modified", &report.modified),
                     ("missing", &report.missing),
                     ("added", &report.added),
+                    ("symlink (not followed)", &report.symlinks),
                 ] {
                     for f in list {
                         writeln!(self.out, "{what}: {f}")?;

@@ -220,3 +220,40 @@ fn a_protected_session_needs_force_and_watchers_cannot_capture() {
         assert_eq!(out.status.code(), Some(5), "{command:?}");
     }
 }
+
+/// Issue "Attacked from outside the repo", 10: verify followed symlinks in
+/// a bundle (two `ln -s . loop`s hung it) and read whatever a listed name
+/// pointed at.
+#[test]
+fn verify_never_follows_a_symlink_in_a_bundle() {
+    let env = TestEnv::new();
+    env.start("links", &["sh", "-c", "echo captured; sleep 60"]);
+    env.wait_text("links", "captured");
+    let bundle = PathBuf::from(env.ok(&["snapshot", "links"]).trim());
+    let b = bundle.to_str().unwrap();
+    assert_eq!(env.run(&["verify", b]).status.code(), Some(0));
+    std::os::unix::fs::symlink(".", bundle.join("loop")).unwrap();
+    std::os::unix::fs::symlink(".", bundle.join("loop2")).unwrap();
+    // A listed file swapped for a link to a faithful copy outside.
+    let outside = env.root().join("screen-copy.txt");
+    std::fs::rename(bundle.join("screen.txt"), &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, bundle.join("screen.txt")).unwrap();
+    // And one for a FIFO, which a reader would wait on forever.
+    std::fs::remove_file(bundle.join("scrollback.txt")).unwrap();
+    let status =
+        std::process::Command::new("mkfifo").arg(bundle.join("scrollback.txt")).status().unwrap();
+    assert!(status.success());
+    let started = std::time::Instant::now();
+    let out =
+        run_with_timeout(env.cmd(&["verify", b, "--json"]), std::time::Duration::from_secs(10));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "damaged");
+    assert_eq!(report["added"], serde_json::json!(["loop", "loop2"]), "{report}");
+    assert_eq!(report["symlinks"], serde_json::json!(["loop", "loop2", "screen.txt"]), "{report}");
+    assert_eq!(report["modified"], serde_json::json!(["screen.txt", "scrollback.txt"]), "{report}");
+    let human = env.run(&["verify", b]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(text.contains("symlink") && text.contains("loop"), "{text}");
+}

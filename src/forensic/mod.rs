@@ -188,12 +188,15 @@ pub struct BundleReport {
     pub signature_ok: bool,
     /// Where trust came from.
     pub trusted_key: Option<String>,
-    /// Files whose content changed.
+    /// Files whose content changed (or that are no longer regular files).
     pub modified: Vec<String>,
     /// Files listed but absent.
     pub missing: Vec<String>,
     /// Files present but not listed.
     pub added: Vec<String>,
+    /// Symbolic links found in the bundle, never followed (each is also
+    /// in `modified` or `added`): tether writes none.
+    pub symlinks: Vec<String>,
     /// `intact` or `damaged`.
     pub status: String,
 }
@@ -205,80 +208,192 @@ impl BundleReport {
     }
 }
 
-/// Whether `path` looks like an evidence bundle.
+/// Whether `path` looks like an evidence bundle (a directory with a
+/// `manifest.json`, whatever that is: a link there is reported, not
+/// followed).
 pub fn is_bundle(path: &Path) -> bool {
-    path.is_dir() && path.join("manifest.json").is_file()
+    path.is_dir() && std::fs::symlink_metadata(path.join("manifest.json")).is_ok()
 }
 
-/// Checks every file's hash and the manifest's signature.
+/// Why a file of a bundle could not be read as one.
+enum NotFile {
+    /// Nothing there.
+    Missing,
+    /// A symbolic link (in its path or itself): never followed.
+    Symlink,
+    /// Something else that is not a regular file (a directory, a FIFO,
+    /// a device…), or a name that leaves the bundle.
+    Other,
+}
+
+/// Opens `rel` inside `root` as a regular file without following a
+/// symbolic link anywhere below `root`, and without blocking on a FIFO.
+fn open_in_bundle(root: &Path, rel: &str) -> std::result::Result<std::fs::File, NotFile> {
+    use rustix::fs::{Mode, OFlags};
+    use std::path::Component;
+    let rel = Path::new(rel);
+    if rel.as_os_str().is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(NotFile::Other);
+    }
+    let mut path = root.to_owned();
+    let mut parts = rel.components().peekable();
+    while let Some(part) = parts.next() {
+        path.push(part);
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(NotFile::Missing),
+            Err(_) => return Err(NotFile::Other),
+        };
+        let kind = meta.file_type();
+        if kind.is_symlink() {
+            return Err(NotFile::Symlink);
+        }
+        let last = parts.peek().is_none();
+        if (last && !kind.is_file()) || (!last && !kind.is_dir()) {
+            return Err(NotFile::Other);
+        }
+    }
+    // Checked, then opened without following and without waiting: what
+    // was swapped in between is refused, not read.
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(&path, flags, Mode::empty()).map_err(|e| {
+        if e == rustix::io::Errno::LOOP { NotFile::Symlink } else { NotFile::Other }
+    })?;
+    let file = std::fs::File::from(fd);
+    match file.metadata() {
+        Ok(m) if m.is_file() => Ok(file),
+        _ => Err(NotFile::Other),
+    }
+}
+
+/// A file of a bundle, read whole (the manifest and its signature).
+fn read_in_bundle(root: &Path, rel: &str) -> std::result::Result<Vec<u8>, NotFile> {
+    let mut file = open_in_bundle(root, rel)?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut bytes).map_err(|_| NotFile::Other)?;
+    Ok(bytes)
+}
+
+/// Size and SHA-256 of an open file, streamed.
+fn size_and_sha256(mut file: std::fs::File) -> std::io::Result<(u64, String)> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = std::io::Read::read(&mut file, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok((size, hex(&h.finalize())))
+}
+
+/// Checks every file's hash and the manifest's signature, never following
+/// a symbolic link inside the bundle.
 ///
 /// # Errors
 ///
 /// The manifest cannot be read at all.
 pub fn verify_bundle(dir: &Path, trusted: Option<(PublicKey, String)>) -> Result<BundleReport> {
-    let manifest_bytes =
-        std::fs::read(dir.join("manifest.json")).context("reading manifest.json")?;
+    let mut report = BundleReport {
+        path: dir.display().to_string(),
+        key: None,
+        signature_ok: false,
+        trusted_key: trusted.as_ref().map(|(_, from)| from.clone()),
+        modified: Vec::new(),
+        missing: Vec::new(),
+        added: Vec::new(),
+        symlinks: Vec::new(),
+        status: String::new(),
+    };
+    let note = |report: &mut BundleReport, rel: &str, why: NotFile| match why {
+        NotFile::Missing => report.missing.push(rel.to_owned()),
+        NotFile::Symlink => {
+            report.symlinks.push(rel.to_owned());
+            report.modified.push(rel.to_owned());
+        }
+        NotFile::Other => report.modified.push(rel.to_owned()),
+    };
+    let manifest_bytes = match read_in_bundle(dir, "manifest.json") {
+        Ok(bytes) => bytes,
+        Err(NotFile::Missing) => anyhow::bail!("reading manifest.json: no such file"),
+        Err(why) => {
+            note(&mut report, "manifest.json", why);
+            Vec::new()
+        }
+    };
     let manifest: serde_json::Value =
         serde_json::from_slice(&manifest_bytes).unwrap_or(serde_json::Value::Null);
     let files: Vec<FileEntry> =
         serde_json::from_value(manifest["files"].clone()).unwrap_or_default();
-    let signature_ok = match (&trusted, std::fs::read_to_string(dir.join("manifest.sig"))) {
-        (Some((key, _)), Ok(pem)) => SshSig::from_pem(pem.as_bytes())
-            .map(|sig| key.verify(SIG_NAMESPACE, &manifest_bytes, &sig).is_ok())
-            .unwrap_or(false),
-        _ => false,
-    };
-    let mut report = BundleReport {
-        path: dir.display().to_string(),
-        key: manifest["signing_key"].as_str().map(str::to_owned),
-        signature_ok,
-        trusted_key: trusted.map(|(_, from)| from),
-        modified: Vec::new(),
-        missing: Vec::new(),
-        added: Vec::new(),
-        status: String::new(),
-    };
+    report.key = manifest["signing_key"].as_str().map(str::to_owned);
+    match read_in_bundle(dir, "manifest.sig") {
+        Ok(pem) => {
+            report.signature_ok = match (&trusted, !manifest_bytes.is_empty()) {
+                (Some((key, _)), true) => SshSig::from_pem(&pem)
+                    .map(|sig| key.verify(SIG_NAMESPACE, &manifest_bytes, &sig).is_ok())
+                    .unwrap_or(false),
+                _ => false,
+            };
+        }
+        Err(why) => note(&mut report, "manifest.sig", why),
+    }
     let mut listed = BTreeSet::new();
     for f in &files {
         listed.insert(f.path.clone());
-        let path = dir.join(&f.path);
-        match procfs::sha256_file(&path) {
-            Ok(sha)
-                if sha == f.sha256
-                    && std::fs::metadata(&path).map(|m| m.len()).ok() == Some(f.size) => {}
-            Ok(_) => report.modified.push(f.path.clone()),
-            Err(_) => report.missing.push(f.path.clone()),
+        match open_in_bundle(dir, &f.path) {
+            Ok(file) => match size_and_sha256(file) {
+                Ok((size, sha)) if sha == f.sha256 && size == f.size => {}
+                _ => report.modified.push(f.path.clone()),
+            },
+            Err(why) => note(&mut report, &f.path, why),
         }
     }
-    for path in walk(dir, dir) {
+    let mut found = Vec::new();
+    walk(dir, Path::new(""), 0, &mut found);
+    for (path, symlink) in found {
+        if symlink && !report.symlinks.contains(&path) {
+            report.symlinks.push(path.clone());
+        }
         if path != "manifest.json" && path != "manifest.sig" && !listed.contains(&path) {
             report.added.push(path);
         }
     }
-    if !dir.join("manifest.sig").exists() {
-        report.missing.push("manifest.sig".into());
+    for list in [&mut report.modified, &mut report.missing, &mut report.added, &mut report.symlinks]
+    {
+        list.sort();
+        list.dedup();
     }
     let clean = report.signature_ok
         && report.modified.is_empty()
         && report.missing.is_empty()
-        && report.added.is_empty();
+        && report.added.is_empty()
+        && report.symlinks.is_empty();
     report.status = if clean { "intact".into() } else { "damaged".into() };
     Ok(report)
 }
 
-fn walk(root: &Path, dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+/// How deep directories in a bundle go before the rest is listed as one
+/// added entry (tether writes `memory/PID/…`).
+const WALK_DEPTH: usize = 32;
+
+/// Every entry under `root/rel` that is not a directory, relative to
+/// `root`, with whether it is a symbolic link: links are listed, never
+/// followed, so a link loop cannot make this run forever.
+fn walk(root: &Path, rel: &Path, depth: usize, out: &mut Vec<(String, bool)>) {
+    let Ok(entries) = std::fs::read_dir(root.join(rel)) else { return };
     for e in entries.flatten() {
-        let path = e.path();
-        if path.is_dir() {
-            out.extend(walk(root, &path));
-        } else if let Ok(rel) = path.strip_prefix(root) {
-            out.push(rel.to_string_lossy().into_owned());
+        let path = rel.join(e.file_name());
+        let shown = path.to_string_lossy().into_owned();
+        match e.file_type() {
+            Ok(t) if t.is_dir() && depth < WALK_DEPTH => walk(root, &path, depth + 1, out),
+            Ok(t) => out.push((shown, t.is_symlink())),
+            Err(_) => out.push((shown, false)),
         }
     }
     out.sort();
-    out
 }
 
 /// The processes of a session: every process whose session id is the
