@@ -345,11 +345,12 @@ impl Ctx {
             targets.iter().map(|t| self.recording(t)).collect::<Result<Vec<_>>>()?
         };
         let mut matches = 0u64;
+        let mut damaged = false;
         for rec in &recordings {
             let from = since.map_or(f64::NEG_INFINITY, |w| w.offset_from(rec.started()));
             let to = until.map_or(f64::INFINITY, |w| w.offset_from(rec.started()));
             let out = &mut self.out;
-            grep::search(rec, &regex, from, to, &mut |m| {
+            let searched = grep::search(rec, &regex, from, to, &mut |m| {
                 matches += 1;
                 if json {
                     serde_json::to_writer(&mut *out, &m)?;
@@ -358,9 +359,25 @@ impl Ctx {
                     writeln!(out, "{}\t{}\t{:.3}\t{}", m.session, m.time, m.offset, m.line)?;
                 }
                 Ok(())
-            })?;
+            });
+            // A damaged recording (what verify reports) stops its own
+            // search with an error, not the others'.
+            if let Err(e) = searched {
+                if !e.chain().any(|c| c.downcast_ref::<Failure>().is_some()) {
+                    return Err(e);
+                }
+                let _ = self.out.flush();
+                writeln!(self.err, "tether: {}", crate::error::message(&e))?;
+                damaged = true;
+            }
         }
-        Ok(if matches > 0 { 0 } else { 1 })
+        Ok(if damaged {
+            ErrorCode::Invalid.exit_code()
+        } else if matches > 0 {
+            0
+        } else {
+            1
+        })
     }
 
     fn export(

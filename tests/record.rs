@@ -125,9 +125,13 @@ fn finished(env: &TestEnv) -> PathBuf {
 /// A change to a recording's lines.
 type Tamper = dyn Fn(&mut Vec<String>);
 
+/// A changed copy of a recording, under the same name in a directory of
+/// its own (a name of tether's form that is not its own would be reported
+/// as renamed first).
 fn tamper(path: &PathBuf, f: impl FnOnce(&mut Vec<String>)) -> PathBuf {
-    let copy =
-        path.with_file_name(format!("tampered-{}", path.file_name().unwrap().to_string_lossy()));
+    let dir = path.parent().unwrap().parent().unwrap().join("tampered");
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join(path.file_name().unwrap());
     let text = std::fs::read_to_string(path).unwrap();
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
     f(&mut lines);
@@ -376,9 +380,9 @@ fn no_record_and_required_recording() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("requires recording"));
 }
 
-#[test]
-fn segments_rotate_and_read_as_one_recording() {
-    let env = TestEnv::new();
+/// A finished recording of several segments (64 KiB each), and the text
+/// its job printed.
+fn segmented(env: &TestEnv) -> (PathBuf, String) {
     std::fs::create_dir_all(env.config_dir()).unwrap();
     std::fs::write(env.config_dir().join("config.toml"), "segment_bytes = 65536\n").unwrap();
     let data = env.root().join("data.txt");
@@ -386,8 +390,31 @@ fn segments_rotate_and_read_as_one_recording() {
     std::fs::write(&data, &text).unwrap();
     env.start("big", &["sh", "-c", &format!("cat {}", data.display())]);
     env.run(&["wait", "big"]);
-    let first = recording_of(&env, "big");
-    let second = PathBuf::from(first.to_string_lossy().replace(".cast", ".1.cast"));
+    (recording_of(env, "big"), text)
+}
+
+/// Segment `n` of the recording whose base is `first`.
+fn segment(first: &std::path::Path, n: u32) -> PathBuf {
+    if n == 0 {
+        return first.to_owned();
+    }
+    PathBuf::from(first.to_string_lossy().replace(".cast", &format!(".{n}.cast")))
+}
+
+/// The `seq` of the last checkpoint in a segment.
+fn last_checkpoint(path: &std::path::Path) -> u64 {
+    let text = std::fs::read_to_string(path).unwrap();
+    let line = text.lines().rev().find(|l| l.starts_with("#tether:checkpoint ")).unwrap();
+    let cp: serde_json::Value =
+        serde_json::from_str(line.strip_prefix("#tether:checkpoint ").unwrap()).unwrap();
+    cp["seq"].as_u64().unwrap()
+}
+
+#[test]
+fn segments_rotate_and_read_as_one_recording() {
+    let env = TestEnv::new();
+    let (first, text) = segmented(&env);
+    let second = segment(&first, 1);
     assert!(second.exists(), "a second segment");
     let (code, report) = verify(&env, "big");
     assert_eq!(code, 0, "{report}");
@@ -506,4 +533,171 @@ fn grep_finds_each_of_many_lines_printed_at_once() {
     let expected: Vec<String> = (1..=5000).map(|i| format!("n-{i}")).collect();
     assert_eq!(lines, expected);
     assert!(found.windows(2).all(|w| w[0].0 <= w[1].0));
+}
+
+/// Issue "Attacked from outside the repo", 4: one byte without a newline at
+/// the end of segment 0 hid every later segment from grep, export and
+/// replay while verify said OK. Now verify reports it (segment and byte
+/// offset) and the readers stop with an error instead of a silent end.
+#[test]
+fn a_torn_line_before_the_last_segment_is_damage_for_verify_and_every_reader() {
+    let env = TestEnv::new();
+    let (first, _) = segmented(&env);
+    assert!(segment(&first, 2).exists());
+    let len = std::fs::metadata(&first).unwrap().len();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&first).unwrap();
+    std::io::Write::write_all(&mut f, b"X").unwrap();
+    drop(f);
+    let (code, report) = verify(&env, "big");
+    assert_eq!((code, report["status"].as_str()), (1, Some("modified")), "{report}");
+    assert_eq!(report["first_bad"]["segment"], 0, "{report}");
+    assert_eq!(report["first_bad"]["offset"], len, "{report}");
+    let message = report["message"].as_str().unwrap();
+    assert!(message.contains("segment 0") && message.contains(&format!("byte {len}")), "{report}");
+    // The readers say the same instead of stopping quietly at segment 0.
+    for args in [
+        &["export", "big", "--format", "raw"][..],
+        &["grep", "row 19999", "big"],
+        &["replay", "big", "--at", "+60"],
+    ] {
+        let out = env.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && out.status.code() != Some(1), "{args:?}: {out:?}");
+        assert!(stderr.contains("segment 0") && stderr.contains("torn"), "{args:?}: {stderr}");
+    }
+}
+
+/// Issue "Attacked from outside the repo", 5: a recording copied over
+/// another's file name verified OK.
+#[test]
+fn a_recording_copied_over_anothers_name_is_reported_replaced_or_renamed() {
+    let env = TestEnv::new();
+    for name in ["alpha", "beta"] {
+        env.start(name, &["sh", "-c", &format!("echo {name} was here")]);
+        env.run(&["wait", name]);
+    }
+    let (alpha, beta) = (recording_of(&env, "alpha"), recording_of(&env, "beta"));
+    assert_eq!(verify(&env, "beta").1["status"], "intact");
+    // A copy under a name of its own (not tether's form) is still the same
+    // recording.
+    let plain = env.root().join("evidence.cast");
+    std::fs::copy(&alpha, &plain).unwrap();
+    let (code, report) = verify(&env, plain.to_str().unwrap());
+    assert_eq!((code, report["status"].as_str()), (0, Some("intact")), "{report}");
+    // Over beta's own file: beta's session record names the file.
+    std::fs::copy(&alpha, &beta).unwrap();
+    for target in ["beta", beta.to_str().unwrap()] {
+        let (code, report) = verify(&env, target);
+        assert_eq!((code, report["status"].as_str()), (1, Some("replaced")), "{report}");
+        let message = report["message"].as_str().unwrap();
+        assert!(message.contains("alpha") && message.contains("beta"), "{report}");
+    }
+    // Under beta's file name elsewhere: no record, the name alone tells.
+    let elsewhere = env.root().join("copies");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let renamed = elsewhere.join(beta.file_name().unwrap());
+    std::fs::copy(&alpha, &renamed).unwrap();
+    let (code, report) = verify(&env, renamed.to_str().unwrap());
+    assert_eq!((code, report["status"].as_str()), (1, Some("renamed")), "{report}");
+    let message = report["message"].as_str().unwrap();
+    assert!(message.contains("alpha") && message.contains("beta"), "{report}");
+}
+
+/// Issue "Attacked from outside the repo", 5: a deleted middle segment read
+/// as a plain truncation, without naming the segments still there.
+#[test]
+fn missing_and_stray_segments_are_named_and_a_cut_at_a_checkpoint_is_told() {
+    let env = TestEnv::new();
+    let (first, _) = segmented(&env);
+    let count = (0..).take_while(|n| segment(&first, *n).exists()).count() as u32;
+    assert!(count >= 6, "{count} segments");
+    let keep: Vec<Vec<u8>> =
+        (0..count).map(|n| std::fs::read(segment(&first, n)).unwrap()).collect();
+    let restore = || {
+        for (n, bytes) in keep.iter().enumerate() {
+            std::fs::write(segment(&first, n as u32), bytes).unwrap();
+        }
+    };
+    let name = |n: u32| segment(&first, n).file_name().unwrap().to_string_lossy().into_owned();
+
+    // A middle segment: named, with the cut and what remains after it.
+    std::fs::remove_file(segment(&first, 2)).unwrap();
+    let (code, report) = verify(&env, "big");
+    assert_eq!((code, report["status"].as_str()), (1, Some("deleted")), "{report}");
+    assert_eq!(report["missing_segments"], serde_json::json!([2]), "{report}");
+    let message = report["message"].as_str().unwrap();
+    let cut = last_checkpoint(&segment(&first, 1));
+    assert!(message.contains(&format!("cut at checkpoint {cut}")), "{report}");
+    assert!(message.contains(&name(3)) && message.contains(&name(count - 1)), "{report}");
+    assert_eq!(report["cut_at_checkpoint"], cut, "{report}");
+    let unread = report["unread_segments"].as_array().unwrap();
+    assert_eq!(unread.len() as u32, count - 3, "{report}");
+    let out = env.run(&["export", "big", "--format", "raw"]);
+    assert!(!out.status.success(), "export reads past a missing segment");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing"), "{out:?}");
+
+    // Two of them, and a stray named like a segment.
+    std::fs::remove_file(segment(&first, 4)).unwrap();
+    let stray = PathBuf::from(first.to_string_lossy().replace(".cast", ".03.cast"));
+    std::fs::write(&stray, &keep[3]).unwrap();
+    let (_, report) = verify(&env, "big");
+    assert_eq!(report["status"], "deleted", "{report}");
+    assert_eq!(report["missing_segments"], serde_json::json!([2, 4]), "{report}");
+    let extra = report["extra_files"].as_array().unwrap();
+    assert!(extra.iter().any(|f| f.as_str().unwrap().ends_with(".03.cast")), "{report}");
+
+    // The stray alone: the recording is whole, but not alone.
+    restore();
+    let (code, report) = verify(&env, "big");
+    assert_eq!((code, report["status"].as_str()), (1, Some("inserted")), "{report}");
+    assert!(report["message"].as_str().unwrap().contains(".03.cast"), "{report}");
+    std::fs::remove_file(&stray).unwrap();
+    assert_eq!(verify(&env, "big").0, 0);
+
+    // The last segments gone: a truncation at a checkpoint, and the
+    // index still names what was there.
+    for n in 2..count {
+        std::fs::remove_file(segment(&first, n)).unwrap();
+    }
+    let (code, report) = verify(&env, "big");
+    assert_eq!((code, report["status"].as_str()), (1, Some("truncated")), "{report}");
+    let message = report["message"].as_str().unwrap();
+    assert!(message.contains(&format!("cut at checkpoint {cut}")), "{report}");
+    let missing: Vec<u64> = (2..u64::from(count)).collect();
+    assert_eq!(report["missing_segments"], serde_json::json!(missing), "{report}");
+    restore();
+
+    // A later segment's header changed is a modified header, not reordering.
+    let mut text = String::from_utf8(keep[1].clone()).unwrap();
+    let end = text.find('\n').unwrap();
+    let header = text[..end].replacen("\"cols\":80", "\"cols\":81", 1);
+    assert_ne!(header, text[..end]);
+    text.replace_range(..end, &header);
+    std::fs::write(segment(&first, 1), text).unwrap();
+    let (code, report) = verify(&env, "big");
+    assert_eq!((code, report["status"].as_str()), (1, Some("modified")), "{report}");
+    assert!(report["message"].as_str().unwrap().contains("header of segment 1"), "{report}");
+    assert_eq!(report["first_bad"]["segment"], 1, "{report}");
+}
+
+/// Issue "Attacked from outside the repo", 6: a changed header read as
+/// reordering; an inserted comment line went unnoticed.
+#[test]
+fn a_changed_header_and_an_inserted_comment_are_reported_as_such() {
+    let env = TestEnv::new();
+    let path = finished(&env);
+    let header = tamper(&path, |l| {
+        l[0] = l[0].replacen("\"cols\":80", "\"cols\":132", 1);
+    });
+    let (code, report) = verify(&env, header.to_str().unwrap());
+    assert_eq!((code, report["status"].as_str()), (1, Some("modified")), "{report}");
+    assert!(report["message"].as_str().unwrap().contains("header of segment 0"), "{report}");
+    let comment = tamper(&path, |l| {
+        let i = event_lines(l)[2];
+        l.insert(i, "# nothing to see here".into());
+    });
+    let (code, report) = verify(&env, comment.to_str().unwrap());
+    assert_eq!((code, report["status"].as_str()), (1, Some("inserted")), "{report}");
+    assert!(report["message"].as_str().unwrap().contains("comment"), "{report}");
+    assert!(report["first_bad"]["line"].as_u64().unwrap() > 1, "{report}");
 }

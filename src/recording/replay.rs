@@ -195,7 +195,15 @@ impl Player {
         let Some(event) = self.state.next.take() else { return false };
         apply(&mut self.state.screen, &event.data);
         self.time = event.time;
-        self.state.next = self.state.events.next().and_then(Result::ok);
+        self.state.next = match self.state.events.next() {
+            Some(Ok(event)) => Some(event),
+            // Damage (what verify reports) ends the recording here, said.
+            Some(Err(e)) => {
+                self.message = Some(crate::error::message(&e));
+                None
+            }
+            None => None,
+        };
         true
     }
 
