@@ -137,27 +137,6 @@ fn completions_man_page_and_version() {
 }
 
 #[test]
-fn a_broken_authorized_keys_keeps_the_last_good_keys_and_a_removal_applies() {
-    let env = TestEnv::new();
-    let key = Key::new(env.root(), "alice", "alice@laptop");
-    let other = Key::new(env.root(), "bob", "bob@laptop");
-    authorize(&env, &[key.public(), other.public()]);
-    let daemon = Daemon::start(&env, "127.0.0.1:0");
-    let alice = Ssh::new(&env, &daemon, &key);
-    let bob = Ssh::new(&env, &daemon, &other);
-    assert_eq!(alice.run(&env, &["ls"]).status.code(), Some(0));
-    // A file that is garbage as a whole: the last good keys stay in effect.
-    let keys = env.config_dir().join("authorized_keys");
-    std::fs::write(&keys, "\u{0}\u{1}garbage that is no key\n").unwrap();
-    assert_eq!(alice.run(&env, &["ls"]).status.code(), Some(0));
-    // A file with one bad line: that line is skipped, and a key that was
-    // removed is refused at once (a broken line never revives it).
-    std::fs::write(&keys, format!("{}\nssh-ed25519 not-base64!\n", key.public())).unwrap();
-    assert_eq!(alice.run(&env, &["ls"]).status.code(), Some(0));
-    assert_eq!(bob.run(&env, &["ls"]).status.code(), Some(255));
-}
-
-#[test]
 fn check_fails_when_the_recordings_directory_refuses_writes() {
     let env = TestEnv::new();
     let recordings = env.root().join("data/tether/recordings");
