@@ -271,6 +271,9 @@ impl Local {
 impl Backend for Local {
     fn list(&self) -> Result<Vec<SessionInfo>> {
         self.access.require(Op::List, None)?;
+        // Reading records may clear a dead keeper's socket: only in our
+        // own socket directory.
+        self.paths.check_runtime_dir()?;
         let mut all = self.registry.list()?;
         all.retain(|s| self.access.sees(&s.name));
         Ok(all)
@@ -278,6 +281,7 @@ impl Backend for Local {
 
     fn lookup(&self, name: &SessionName) -> Result<Option<SessionInfo>> {
         self.access.require(Op::List, Some(name))?;
+        self.paths.check_runtime_dir()?;
         self.registry.get(name)
     }
 
@@ -292,6 +296,7 @@ impl Backend for Local {
 
     fn remove(&self, name: &SessionName) -> Result<()> {
         self.access.require(Op::Rm, Some(name))?;
+        self.paths.check_runtime_dir()?;
         let recording = self
             .registry
             .get(name)?
