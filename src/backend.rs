@@ -412,3 +412,46 @@ pub fn create_request(name: &SessionName, command: Vec<String>, size: WindowSize
         probe: false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{AuditLog, Entry, Event};
+    use crate::client::access::Visibility;
+    use tether_proto::Role;
+
+    fn local(dir: &std::path::Path) -> Local {
+        let paths = Paths {
+            config_dir: dir.join("config"),
+            data_dir: dir.join("data"),
+            state_dir: dir.join("state"),
+            runtime_dir: dir.join("run"),
+        };
+        Local::new(paths, Config::default(), dir.to_path_buf())
+    }
+
+    #[test]
+    fn only_the_local_user_creates_probes_and_only_with_probe_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let owner = local(dir.path());
+        let probe = SessionName::probe(0xdead_beef_0000_0000);
+        assert!(owner.may_probe(&probe).is_ok());
+        let err = owner.may_probe(&SessionName::new("work").unwrap()).unwrap_err();
+        assert_eq!(err.code.exit_code(), 5);
+        let audit = dir.path().join("audit.jsonl");
+        for role in [Role::Owner, Role::Operator] {
+            let remote = local(dir.path()).with_access(Access::remote(
+                role,
+                Visibility::all(),
+                AuditLog::new(audit.clone()),
+                Entry::new(Event::Refused),
+            ));
+            let err = remote.may_probe(&probe).unwrap_err();
+            assert_eq!(err.code.exit_code(), 5, "{role:?}");
+            // The daemon's own probe for `check` is the local user's.
+            assert!(remote.prober().may_probe(&probe).is_ok());
+        }
+        let audited = std::fs::read_to_string(&audit).unwrap();
+        assert_eq!(audited.lines().count(), 2, "{audited}");
+    }
+}

@@ -442,10 +442,12 @@ fn a_revoked_key_is_refused_at_once_and_sighup_closes_its_attachments() {
 
 /// Regression: a key demoted in authorized_keys kept its old role on a
 /// connection that was already open (OpenSSH's ControlMaster reuses one
-/// connection for every command). Each new channel checks the key again;
+/// connection for every command), and a revoked key kept using it. Each
+/// new channel checks the key again: a demoted key's command runs with
+/// its new role, a revoked key's is refused and its connection closed;
 /// SIGHUP closes a connection whose rights shrank.
 #[test]
-fn a_demoted_key_loses_its_rights_on_an_open_connection() {
+fn a_demoted_or_revoked_key_loses_its_rights_on_an_open_connection() {
     let env = TestEnv::new();
     let key = Key::new(&env.root().join("keys"), "ops", "ops@desk");
     authorize(&env, &[key.public()]);
@@ -454,24 +456,30 @@ fn a_demoted_key_loses_its_rights_on_an_open_connection() {
     env.start("a", &["sleep", "300"]);
     let control = env.root().join("cm");
     let control_arg = control.display().to_string();
-    let argv = ssh.argv(&["-M", "-S", &control_arg, "-N"], &[]);
-    let mut master = Guarded(
-        std::process::Command::new(&argv[0])
-            .args(&argv[1..])
-            .env_clear()
-            .envs(env.envs())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_until("the control socket", || control.exists());
+    let master = || {
+        let _ = std::fs::remove_file(&control);
+        let argv = ssh.argv(&["-M", "-S", &control_arg, "-N"], &[]);
+        let child = Guarded(
+            std::process::Command::new(&argv[0])
+                .args(&argv[1..])
+                .env_clear()
+                .envs(env.envs())
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_until("the control socket", || control.exists());
+        child
+    };
     let via = |command: &[&str]| {
         ssh.run_with(&env, &["-S", &control_arg, "-o", "ControlMaster=no"], command)
     };
+    let mut first = master();
     assert_eq!(via(&["ls"]).status.code(), Some(0));
 
+    // Demoted: the next command over the open connection has the new role.
     authorize(&env, &[format!("tether-role=\"watcher\" {}", key.public())]);
     let out = via(&["kill", "a"]);
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
@@ -481,13 +489,22 @@ fn a_demoted_key_loses_its_rights_on_an_open_connection() {
     assert_eq!(audit_events(&env, "auth_success").len(), 1);
     let refused = audit_events(&env, "refused");
     assert_eq!(refused.last().unwrap()["role"], "watcher", "{refused:?}");
-
-    // SIGHUP closes the connection whose rights shrank; a new one logs in
-    // with the new role.
+    // SIGHUP closes the connection whose rights shrank (it may carry
+    // something started as an owner); a new one logs in as a watcher.
     signal(daemon.pid(), Signal::HUP);
-    master.wait_exit();
+    first.wait_exit();
     assert_eq!(audit_events(&env, "revoked").len(), 1);
-    assert_eq!(ssh.run(&env, &["ls"]).status.code(), Some(0));
     assert_eq!(ssh.run(&env, &["kill", "a"]).status.code(), Some(5));
+
+    // Revoked: the next command over an open connection is refused and
+    // the connection closed, without waiting for SIGHUP.
+    let mut second = master();
+    assert_eq!(via(&["ls"]).status.code(), Some(0));
+    authorize(&env, &[]);
+    assert_eq!(via(&["ls"]).status.code(), Some(255));
+    second.wait_exit();
+    let revoked = audit_events(&env, "revoked");
+    assert_eq!(revoked.len(), 2, "{revoked:?}");
+    assert!(revoked[1]["detail"].as_str().unwrap().contains("key not in"), "{revoked:?}");
     assert_eq!(env.session("a")["state"], "running");
 }
