@@ -102,7 +102,11 @@ impl Shared {
         };
         if fresh || always_log {
             for problem in &file.problems {
-                tracing::error!("{}: {problem}: this line grants nothing", path.display());
+                if problem.starts_with("line ") {
+                    tracing::error!("{}: {problem}: this line grants nothing", path.display());
+                } else {
+                    tracing::error!("{}: {problem}", path.display());
+                }
             }
             if file.grants_nothing() {
                 tracing::error!("{}: no line grants access; every key is refused", path.display());
