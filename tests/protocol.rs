@@ -212,7 +212,7 @@ fn a_squatted_socket_directory_or_a_foreign_keeper_socket_gets_nothing() {
             24,
         );
         let code = term.wait_exit();
-        (code, term.contents())
+        (code, term)
     };
     let text = |out: &std::process::Output| {
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
@@ -224,9 +224,10 @@ fn a_squatted_socket_directory_or_a_foreign_keeper_socket_gets_nothing() {
     let squatted = fallback(&tmp);
     let fake = FakeKeeper::start(&squatted.join(&sock_name), &tmp);
     let why = format!("refusing to use the socket directory {}", squatted.display());
-    let (code, screen) = attach(&tmp);
-    assert_eq!(code, 6, "{screen}");
-    assert!(screen.contains(&why) && screen.contains("uid 65534 (nobody)"), "{screen}");
+    let (code, term) = attach(&tmp);
+    assert_eq!(code, 6, "{}", term.contents());
+    term.wait_text(&why);
+    term.wait_text("uid 65534 (nobody)");
     for args in [&["ls"][..], &["kill", "work"], &["who", "work"]] {
         let out = run(&tmp, args);
         assert_eq!(out.status.code(), Some(6), "{args:?}: {}", text(&out));
@@ -243,9 +244,10 @@ fn a_squatted_socket_directory_or_a_foreign_keeper_socket_gets_nothing() {
     std::os::unix::fs::chown(&ours, Some(uid), Some(0)).unwrap();
     std::fs::set_permissions(&ours, std::fs::Permissions::from_mode(0o700)).unwrap();
     let why = "refusing to talk to the socket of session work";
-    let (code, screen) = attach(&tmp);
-    assert_eq!(code, 6, "{screen}");
-    assert!(screen.contains(why) && screen.contains("uid 65534 (nobody)"), "{screen}");
+    let (code, term) = attach(&tmp);
+    assert_eq!(code, 6, "{}", term.contents());
+    term.wait_text(why);
+    term.wait_text("uid 65534 (nobody)");
     for args in [&["kill", "work"][..], &["who", "work"], &["tail", "work"]] {
         let out = run(&tmp, args);
         assert_eq!(out.status.code(), Some(6), "{args:?}: {}", text(&out));

@@ -7,7 +7,7 @@ use crate::audit::{Entry, Event};
 use crate::keys::fingerprint;
 use bytes::Bytes;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
-use russh::{Channel, ChannelId, ChannelOpenFailure, Disconnect};
+use russh::{Channel, ChannelId, ChannelOpenFailure};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -88,7 +88,7 @@ impl Connection {
     /// The caller as authorized_keys grants it now, checked again for
     /// every new channel: a key no longer granted closes the connection
     /// (`None`); a key whose line changed gets its new role and globs.
-    fn caller(&mut self, session: &mut Session) -> Option<Caller> {
+    fn caller(&mut self) -> Option<Caller> {
         let (key, before) = self.live.login()?;
         let (path, file) = self.shared.authorized_keys();
         match auth::grant(&file, &key, self.peer.map(|p| p.ip()), &path) {
@@ -107,16 +107,7 @@ impl Connection {
                 Some(now)
             }
             Err(why) => {
-                tracing::warn!(
-                    fingerprint = %before.fingerprint,
-                    address = ?before.address,
-                    "closing the connection: {why}"
-                );
-                let entry =
-                    Entry { detail: Some(why.clone()), ..before.audit(Event::Revoked, None) };
-                super::audit(&self.shared, &entry);
-                let _ =
-                    session.disconnect(Disconnect::ByApplication, &format!("tether: {why}"), "");
+                self.shared.close(&self.live, &before, &why);
                 None
             }
         }
@@ -163,9 +154,9 @@ impl russh::server::Handler for Connection {
         &mut self,
         channel: Channel<Msg>,
         reply: ChannelOpenHandle,
-        session: &mut Session,
+        _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.caller(session).is_none() {
+        if self.caller().is_none() {
             reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
             return Ok(());
         }
@@ -249,8 +240,7 @@ impl russh::server::Handler for Connection {
         data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let (Some(caller), Some((out, pty, input))) = (self.caller(session), self.start(channel))
-        else {
+        let (Some(caller), Some((out, pty, input))) = (self.caller(), self.start(channel)) else {
             session.channel_failure(channel)?;
             return Ok(());
         };
@@ -267,8 +257,7 @@ impl russh::server::Handler for Connection {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let (Some(caller), Some((out, pty, input))) = (self.caller(session), self.start(channel))
-        else {
+        let (Some(caller), Some((out, pty, input))) = (self.caller(), self.start(channel)) else {
             session.channel_failure(channel)?;
             return Ok(());
         };
@@ -297,8 +286,7 @@ impl russh::server::Handler for Connection {
             session.channel_failure(channel)?;
             return Ok(());
         }
-        let (Some(caller), Some((out, _pty, input))) = (self.caller(session), self.start(channel))
-        else {
+        let (Some(caller), Some((out, _pty, input))) = (self.caller(), self.start(channel)) else {
             session.channel_failure(channel)?;
             return Ok(());
         };
