@@ -83,6 +83,13 @@ pub trait Backend: Send {
     ///
     /// The host cannot be asked.
     fn health(&self, probe: Option<&SessionName>) -> Result<tether_proto::Health>;
+    /// `tether check` where the sessions are: on this host, or run by the
+    /// remote daemon itself (`--host`), which makes its own probe.
+    ///
+    /// # Errors
+    ///
+    /// The host cannot be asked, or refuses (the caller may not run it).
+    fn check(&self) -> Result<Vec<crate::check::Outcome>>;
     /// Who is asking, for evidence manifests.
     fn requester(&self) -> String {
         format!(
@@ -169,18 +176,45 @@ impl Local {
         self.paths.runtime_dir.join("check-recordings")
     }
 
-    /// The right `op` on `name` needs: ending and forgetting a `check`
-    /// probe (a session recording in the scratch place) needs only the
-    /// right to create it, so that whoever may run `check` may clean up.
-    fn right_for(&self, name: &SessionName, op: Op) -> Op {
-        if !matches!(op, Op::Kill | Op::Rm) || !self.access.sees(name) {
-            return op;
+    /// Where `check` makes its probe: this host's sessions as the local
+    /// user. For an SSH caller (`ssh host check`, and `tether --host
+    /// check`, which runs that) it is the daemon that creates, watches,
+    /// ends and forgets the probe, with a name and a command of its own:
+    /// no caller chooses anything about a session recorded to the scratch
+    /// place.
+    fn prober(&self) -> Local {
+        Local { access: Access::owner(), requester: None, ..self.clone() }
+    }
+
+    /// Refuses a create request marked as a probe unless it comes from the
+    /// local user and names a probe (`check-` and 8 hex digits): probes
+    /// record to a scratch place `rm` deletes, so no one else may make one.
+    fn may_probe(&self, name: &SessionName) -> Result<(), Failure> {
+        if !self.access.is_local() {
+            return Err(self.access.refuse(
+                Some(name),
+                "only `tether check` run by the local user creates probe sessions; over SSH, `check` makes its own".into(),
+            ));
         }
-        let probe = self.registry.get(name).ok().flatten().and_then(|s| s.recording_path);
-        match probe {
-            Some(path) if std::path::Path::new(&path).starts_with(self.probe_dir()) => Op::New,
-            _ => op,
+        if !name.is_probe() {
+            return Err(self.access.refuse(
+                Some(name),
+                format!("{name} is not a probe name (check- and 8 hex digits); refusing to create it as a probe"),
+            ));
         }
+        Ok(())
+    }
+
+    /// Refuses interactive attachments to a probe: it exists for `check`
+    /// alone, and what is typed into it would go to the scratch recording.
+    fn refuse_probe_attach(&self, name: &SessionName, op: Op) -> Result<(), Failure> {
+        if op != Op::Attach || !self.registry.get(name).ok().flatten().is_some_and(|s| s.probe) {
+            return Ok(());
+        }
+        Err(self.access.refuse(
+            Some(name),
+            format!("session {name} is a probe of `tether check`: it may be watched, not attached"),
+        ))
     }
 
     /// The keeper spec for `req`, with this host's defaults filled in.
@@ -225,7 +259,11 @@ impl Local {
             consent: req.consent,
             watchers_unsafe_ok: self.config.watcher_passthrough,
             owner: self.creator.clone(),
-            recording_dir: req.probe.then(|| self.probe_dir()),
+            // Under `recording = "required"` a probe records like any
+            // session, and its recording stays when it is removed.
+            recording_dir: (req.probe && self.config.recording != RecordingPolicy::Required)
+                .then(|| self.probe_dir()),
+            probe: req.probe,
         })
     }
 }
@@ -233,6 +271,9 @@ impl Local {
 impl Backend for Local {
     fn list(&self) -> Result<Vec<SessionInfo>> {
         self.access.require(Op::List, None)?;
+        // Reading records may clear a dead keeper's socket: only in our
+        // own socket directory.
+        self.paths.check_runtime_dir()?;
         let mut all = self.registry.list()?;
         all.retain(|s| self.access.sees(&s.name));
         Ok(all)
@@ -240,22 +281,34 @@ impl Backend for Local {
 
     fn lookup(&self, name: &SessionName) -> Result<Option<SessionInfo>> {
         self.access.require(Op::List, Some(name))?;
+        self.paths.check_runtime_dir()?;
         self.registry.get(name)
     }
 
     fn create(&self, req: &CreateRequest) -> Result<()> {
         self.access.require(Op::New, Some(&req.name))?;
+        if req.probe {
+            self.may_probe(&req.name)?;
+        }
         self.paths.prepare()?;
         launch(&self.spec(req)?).map(|_| ())
     }
 
     fn remove(&self, name: &SessionName) -> Result<()> {
-        self.access.require(self.right_for(name, Op::Rm), Some(name))?;
-        let recording = self.registry.get(name)?.and_then(|s| s.recording_path);
+        self.access.require(Op::Rm, Some(name))?;
+        self.paths.check_runtime_dir()?;
+        let recording = self
+            .registry
+            .get(name)?
+            .filter(|s| s.probe)
+            .and_then(|s| s.recording_path)
+            .map(PathBuf::from)
+            .filter(|p| p.starts_with(self.probe_dir()));
         self.registry.remove(name)?;
-        // A probe's scratch recording goes with it; user recordings never do.
-        if let Some(path) = recording.map(PathBuf::from).filter(|p| p.starts_with(self.probe_dir()))
-        {
+        // A probe's scratch recording goes with it; no other recording
+        // ever does (a probe made under `recording = "required"` records
+        // among the others, and stays).
+        if let Some(path) = recording {
             for sibling in std::fs::read_dir(self.probe_dir()).into_iter().flatten().flatten() {
                 let stem =
                     path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
@@ -281,7 +334,8 @@ impl Backend for Local {
     }
 
     fn connect(&self, name: &SessionName, op: Op) -> Result<KeeperClient> {
-        self.access.require(self.right_for(name, op), Some(name))?;
+        self.access.require(op, Some(name))?;
+        self.refuse_probe_attach(name, op)?;
         KeeperClient::connect(&self.paths, name)
     }
 
@@ -322,6 +376,10 @@ impl Backend for Local {
         })
     }
 
+    fn check(&self) -> Result<Vec<crate::check::Outcome>> {
+        Ok(crate::check::run(self, &self.prober()))
+    }
+
     fn visible(&self, name: &str) -> bool {
         SessionName::new(name).is_ok_and(|n| self.access.sees(&n))
     }
@@ -352,5 +410,48 @@ pub fn create_request(name: &SessionName, command: Vec<String>, size: WindowSize
         record_input: false,
         consent: false,
         probe: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{AuditLog, Entry, Event};
+    use crate::client::access::Visibility;
+    use tether_proto::Role;
+
+    fn local(dir: &std::path::Path) -> Local {
+        let paths = Paths {
+            config_dir: dir.join("config"),
+            data_dir: dir.join("data"),
+            state_dir: dir.join("state"),
+            runtime_dir: dir.join("run"),
+        };
+        Local::new(paths, Config::default(), dir.to_path_buf())
+    }
+
+    #[test]
+    fn only_the_local_user_creates_probes_and_only_with_probe_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let owner = local(dir.path());
+        let probe = SessionName::probe(0xdead_beef_0000_0000);
+        assert!(owner.may_probe(&probe).is_ok());
+        let err = owner.may_probe(&SessionName::new("work").unwrap()).unwrap_err();
+        assert_eq!(err.code.exit_code(), 5);
+        let audit = dir.path().join("audit.jsonl");
+        for role in [Role::Owner, Role::Operator] {
+            let remote = local(dir.path()).with_access(Access::remote(
+                role,
+                Visibility::all(),
+                AuditLog::new(audit.clone()),
+                Entry::new(Event::Refused),
+            ));
+            let err = remote.may_probe(&probe).unwrap_err();
+            assert_eq!(err.code.exit_code(), 5, "{role:?}");
+            // The daemon's own probe for `check` is the local user's.
+            assert!(remote.prober().may_probe(&probe).is_ok());
+        }
+        let audited = std::fs::read_to_string(&audit).unwrap();
+        assert_eq!(audited.lines().count(), 2, "{audited}");
     }
 }

@@ -3,10 +3,16 @@
 //!
 //! 1. `service`: the sessions can be listed (with `--host`: the daemon
 //!    answers over SSH and accepts our key).
-//! 2. `attach`: a throwaway session prints a random nonce, and an
-//!    attachment sees it through the same attach path users use.
+//! 2. `attach`: a throwaway session (a probe, `check-XXXXXXXX`, listed as
+//!    one) prints a random nonce, and an attachment sees it through the
+//!    same attach path users use.
 //! 3. `recording`: the probe's recording (kept in a scratch place, never
-//!    among user recordings) verifies as intact; then the probe is removed.
+//!    among user recordings, unless the host requires recording) verifies
+//!    as intact; then the probe is removed.
+//!
+//! The probe is made by the local user: `tether check` itself, or, for an
+//! SSH caller, the daemon running the check on its behalf
+//! ([`crate::backend::Backend::check`]); no SSH caller can create one.
 //! 4. `keepers`: every running session's keeper answers within a deadline.
 //! 5. `degraded`: no session's recording is degraded.
 //! 6. `disk`: the data directory has at least `check_min_free_bytes`.
@@ -15,7 +21,7 @@ use crate::backend::{Backend, create_request};
 use crate::client::access::Op;
 use crate::client::local_identity;
 use anyhow::{Result, anyhow};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 use tether_proto::{
     AttachMode, AttachRequest, Message, Reply, Request, SessionInfo, SessionName, SessionState,
@@ -29,7 +35,7 @@ const KEEPER_DEADLINE: Duration = Duration::from_secs(5);
 const PROBE_DEADLINE: Duration = Duration::from_secs(15);
 
 /// One check's outcome.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Outcome {
     /// The check.
     pub name: String,
@@ -50,8 +56,9 @@ fn timed(name: &str, f: impl FnOnce() -> Result<String>) -> Outcome {
     Outcome { name: name.into(), ok, detail, ms: start.elapsed().as_millis() as u64 }
 }
 
-/// Runs every check against `backend`.
-pub fn run(backend: &dyn Backend) -> Vec<Outcome> {
+/// Runs every check against `backend` (the caller's view of the sessions),
+/// making the probe through `prober` (this host, as the local user).
+pub fn run(backend: &dyn Backend, prober: &dyn Backend) -> Vec<Outcome> {
     let mut out = Vec::new();
     let mut sessions = Vec::new();
     out.push(timed("service", || {
@@ -61,16 +68,16 @@ pub fn run(backend: &dyn Backend) -> Vec<Outcome> {
     if !out[0].ok {
         return out;
     }
-    let nonce = format!("{:016x}", rand::random::<u64>());
-    let probe = SessionName::new(&format!("check-{}", &nonce[..8])).map_err(|e| anyhow!("{e}"));
-    let Ok(probe) = probe else { return out };
-    let attach = timed("attach", || probe_attach(backend, &probe, &nonce));
+    let random = rand::random::<u64>();
+    let nonce = format!("{random:016x}");
+    let probe = SessionName::probe(random);
+    let attach = timed("attach", || probe_attach(prober, &probe, &nonce));
     let attached = attach.ok;
     out.push(attach);
     if attached {
-        out.push(timed("recording", || probe_recording(backend, &probe)));
+        out.push(timed("recording", || probe_recording(prober, &probe)));
     }
-    let _ = backend.remove(&probe);
+    let _ = prober.remove(&probe);
     out.push(timed("keepers", || keepers(backend, &sessions)));
     out.push(timed("degraded", || degraded(&sessions)));
     out.push(timed("disk", || disk(backend)));

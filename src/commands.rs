@@ -68,7 +68,7 @@ impl Ctx {
             }
             Command::Freeze { name } => self.simple(&name, Request::Freeze),
             Command::Check { json } => {
-                let outcomes = crate::check::run(self.backend.as_ref());
+                let outcomes = self.backend.check()?;
                 print_checks(&mut self.out, &outcomes, json)?;
                 Ok(if outcomes.iter().all(|o| o.ok) { 0 } else { 1 })
             }
@@ -637,12 +637,14 @@ fn refuse_nested(name: &SessionName) -> Result<()> {
 }
 
 fn state_label(s: &SessionInfo) -> String {
-    match s.state {
+    let state = match s.state {
         SessionState::Ended => {
             format!("ended ({})", exit_of(s).describe().replace("exit code ", "exit "))
         }
         other => other.as_str().to_owned(),
-    }
+    };
+    // `tether check`'s throwaway session, there for a moment.
+    if s.probe { format!("{state} [probe]") } else { state }
 }
 
 fn describe_presence(p: &Presence) -> String {

@@ -9,11 +9,13 @@
 //! The daemon never ends a session: SIGTERM stops it gracefully, SIGKILL
 //! just stops it, and in both cases every keeper keeps running; the next
 //! daemon serves them, whatever its version. SIGHUP re-reads config.toml
-//! (a broken file is refused and the old settings kept); authorized_keys is
-//! read at every authentication anyway.
+//! (a broken file is refused and the old settings kept) and authorized_keys,
+//! and closes every open connection whose key the file no longer grants, or
+//! grants less (`Shared::enforce_keys`); authorized_keys is also read at
+//! every authentication and every new channel.
 
 use crate::Failure;
-use crate::audit::{AuditLog, Entry, Event};
+use crate::audit::{Entry, Event};
 use crate::config::Config;
 use crate::keeper::launch::DAEMONIZED_ENV;
 use crate::paths::Paths;
@@ -29,8 +31,8 @@ use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tether_proto::ErrorCode;
 
@@ -174,15 +176,8 @@ fn serve(paths: Paths, config: Config, addr: SocketAddr, daemonized: bool) -> Re
         key_path.display()
     );
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from);
-    let shared = Arc::new(Shared {
-        audit: AuditLog::new(paths.state_dir.join("audit.jsonl")),
-        paths,
-        config: RwLock::new(config),
-        home,
-        last_keys: std::sync::Mutex::new(None),
-    });
-    // Reads authorized_keys once now: its problems are logged at start,
-    // and a good file becomes the fallback should it break later.
+    let shared = Arc::new(Shared::new(paths, config, home));
+    // Reads authorized_keys once now, so that its problems are logged at start.
     let _ = shared.authorized_keys();
     spawn_reaper();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -332,7 +327,7 @@ fn detach_stdout() {
     }
 }
 
-fn reload(shared: &Shared) {
+fn reload(shared: &Arc<Shared>) {
     match Config::load(&shared.paths.config_file()) {
         Ok(config) => {
             if let Ok(mut c) = shared.config.write() {
@@ -342,7 +337,7 @@ fn reload(shared: &Shared) {
         }
         Err(e) => tracing::error!("keeping the old configuration: {}", crate::error::message(&e)),
     }
-    let (path, keys) = shared.authorized_keys();
+    let (path, keys) = shared.enforce_keys();
     tracing::info!("{}: {} keys in effect", path.display(), keys.keys.len());
 }
 
@@ -381,12 +376,16 @@ fn admit(
         };
         let authenticated = Arc::new(AtomicBool::new(false));
         let timeout = Duration::from_secs(shared.config().auth_timeout_secs);
-        let handler = Connection::new(shared, Some(peer), authenticated.clone());
+        let live = shared.register(Some(peer));
+        let handler = Connection::new(shared.clone(), live.clone(), authenticated.clone());
         // A peer that connects and says nothing must not hold a slot.
         let started =
             tokio::time::timeout(timeout, russh::server::run_stream(ssh, socket, handler));
         match started.await.unwrap_or_else(|_| Err(anyhow::anyhow!("no SSH handshake in time"))) {
             Ok(session) => {
+                if let Ok(socket) = killer.try_clone() {
+                    live.set_closers(session.handle(), socket);
+                }
                 // Until it logs in, a connection lives at most `timeout`:
                 // the socket is shut down, whatever stage the handshake is
                 // stuck at (a disconnect message would wait for a peer
@@ -413,6 +412,7 @@ fn admit(
             }
             Err(e) => tracing::debug!(%peer, "handshake failed: {e:#}"),
         }
+        shared.unregister(&live);
         active.fetch_sub(1, Ordering::SeqCst);
     });
 }

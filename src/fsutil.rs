@@ -1,7 +1,7 @@
 //! Small file-system helpers with the permissions tether promises: files
 //! private to their owner (0600), directories 0700.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -20,27 +20,70 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("creating {}", dir.display()))
 }
 
-/// Like [`ensure_private_dir`], and also insists that `dir` belongs to us
-/// and nobody else can enter it: for directories holding sockets, where a
-/// directory prepared by another user (e.g. in `/tmp`) would be an attack.
+/// Like [`ensure_private_dir`], and also insists that `dir` is a real
+/// directory (not a symbolic link) that belongs to us and that nobody else
+/// can write to: for the directory holding the keeper sockets, where a
+/// directory prepared by another user (e.g. `/tmp/tether-$UID`, created
+/// before us) would let that user pose as our keepers. Our own directory
+/// with a loose mode is tightened to 0700; someone else's is never
+/// touched.
 ///
 /// # Errors
 ///
-/// The directory cannot be created, belongs to another user, or its mode
-/// cannot be tightened.
+/// The directory cannot be created or tightened, or it is not ours (a
+/// [`crate::Failure`] of exit 6 naming the directory and its owner).
 pub fn ensure_owned_private_dir(dir: &Path) -> Result<()> {
     ensure_private_dir(dir)?;
     let meta =
         fs::symlink_metadata(dir).with_context(|| format!("inspecting {}", dir.display()))?;
     let uid = rustix::process::getuid().as_raw();
-    if !meta.is_dir() || meta.uid() != uid {
-        bail!("{} is not a directory owned by uid {uid}; refusing to use it", dir.display());
+    let problem = if meta.file_type().is_symlink() {
+        Some("it is a symbolic link".to_owned())
+    } else if !meta.is_dir() {
+        Some("it is not a directory".to_owned())
+    } else if meta.uid() != uid {
+        Some(format!(
+            "it belongs to {}, not to you ({})",
+            describe_user(meta.uid()),
+            describe_user(uid)
+        ))
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        return Err(crate::Failure::unavailable(format!(
+            "refusing to use the socket directory {}: {problem}, so the sockets in it may not be your sessions' \
+             (someone may be trying to intercept them); remove it, or set XDG_RUNTIME_DIR to a directory of yours",
+            dir.display()
+        ))
+        .into());
     }
     if meta.mode() & 0o077 != 0 {
+        tracing::warn!(
+            "{} was open to others (mode {:o}); making it 0700",
+            dir.display(),
+            meta.mode() & 0o777
+        );
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
             .with_context(|| format!("making {} private", dir.display()))?;
     }
     Ok(())
+}
+
+/// "uid 65534 (nobody)", or "uid N" when the user has no name.
+pub fn describe_user(uid: u32) -> String {
+    let name = fs::read_to_string("/etc/passwd").ok().and_then(|passwd| {
+        passwd.lines().find_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let id = fields.nth(1)?;
+            (id.parse::<u32>().ok()? == uid).then(|| name.to_owned())
+        })
+    });
+    match name {
+        Some(name) => format!("uid {uid} ({name})"),
+        None => format!("uid {uid}"),
+    }
 }
 
 /// Replaces `path` with `bytes` atomically (write to a temporary file in the

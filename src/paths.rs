@@ -11,7 +11,7 @@
 //! | daemon pid file | `$XDG_RUNTIME_DIR/tether/daemon.pid` |
 //! | data (keys, recordings, evidence) | `$XDG_DATA_HOME/tether/` |
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use tether_proto::SessionName;
@@ -48,9 +48,9 @@ impl Paths {
             .unwrap_or_else(|| dirs.data_local_dir().join("state"));
         // `runtime_dir()` is None when XDG_RUNTIME_DIR is unset (root over
         // ssh, cron, containers); fall back to a per-uid directory in /tmp,
-        // whose ownership is checked before use.
+        // whose ownership is checked before every use (`check_runtime_dir`).
         let runtime_dir = dirs.runtime_dir().map(Path::to_path_buf).unwrap_or_else(|| {
-            PathBuf::from(format!("/tmp/tether-{}", rustix::process::getuid().as_raw()))
+            fallback_parent().join(format!("tether-{}", rustix::process::getuid().as_raw()))
         });
         Ok(Paths {
             config_dir: dirs.config_dir().to_path_buf(),
@@ -128,6 +128,19 @@ impl Paths {
         self.runtime_dir.join("daemon.pid")
     }
 
+    /// Makes sure the socket directory is ours before anything in it is
+    /// used: created 0700 if missing; refused (exit 6, naming it and its
+    /// owner) when it is a symbolic link, not a directory, or belongs to
+    /// another user (the `/tmp` fallback can be created by anyone first);
+    /// tightened to 0700 when it is ours but open to others.
+    ///
+    /// # Errors
+    ///
+    /// The directory is not ours, or cannot be created.
+    pub fn check_runtime_dir(&self) -> Result<()> {
+        crate::fsutil::ensure_owned_private_dir(&self.runtime_dir)
+    }
+
     /// Creates the state and runtime directories with private modes and
     /// checks that socket paths fit.
     ///
@@ -138,8 +151,7 @@ impl Paths {
     pub fn prepare(&self) -> Result<()> {
         crate::fsutil::ensure_private_dir(&self.sessions_dir())?;
         crate::fsutil::ensure_private_dir(&self.logs_dir())?;
-        crate::fsutil::ensure_owned_private_dir(&self.runtime_dir)
-            .context("preparing the socket directory")?;
+        self.check_runtime_dir()?;
         let probe = self.runtime_dir.join("s-00000000000000000000.sock");
         if probe.as_os_str().len() > SUN_PATH_MAX {
             return Err(crate::Failure::invalid(format!(
@@ -150,6 +162,18 @@ impl Paths {
         }
         Ok(())
     }
+}
+
+/// Where the socket directory goes without `XDG_RUNTIME_DIR`: `/tmp`.
+/// Test builds take `TETHER_TEST_TMPDIR` instead, so that a test can play
+/// another user squatting the fallback without touching the real
+/// `/tmp/tether-$UID`.
+fn fallback_parent() -> PathBuf {
+    #[cfg(feature = "test-hooks")]
+    if let Some(dir) = std::env::var_os("TETHER_TEST_TMPDIR") {
+        return PathBuf::from(dir);
+    }
+    PathBuf::from("/tmp")
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use crate::client::KeeperClient;
 use crate::client::access::Op;
 use crate::keys::fingerprint;
 use anyhow::{Context, Result};
+use russh::ChannelMsg;
 use russh::client::{self, Handle};
 use russh::keys::agent::client::AgentClient;
 use russh::keys::{PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate, load_secret_key};
@@ -197,6 +198,33 @@ impl Remote {
     fn request(&self, req: Request) -> Result<Reply> {
         self.open()?.request(req)
     }
+
+    /// Runs `command` on the daemon as `ssh host COMMAND` would: its exit
+    /// status, stdout and stderr.
+    fn exec(&self, command: &str) -> Result<(u32, Vec<u8>, Vec<u8>)> {
+        self.runtime.block_on(async {
+            let mut channel = self.handle.channel_open_session().await?;
+            channel.exec(true, command).await?;
+            let (mut out, mut err, mut status) = (Vec::new(), Vec::new(), None);
+            while let Some(msg) = channel.wait().await {
+                match msg {
+                    ChannelMsg::Data { data } => out.extend_from_slice(&data),
+                    ChannelMsg::ExtendedData { data, .. } => err.extend_from_slice(&data),
+                    ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+                    ChannelMsg::Close => break,
+                    _ => {}
+                }
+            }
+            let status = status.context("the daemon sent no exit status")?;
+            anyhow::Ok((status, out, err))
+        })
+    }
+}
+
+/// `check --json`'s report.
+#[derive(serde::Deserialize)]
+struct CheckReport {
+    checks: Vec<crate::check::Outcome>,
 }
 
 async fn open_connection(target: &Target, opts: &RemoteOptions) -> Result<Handle<ClientHandler>> {
@@ -378,6 +406,34 @@ impl Backend for Remote {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// The daemon runs the check itself (`ssh host check --json`): its
+    /// probe is made there, by the local user, so that no SSH caller ever
+    /// creates a probe session (docs/SSH.md).
+    fn check(&self) -> Result<Vec<crate::check::Outcome>> {
+        let (status, out, err) = self
+            .exec("check --json")
+            .map_err(|e| Failure::unavailable(format!("running check on the daemon: {e:#}")))?;
+        if status > 1 {
+            let text = String::from_utf8_lossy(&err);
+            let message = text.trim().trim_start_matches("tether: ").to_owned();
+            let code = [
+                ErrorCode::Invalid,
+                ErrorCode::NoSuchSession,
+                ErrorCode::Conflict,
+                ErrorCode::Refused,
+                ErrorCode::Unavailable,
+            ]
+            .into_iter()
+            .find(|c| u32::try_from(c.exit_code()).ok() == Some(status))
+            .unwrap_or(ErrorCode::Internal);
+            return Err(Failure::new(code, message).into());
+        }
+        let report: CheckReport = serde_json::from_slice(&out).map_err(|e| {
+            Failure::unavailable(format!("the daemon's check report is not readable: {e}"))
+        })?;
+        Ok(report.checks)
     }
 
     fn connect(&self, name: &SessionName, _op: Op) -> Result<KeeperClient> {

@@ -426,3 +426,80 @@ fn an_operator_can_check_and_refused_kills_are_not_audited() {
     let audit = std::fs::read_to_string(env.state_dir().join("audit.jsonl")).unwrap();
     assert!(audit.lines().any(|l| l.contains("\"event\":\"kill\"")), "{audit}");
 }
+
+/// Regression: through the subsystem an SSH key could send a create
+/// request marked as a `check` probe; the session then recorded into the
+/// scratch place that `rm` deletes, so what was typed in it left no
+/// recording. Probes are for the local user's `tether check` alone: the
+/// request is refused (exit 5) and audited, for every role, whatever the
+/// name, and nothing is created; `check` over SSH still works (the daemon
+/// makes its own probe).
+#[test]
+fn no_ssh_caller_can_create_a_probe_session() {
+    use crate::support::rssh::{connect, finish, runtime};
+    use tether_proto::{
+        CreateRequest, ErrorCode, FrameDecoder, HelloRequest, Message, Request, SessionName,
+        WindowSize, encode,
+    };
+    let env = TestEnv::new();
+    let dir = env.root().join("keys");
+    let owner = Key::new(&dir, "owner", "owner@desk");
+    let operator = Key::new(&dir, "op", "op@desk");
+    authorize(&env, &[owner.public(), format!("tether-role=\"operator\" {}", operator.public())]);
+    let daemon = Daemon::start(&env, "127.0.0.1:0");
+    let rt = runtime();
+    for (key, name) in
+        [(&owner, "check-0123abcd"), (&operator, "check-89abcdef"), (&operator, "work")]
+    {
+        let create = CreateRequest {
+            name: SessionName::new(name).unwrap(),
+            command: vec!["sh".into(), "-c".into(), "echo unrecorded; sleep 60".into()],
+            cwd: None,
+            env: Vec::new(),
+            size: WindowSize::DEFAULT,
+            term: None,
+            protect: false,
+            no_record: false,
+            record_input: false,
+            consent: false,
+            probe: true,
+        };
+        let messages = rt.block_on(async {
+            let handle = connect(daemon.port, &key.path).await;
+            let mut ch = handle.channel_open_session().await.unwrap();
+            ch.request_subsystem(true, "tether").await.unwrap();
+            let hello = Message::Hello(HelloRequest { protocol: 1, software: "probe".into() });
+            let mut bytes = encode(&hello).unwrap();
+            bytes.extend(encode(&Message::Request(Request::Create(create))).unwrap());
+            ch.data(&bytes[..]).await.unwrap();
+            let out = finish(&mut ch, TIMEOUT).await;
+            let mut dec = FrameDecoder::new();
+            dec.extend(&out.output);
+            let mut messages = Vec::new();
+            while let Ok(Some(m)) = dec.next_message() {
+                messages.push(m);
+            }
+            messages
+        });
+        match messages.last() {
+            Some(Message::Error(e)) => {
+                assert_eq!(e.code, ErrorCode::Refused, "{name}: {e:?}");
+                assert!(e.message.contains("probe"), "{name}: {}", e.message);
+            }
+            other => panic!("{name}: expected a refusal, got {other:?}"),
+        }
+        let audit = std::fs::read_to_string(env.state_dir().join("audit.jsonl")).unwrap();
+        assert!(
+            audit.lines().any(|l| l.contains("\"event\":\"refused\"")
+                && l.contains(&format!("\"session\":\"{name}\""))),
+            "{audit}"
+        );
+    }
+    assert_eq!(env.ok(&["ls", "--json"]).trim(), "[]");
+    // `check` over ssh, as the operator, still works: its probe is the
+    // daemon's, and it is gone afterwards.
+    let ssh = Ssh::new(&env, &daemon, &operator);
+    let out = ssh.run(&env, &["check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(env.ok(&["ls", "--json"]).trim(), "[]");
+}

@@ -137,27 +137,6 @@ fn completions_man_page_and_version() {
 }
 
 #[test]
-fn a_broken_authorized_keys_keeps_the_last_good_keys_and_a_removal_applies() {
-    let env = TestEnv::new();
-    let key = Key::new(env.root(), "alice", "alice@laptop");
-    let other = Key::new(env.root(), "bob", "bob@laptop");
-    authorize(&env, &[key.public(), other.public()]);
-    let daemon = Daemon::start(&env, "127.0.0.1:0");
-    let alice = Ssh::new(&env, &daemon, &key);
-    let bob = Ssh::new(&env, &daemon, &other);
-    assert_eq!(alice.run(&env, &["ls"]).status.code(), Some(0));
-    // A file that is garbage as a whole: the last good keys stay in effect.
-    let keys = env.config_dir().join("authorized_keys");
-    std::fs::write(&keys, "\u{0}\u{1}garbage that is no key\n").unwrap();
-    assert_eq!(alice.run(&env, &["ls"]).status.code(), Some(0));
-    // A file with one bad line: that line is skipped, and a key that was
-    // removed is refused at once (a broken line never revives it).
-    std::fs::write(&keys, format!("{}\nssh-ed25519 not-base64!\n", key.public())).unwrap();
-    assert_eq!(alice.run(&env, &["ls"]).status.code(), Some(0));
-    assert_eq!(bob.run(&env, &["ls"]).status.code(), Some(255));
-}
-
-#[test]
 fn check_fails_when_the_recordings_directory_refuses_writes() {
     let env = TestEnv::new();
     let recordings = env.root().join("data/tether/recordings");
@@ -187,4 +166,74 @@ fn check_fails_when_the_recordings_directory_refuses_writes() {
     assert_eq!(code, 1, "{report}");
     assert_eq!(failed(&report), ["disk"], "{report}");
     assert!(report.to_string().contains("refuses writes"), "{report}");
+}
+
+/// `check`'s probe is listed as a probe (`probe: true`, `[probe]` in the
+/// table) while it exists, and cannot be attached: it is for `check`
+/// alone. The probe is held back by a `sh` that waits for a gate before
+/// printing the nonce.
+#[test]
+fn the_probe_is_listed_as_a_probe_and_cannot_be_attached() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    let gate = Gate::new(&env);
+    let bin_dir = env.root().join("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let sh = bin_dir.join("sh");
+    std::fs::write(
+        &sh,
+        format!(
+            "#!/bin/sh\ncase \"$2\" in *probe-*) {} ;; esac\nexec /bin/sh \"$@\"\n",
+            gate.script(":")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&sh, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let mut cmd = env.cmd(&["check", "--json"]);
+    cmd.env("PATH", path);
+    let check = std::thread::spawn(move || run_with_timeout(cmd, TIMEOUT));
+
+    let mut probe = None;
+    wait_until("the probe in ls", || {
+        probe = env.sessions().into_iter().find(|s| s["probe"] == true);
+        probe.is_some()
+    });
+    let name = probe.unwrap()["name"].as_str().unwrap().to_owned();
+    assert!(name.starts_with("check-") && name.len() == 14, "{name}");
+    let table = env.ok(&["ls"]);
+    let line = table.lines().find(|l| l.starts_with(&name)).unwrap();
+    assert!(line.contains("running [probe]"), "{table}");
+    let mut term = env.terminal(&["attach", &name], 80, 24);
+    assert_eq!(term.wait_exit(), 5, "{}", term.contents());
+    term.wait_text("probe of `tether check`");
+
+    gate.open();
+    let out = check.join().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(env.ok(&["ls", "--json"]).trim(), "[]");
+}
+
+/// Regression: under `recording = "required"` the probe still recorded to
+/// the scratch place `check` removes. Now nothing records less: the probe
+/// records among the recordings, and its recording stays.
+#[test]
+fn under_required_recording_the_probe_records_like_any_session() {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.config_dir()).unwrap();
+    std::fs::write(env.config_dir().join("config.toml"), "recording = \"required\"\n").unwrap();
+    let (code, report) = check(&env, &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(env.ok(&["ls", "--json"]).trim(), "[]");
+    let recordings: Vec<String> = std::fs::read_dir(env.root().join("data/tether/recordings"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let cast = recordings
+        .iter()
+        .find(|n| n.starts_with("check-") && n.ends_with(".cast"))
+        .unwrap_or_else(|| panic!("no probe recording in {recordings:?}"));
+    let path = env.root().join("data/tether/recordings").join(cast);
+    let out = env.run(&["verify", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
 }

@@ -105,3 +105,157 @@ fn another_local_user_cannot_use_a_keeper_socket() {
         );
     }
 }
+
+/// A fake keeper run by another user (`nobody`): python3 listening on a
+/// socket and appending whatever it receives to a file.
+struct FakeKeeper {
+    child: std::process::Child,
+    got: std::path::PathBuf,
+}
+
+impl FakeKeeper {
+    fn start(socket: &std::path::Path, scratch: &std::path::Path) -> FakeKeeper {
+        let got = scratch.join(format!("{}.got", socket.file_name().unwrap().to_string_lossy()));
+        let ready = scratch.join("fake.ready");
+        let _ = std::fs::remove_file(&ready);
+        let script = format!(
+            "import os, socket\n\
+             s = socket.socket(socket.AF_UNIX)\n\
+             s.bind({sock:?})\n\
+             os.chmod({sock:?}, 0o777)\n\
+             s.listen(8)\n\
+             open({ready:?}, 'w').close()\n\
+             while True:\n\
+             \x20   c, _ = s.accept()\n\
+             \x20   c.settimeout(2)\n\
+             \x20   data = b''\n\
+             \x20   try:\n\
+             \x20       while True:\n\
+             \x20           b = c.recv(4096)\n\
+             \x20           if not b: break\n\
+             \x20           data += b\n\
+             \x20   except Exception:\n\
+             \x20       pass\n\
+             \x20   with open({got:?}, 'ab') as f:\n\
+             \x20       f.write(data)\n\
+             \x20   c.close()\n",
+            sock = socket.display().to_string(),
+            ready = ready.display().to_string(),
+            got = got.display().to_string(),
+        );
+        let mut cmd = std::process::Command::new("python3");
+        std::os::unix::process::CommandExt::uid(&mut cmd, 65534);
+        std::os::unix::process::CommandExt::gid(&mut cmd, 65534);
+        cmd.args(["-c", &script]).stdin(std::process::Stdio::null());
+        let child = cmd.spawn().unwrap();
+        let fake = FakeKeeper { child, got };
+        wait_until("the fake keeper to listen", || ready.exists());
+        fake
+    }
+
+    /// Every byte it was sent.
+    fn received(&self) -> Vec<u8> {
+        std::fs::read(&self.got).unwrap_or_default()
+    }
+}
+
+impl Drop for FakeKeeper {
+    fn drop(&mut self) {
+        kill9(self.child.id());
+        let _ = self.child.wait();
+    }
+}
+
+/// Regression: without `XDG_RUNTIME_DIR` the sockets are in
+/// `/tmp/tether-$UID/`, which another local user can create first, with a
+/// fake keeper socket in it; `tether attach NAME` then sent the hello (and
+/// would have sent the user's keystrokes) to that user's process. Every
+/// client now checks, before sending anything, that the socket directory
+/// is its user's and closed to others, and that the process on the other
+/// end of a keeper socket runs as its user (`SO_PEERCRED`).
+///
+/// `TETHER_TEST_TMPDIR` (test builds only) stands for `/tmp`, so the test
+/// never touches the real `/tmp/tether-$UID`.
+#[test]
+fn a_squatted_socket_directory_or_a_foreign_keeper_socket_gets_nothing() {
+    if !rustix::process::getuid().is_root() {
+        eprintln!("skipped: needs root to act as another user");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    // A real session: its record says it runs, its keeper holds the lock.
+    env.start("work", &["sleep", "300"]);
+    let sock_name = env.keeper_socket().file_name().unwrap().to_owned();
+    std::fs::set_permissions(env.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let uid = rustix::process::getuid().as_raw();
+    let fallback = |tmp: &std::path::Path| {
+        std::fs::create_dir_all(tmp).unwrap();
+        std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let dir = tmp.join(format!("tether-{uid}"));
+        std::fs::create_dir(&dir).unwrap();
+        std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        dir
+    };
+    // `tether ARGS` without XDG_RUNTIME_DIR, the fallback under `tmp`.
+    let run = |tmp: &std::path::Path, args: &[&str]| {
+        let mut cmd = env.cmd(args);
+        cmd.env_remove("XDG_RUNTIME_DIR").env("TETHER_TEST_TMPDIR", tmp);
+        run_with_timeout(cmd, TIMEOUT)
+    };
+    let attach = |tmp: &std::path::Path| {
+        let tmp_env = format!("TETHER_TEST_TMPDIR={}", tmp.display());
+        let mut term = env.terminal_program(
+            &["env", "-u", "XDG_RUNTIME_DIR", &tmp_env, bin(), "attach", "work"],
+            80,
+            24,
+        );
+        let code = term.wait_exit();
+        (code, term)
+    };
+    let text = |out: &std::process::Output| {
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    };
+
+    // 1. Another user created the fallback directory and a fake keeper
+    //    socket in it.
+    let tmp = env.root().join("tmp");
+    let squatted = fallback(&tmp);
+    let fake = FakeKeeper::start(&squatted.join(&sock_name), &tmp);
+    let why = format!("refusing to use the socket directory {}", squatted.display());
+    let (code, term) = attach(&tmp);
+    assert_eq!(code, 6, "{}", term.contents());
+    term.wait_text(&why);
+    term.wait_text("uid 65534 (nobody)");
+    for args in [&["ls"][..], &["kill", "work"], &["who", "work"]] {
+        let out = run(&tmp, args);
+        assert_eq!(out.status.code(), Some(6), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains(&why), "{args:?}: {}", text(&out));
+    }
+    assert_eq!(fake.received(), b"", "the fake keeper was sent something");
+    drop(fake);
+
+    // 2. The directory is ours, but the socket in it is served by another
+    //    user's process.
+    let tmp = env.root().join("tmp2");
+    let ours = fallback(&tmp);
+    let fake = FakeKeeper::start(&ours.join(&sock_name), &tmp);
+    std::os::unix::fs::chown(&ours, Some(uid), Some(0)).unwrap();
+    std::fs::set_permissions(&ours, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let why = "refusing to talk to the socket of session work";
+    let (code, term) = attach(&tmp);
+    assert_eq!(code, 6, "{}", term.contents());
+    term.wait_text(why);
+    term.wait_text("uid 65534 (nobody)");
+    for args in [&["kill", "work"][..], &["who", "work"], &["tail", "work"]] {
+        let out = run(&tmp, args);
+        assert_eq!(out.status.code(), Some(6), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains(why), "{args:?}: {}", text(&out));
+    }
+    assert_eq!(fake.received(), b"", "the fake keeper was sent something");
+    // `ls` sends nothing to keepers, and the directory is ours: it works.
+    assert!(run(&tmp, &["ls"]).status.success());
+    // The real session never noticed.
+    assert_eq!(env.session("work")["state"], "running");
+}

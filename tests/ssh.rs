@@ -351,3 +351,160 @@ fn rss_kb(pid: u32) -> u64 {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap()
 }
+
+/// A child process killed when the test ends.
+struct Guarded(std::process::Child);
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        kill9(self.0.id());
+        let _ = self.0.wait();
+    }
+}
+
+impl Guarded {
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "the process did not exit");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+fn audit_events(env: &TestEnv, event: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(env.state_dir().join("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event"] == event)
+        .collect()
+}
+
+/// Regression: the daemon kept "the last good keys" while authorized_keys
+/// had no usable line, and an open connection kept its key's rights until
+/// it closed. The file as it is now grants: a revoked key is refused at
+/// its next connection, SIGHUP closes what it still has open (its
+/// attachment), and a file whose only line does not parse (or is a
+/// `restrict` line) grants nothing, each bad line logged with its number.
+#[test]
+fn a_revoked_key_is_refused_at_once_and_sighup_closes_its_attachments() {
+    let env = TestEnv::new();
+    let dir = env.root().join("keys");
+    let alice = Key::new(&dir, "alice", "alice@laptop");
+    let bob = Key::new(&dir, "bob", "bob@laptop");
+    authorize(&env, &[alice.public(), bob.public()]);
+    let daemon = Daemon::start(&env, "127.0.0.1:0");
+    let (a, b) = (Ssh::new(&env, &daemon, &alice), Ssh::new(&env, &daemon, &bob));
+    env.start("work", &["sh"]);
+    let argv = a.argv(&["-tt"], &["attach", "work"]);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let mut term = env.terminal_program(&argv, 80, 24);
+    term.wait_attached();
+    term.send(b"echo typed-$((6*7))\r");
+    term.wait_text("typed-42");
+
+    // Revoked by editing the file: refused at the next connection.
+    authorize(&env, &[bob.public()]);
+    assert_eq!(a.run(&env, &["ls"]).status.code(), Some(255));
+    assert_eq!(b.run(&env, &["ls"]).status.code(), Some(0));
+    // SIGHUP closes the connection it still has, and so its attachment;
+    // the job is untouched.
+    signal(daemon.pid(), Signal::HUP);
+    assert_eq!(term.wait_exit(), 255, "{}", term.contents());
+    wait_until("the attachment to end", || env.session("work")["clients"] == 0);
+    assert_eq!(env.session("work")["state"], "running");
+    let revoked = audit_events(&env, "revoked");
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    assert_eq!(revoked[0]["comment"], "alice@laptop");
+
+    // A file whose only line does not parse grants nothing: no earlier
+    // version of the file stays in effect.
+    let keys = env.config_dir().join("authorized_keys");
+    std::fs::write(&keys, format!("# bob\ntether-role=\"ownr\" {}\n", bob.public())).unwrap();
+    assert_eq!(b.run(&env, &["ls"]).status.code(), Some(255));
+    assert_eq!(a.run(&env, &["ls"]).status.code(), Some(255));
+    std::fs::write(&keys, format!("restrict {}\n", bob.public())).unwrap();
+    assert_eq!(b.run(&env, &["ls"]).status.code(), Some(255));
+    let log = crate::support::ssh::daemon_log(&env);
+    assert!(log.contains("line 2: unknown tether-role \"ownr\""), "{log}");
+    assert!(log.contains("line 1: option restrict cannot be honoured"), "{log}");
+    assert!(log.contains("no line grants access"), "{log}");
+    // Logged once per change of the file, not at every login.
+    assert_eq!(log.matches("line 1: option restrict").count(), 1, "{log}");
+    // Fixed, it grants again.
+    authorize(&env, &[bob.public()]);
+    assert_eq!(b.run(&env, &["ls"]).status.code(), Some(0));
+}
+
+/// Regression: a key demoted in authorized_keys kept its old role on a
+/// connection that was already open (OpenSSH's ControlMaster reuses one
+/// connection for every command), and a revoked key kept using it. Each
+/// new channel checks the key again: a demoted key's command runs with
+/// its new role, a revoked key's is refused and its connection closed;
+/// SIGHUP closes a connection whose rights shrank.
+#[test]
+fn a_demoted_or_revoked_key_loses_its_rights_on_an_open_connection() {
+    let env = TestEnv::new();
+    let key = Key::new(&env.root().join("keys"), "ops", "ops@desk");
+    authorize(&env, &[key.public()]);
+    let daemon = Daemon::start(&env, "127.0.0.1:0");
+    let ssh = Ssh::new(&env, &daemon, &key);
+    env.start("a", &["sleep", "300"]);
+    let control = env.root().join("cm");
+    let control_arg = control.display().to_string();
+    let master = || {
+        let _ = std::fs::remove_file(&control);
+        let argv = ssh.argv(&["-M", "-S", &control_arg, "-N"], &[]);
+        let child = Guarded(
+            std::process::Command::new(&argv[0])
+                .args(&argv[1..])
+                .env_clear()
+                .envs(env.envs())
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_until("the control socket", || control.exists());
+        child
+    };
+    let via = |command: &[&str]| {
+        ssh.run_with(&env, &["-S", &control_arg, "-o", "ControlMaster=no"], command)
+    };
+    let mut first = master();
+    assert_eq!(via(&["ls"]).status.code(), Some(0));
+
+    // Demoted: the next command over the open connection has the new role.
+    authorize(&env, &[format!("tether-role=\"watcher\" {}", key.public())]);
+    let out = via(&["kill", "a"]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert!(text(&out).contains("the watcher role may not kill"), "{}", text(&out));
+    assert_eq!(env.session("a")["state"], "running");
+    // The commands went over the one open connection: one login.
+    assert_eq!(audit_events(&env, "auth_success").len(), 1);
+    let refused = audit_events(&env, "refused");
+    assert_eq!(refused.last().unwrap()["role"], "watcher", "{refused:?}");
+    // SIGHUP closes the connection whose rights shrank (it may carry
+    // something started as an owner); a new one logs in as a watcher.
+    signal(daemon.pid(), Signal::HUP);
+    first.wait_exit();
+    assert_eq!(audit_events(&env, "revoked").len(), 1);
+    assert_eq!(ssh.run(&env, &["kill", "a"]).status.code(), Some(5));
+
+    // Revoked: the next command over an open connection is refused and
+    // the connection closed, without waiting for SIGHUP.
+    let mut second = master();
+    assert_eq!(via(&["ls"]).status.code(), Some(0));
+    authorize(&env, &[]);
+    assert_eq!(via(&["ls"]).status.code(), Some(255));
+    second.wait_exit();
+    let revoked = audit_events(&env, "revoked");
+    assert_eq!(revoked.len(), 2, "{revoked:?}");
+    assert!(revoked[1]["detail"].as_str().unwrap().contains("key not in"), "{revoked:?}");
+    assert_eq!(env.session("a")["state"], "running");
+}

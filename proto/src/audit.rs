@@ -46,6 +46,9 @@ pub enum Event {
     Thaw,
     /// An evidence bundle was captured.
     Snapshot,
+    /// An open connection was closed because authorized_keys no longer
+    /// grants its key (or grants it less); `detail` says why.
+    Revoked,
 }
 
 /// One audit record.

@@ -276,6 +276,7 @@ mod tests {
             owner: Some("alice".into()),
             consent: false,
             end_reason: None,
+            probe: false,
         }
     }
 

@@ -169,8 +169,12 @@ pub struct CreateRequest {
     /// `--consent`: watchers wait for an interactive client's yes.
     #[serde(default)]
     pub consent: bool,
-    /// A `tether check` probe: recorded to a scratch place that `remove`
-    /// deletes, never among user recordings.
+    /// A `tether check` probe. Honoured only for the local owner (never
+    /// for an SSH caller, through any path) and only for a name of the
+    /// probe form (`check-` and 8 hex digits, [`SessionName::is_probe`]);
+    /// otherwise the create is refused ([`ErrorCode::Refused`]). A probe
+    /// records to a scratch place that `remove` deletes, unless the host
+    /// requires recording: then it records like any session.
     #[serde(default)]
     pub probe: bool,
 }
@@ -500,6 +504,10 @@ pub struct SessionInfo {
     /// then dies), null otherwise; always present in `ls --json`.
     #[serde(default)]
     pub end_reason: Option<String>,
+    /// A `tether check` probe (see [`CreateRequest::probe`]); `false` in
+    /// records written before this field.
+    #[serde(default)]
+    pub probe: bool,
 }
 
 /// The lifecycle state of a session.

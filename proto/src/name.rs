@@ -66,7 +66,25 @@ impl SessionName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The name of a `tether check` probe session made from `nonce`:
+    /// `check-` and its first 8 hex digits.
+    pub fn probe(nonce: u64) -> SessionName {
+        SessionName(format!("{PROBE_PREFIX}{:08x}", nonce >> 32))
+    }
+
+    /// Whether this is a name of the form `tether check` gives its probe
+    /// sessions: `check-` and 8 lowercase hex digits. Only such names may
+    /// be created as probes.
+    pub fn is_probe(&self) -> bool {
+        self.0.strip_prefix(PROBE_PREFIX).is_some_and(|hex| {
+            hex.len() == 8 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+    }
 }
+
+/// How a probe session's name starts ([`SessionName::probe`]).
+pub const PROBE_PREFIX: &str = "check-";
 
 impl fmt::Display for SessionName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -121,6 +139,23 @@ mod tests {
             assert_eq!(SessionName::new(input).as_ref(), Err(want), "{input:?}");
         }
         assert_eq!(SessionName::new(&"y".repeat(65)), Err(NameError::TooLong(65)));
+    }
+
+    #[test]
+    fn probe_names() {
+        let p = SessionName::probe(0x0123_4567_89ab_cdef);
+        assert_eq!(p.as_str(), "check-01234567");
+        assert!(p.is_probe());
+        for not in [
+            "check-0123456",
+            "check-012345678",
+            "check-0123456G",
+            "check-ABCDEF01",
+            "xcheck-01234567",
+            "check",
+        ] {
+            assert!(!SessionName::new(not).unwrap().is_probe(), "{not}");
+        }
     }
 
     #[test]

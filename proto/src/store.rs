@@ -113,6 +113,7 @@ mod tests {
             owner: Some("alice".into()),
             consent: false,
             end_reason: None,
+            probe: false,
         }
     }
 
@@ -138,7 +139,8 @@ mod tests {
   ],
   "owner": "alice",
   "consent": false,
-  "end_reason": null
+  "end_reason": null,
+  "probe": false
 }"#;
 
     #[test]

@@ -177,17 +177,26 @@ pub struct Access {
     /// The audit log and the caller's part of every entry (SSH callers);
     /// `None` for the local user.
     audit: Option<(AuditLog, Entry)>,
+    /// The local user (a process of the user the sessions belong to), as
+    /// opposed to an SSH caller.
+    local: bool,
 }
 
 impl Access {
     /// The local user: the owner of every session.
     pub fn owner() -> Self {
-        Access { role: Role::Owner, visibility: Visibility::all(), audit: None }
+        Access { role: Role::Owner, visibility: Visibility::all(), audit: None, local: true }
     }
 
     /// A remote caller; refusals go to `log` as `caller`'s entries.
     pub fn remote(role: Role, visibility: Visibility, log: AuditLog, caller: Entry) -> Self {
-        Access { role, visibility, audit: Some((log, caller)) }
+        Access { role, visibility, audit: Some((log, caller)), local: false }
+    }
+
+    /// Whether this is the local user rather than an SSH caller: only
+    /// the local user may create `tether check` probes.
+    pub fn is_local(&self) -> bool {
+        self.local
     }
 
     /// Whether `name` may be seen at all (for filtering lists).
@@ -212,7 +221,15 @@ impl Access {
                 )
             })
         };
-        let Some(message) = refusal else { return Ok(()) };
+        match refusal {
+            Some(message) => Err(self.refuse(session, message)),
+            None => Ok(()),
+        }
+    }
+
+    /// A refusal (exit 5) of something this caller asked for on `session`,
+    /// logged and audited like the refusals of [`Access::require`].
+    pub fn refuse(&self, session: Option<&SessionName>, message: String) -> Failure {
         tracing::warn!(session = ?session.map(SessionName::as_str), "refused: {message}");
         if let Some((log, caller)) = &self.audit {
             log.record(&Entry {
@@ -223,7 +240,7 @@ impl Access {
                 ..caller.clone()
             });
         }
-        Err(Failure::new(ErrorCode::Refused, message))
+        Failure::new(ErrorCode::Refused, message)
     }
 }
 

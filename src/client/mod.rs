@@ -45,15 +45,42 @@ impl KeeperClient {
     /// [`crate::backend::Local`] calls this, after the caller's rights were
     /// checked.
     ///
+    /// Nothing is sent before two checks pass: the socket directory is
+    /// ours and closed to others ([`Paths::check_runtime_dir`]), and the
+    /// process on the other end of the socket runs as our user
+    /// (`SO_PEERCRED`). Otherwise someone else's process may be posing as
+    /// the keeper, and what the user types would go to it.
+    ///
     /// # Errors
     ///
-    /// The keeper cannot be reached (exit 6) or speaks another protocol
-    /// version (exit 6, naming both).
+    /// The socket directory is not ours or the socket's peer is another
+    /// user (exit 6, saying which), the keeper cannot be reached (exit 6)
+    /// or speaks another protocol version (exit 6, naming both).
     pub(crate) fn connect(paths: &Paths, name: &SessionName) -> Result<Self> {
+        paths.check_runtime_dir()?;
         let socket = paths.socket_file(name);
         let stream = UnixStream::connect(&socket).map_err(|e| {
             Failure::unavailable(format!("cannot reach the keeper of session {name}: {e}"))
         })?;
+        let me = rustix::process::getuid().as_raw();
+        let peer = rustix::net::sockopt::socket_peercred(&stream)
+            .map_err(|e| {
+                Failure::unavailable(format!(
+                    "cannot tell who serves the socket of session {name} ({}): {e}",
+                    socket.display()
+                ))
+            })?
+            .uid
+            .as_raw();
+        if peer != me {
+            return Err(Failure::unavailable(format!(
+                "refusing to talk to the socket of session {name} ({}): it is served by {}, not by you ({}), so it is not your session's keeper (someone may be trying to intercept it); nothing was sent",
+                socket.display(),
+                crate::fsutil::describe_user(peer),
+                crate::fsutil::describe_user(me)
+            ))
+            .into());
+        }
         Self::hello(stream, &format!("the keeper of session {name}"))
     }
 

@@ -135,6 +135,9 @@ pub struct KeeperSpec {
     /// `check` probe's scratch place).
     #[serde(default)]
     pub recording_dir: Option<PathBuf>,
+    /// A `tether check` probe (listed as one).
+    #[serde(default)]
+    pub probe: bool,
 }
 
 /// The keeper's one-line report to its launcher.
@@ -340,6 +343,7 @@ fn start(spec: &KeeperSpec) -> Result<Running> {
         protected: spec.protected,
         started: now_rfc3339(),
         owner: spec.owner.clone(),
+        probe: spec.probe,
     };
     let recorder = if spec.record {
         match start_recording(&paths, spec, &meta) {

@@ -73,6 +73,8 @@ pub struct Meta {
     pub started: String,
     /// Who created it.
     pub owner: String,
+    /// A `tether check` probe.
+    pub probe: bool,
 }
 
 /// One attachment (interactive client or watcher).
@@ -245,6 +247,7 @@ impl Keeper {
             owner: Some(self.meta.owner.clone()),
             consent: self.consent,
             end_reason: st.end_reason.clone(),
+            probe: self.meta.probe,
         }
     }
 

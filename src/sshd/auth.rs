@@ -1,8 +1,10 @@
 //! Who may connect: `authorized_keys` in OpenSSH format.
 //!
 //! Keys come from `$XDG_CONFIG_HOME/tether/authorized_keys` if it exists,
-//! else from `~/.ssh/authorized_keys` (as owners). The file is read at each
-//! authentication, so edits apply to the next connection.
+//! else from `~/.ssh/authorized_keys` (as owners). The file as it is now is
+//! what grants: it is read at each authentication, again at each new
+//! channel of an open connection, and at SIGHUP (see [`super::Shared`]).
+//! There is no "last good file": a file with no usable line grants nothing.
 //!
 //! Options (OpenSSH syntax, before the key type):
 //!
@@ -14,8 +16,8 @@
 //! | `command=`, `restrict`, `no-pty`, `cert-authority`, `principals=`, `tunnel=`, unknown | key refused (tether cannot honour them) | key refused |
 //! | `no-*-forwarding`, `no-user-rc`, `*-forwarding`, `pty`, `user-rc`, `environment=`, `permitopen=`, `permitlisten=`, `no-touch-required`, `verify-required` | ignored (tether forwards nothing, runs no rc) | ignored |
 //!
-//! A malformed line is reported with its line number and skipped; the
-//! other keys keep working.
+//! A malformed line is reported with its line number and grants nothing;
+//! the other keys keep working.
 
 use crate::client::access::Visibility;
 use russh::keys::PublicKey;
@@ -70,12 +72,33 @@ pub struct KeyFile {
 }
 
 impl KeyFile {
-    /// Whether the file as a whole is unusable: it could not be read, or
-    /// no line of it is a key though some line is not a comment. A file
-    /// with some bad lines is not broken: those lines are skipped, as
-    /// OpenSSH does, so that removing a key always takes effect.
-    pub fn is_broken(&self) -> bool {
+    /// Whether no line grants anything though some line is not a comment
+    /// (or the file could not be read): every key is refused, and the log
+    /// should say so loudly.
+    pub fn grants_nothing(&self) -> bool {
         self.keys.is_empty() && !self.problems.is_empty()
+    }
+}
+
+/// What `key`, connecting from `addr`, may do according to `file` as it is
+/// now: its line, or why it may not log in (for logs and the audit).
+///
+/// # Errors
+///
+/// The key is not in the file (or only on lines that do not parse), or
+/// its `from=` refuses `addr`.
+pub fn grant<'a>(
+    file: &'a KeyFile,
+    key: &PublicKey,
+    addr: Option<IpAddr>,
+    path: &Path,
+) -> Result<&'a AuthorizedKey, String> {
+    match find(file, key) {
+        None => Err(format!("key not in {}", path.display())),
+        Some(k) if !k.allows_from(addr) => {
+            Err(format!("from= on line {} of {} refuses this address", k.line, path.display()))
+        }
+        Some(k) => Ok(k),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::auth;
 use super::exec::Exec;
-use super::{Caller, Input, Output, Pty, Shared, finish, say, window_size, writer_of};
+use super::{Caller, Input, Live, Output, Pty, Shared, finish, say, window_size, writer_of};
 use crate::audit::{Entry, Event};
 use crate::keys::fingerprint;
 use bytes::Bytes;
@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use tether_proto::Identity;
 use tokio::sync::mpsc;
 
 /// Input chunks queued for a channel's program. When it is full, the
@@ -33,7 +32,8 @@ struct Slot {
 pub struct Connection {
     shared: Arc<Shared>,
     peer: Option<SocketAddr>,
-    caller: Option<Caller>,
+    /// The key logged in and its rights, also seen by SIGHUP.
+    live: Arc<Live>,
     channels: HashMap<ChannelId, Slot>,
     /// Set once a key is accepted; the auth timeout watches it.
     authenticated: Arc<AtomicBool>,
@@ -42,16 +42,12 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// A handler for a new connection from `peer`.
-    pub fn new(
-        shared: Arc<Shared>,
-        peer: Option<SocketAddr>,
-        authenticated: Arc<AtomicBool>,
-    ) -> Self {
+    /// A handler for the connection `live`.
+    pub fn new(shared: Arc<Shared>, live: Arc<Live>, authenticated: Arc<AtomicBool>) -> Self {
         Connection {
             shared,
-            peer,
-            caller: None,
+            peer: live.peer,
+            live,
             channels: HashMap::new(),
             authenticated,
             failures: 0,
@@ -66,34 +62,55 @@ impl Connection {
     /// refusals.
     fn authorize(&mut self, key: &russh::keys::PublicKey) -> Option<auth::AuthorizedKey> {
         let (path, file) = self.shared.authorized_keys();
-        let found = auth::find(&file, key).cloned();
-        let peer_ip = self.peer.map(|p| p.ip());
-        let why = match &found {
-            None => Some(format!("key not in {}", path.display())),
-            Some(k) if !k.allows_from(peer_ip) => {
-                Some(format!("from= on line {} refuses this address", k.line))
+        match auth::grant(&file, key, self.peer.map(|p| p.ip()), &path) {
+            Ok(entry) => Some(entry.clone()),
+            Err(why) => {
+                self.failures += 1;
+                tracing::warn!(
+                    fingerprint = %fingerprint(key),
+                    address = ?self.address(),
+                    attempt = self.failures,
+                    "authentication refused: {why}"
+                );
+                let entry = Entry {
+                    fingerprint: Some(fingerprint(key)),
+                    comment: Some(key.comment().as_str_lossy().to_owned()),
+                    address: self.address(),
+                    detail: Some(why),
+                    ..Entry::new(Event::AuthFailure)
+                };
+                super::audit(&self.shared, &entry);
+                None
             }
-            Some(_) => None,
-        };
-        if let Some(why) = why {
-            self.failures += 1;
-            tracing::warn!(
-                fingerprint = %fingerprint(key),
-                address = ?self.address(),
-                attempt = self.failures,
-                "authentication refused: {why}"
-            );
-            let entry = Entry {
-                fingerprint: Some(fingerprint(key)),
-                comment: Some(key.comment().as_str_lossy().to_owned()),
-                address: self.address(),
-                detail: Some(why),
-                ..Entry::new(Event::AuthFailure)
-            };
-            super::audit(&self.shared, &entry);
-            return None;
         }
-        found
+    }
+
+    /// The caller as authorized_keys grants it now, checked again for
+    /// every new channel: a key no longer granted closes the connection
+    /// (`None`); a key whose line changed gets its new role and globs.
+    fn caller(&mut self) -> Option<Caller> {
+        let (key, before) = self.live.login()?;
+        let (path, file) = self.shared.authorized_keys();
+        match auth::grant(&file, &key, self.peer.map(|p| p.ip()), &path) {
+            Ok(entry) => {
+                let now = Caller::new(&key, entry, self.peer);
+                if now.role != before.role || now.visibility != before.visibility {
+                    tracing::info!(
+                        fingerprint = %now.fingerprint,
+                        "rights changed in {}: role {} (was {})",
+                        path.display(),
+                        now.role.name(),
+                        before.role.name()
+                    );
+                    self.live.note_caller(now.clone());
+                }
+                Some(now)
+            }
+            Err(why) => {
+                self.shared.close(&self.live, &before, &why);
+                None
+            }
+        }
     }
 
     fn start(&mut self, id: ChannelId) -> Option<(Output, Option<Pty>, mpsc::Receiver<Input>)> {
@@ -125,24 +142,10 @@ impl russh::server::Handler for Connection {
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
         let Some(entry) = self.authorize(key.public_key) else { return Ok(Auth::reject()) };
-        let fp = fingerprint(key.public_key);
-        let name = if entry.comment.is_empty() { fp.clone() } else { entry.comment.clone() };
-        let caller = Caller {
-            identity: Identity {
-                name,
-                fingerprint: Some(fp.clone()),
-                role: entry.role,
-                address: self.address(),
-            },
-            fingerprint: fp,
-            comment: entry.comment.clone(),
-            role: entry.role,
-            visibility: entry.visibility.clone(),
-            address: self.address(),
-        };
+        let caller = Caller::new(key.public_key, &entry, self.peer);
         tracing::info!(fingerprint = %caller.fingerprint, comment = %caller.comment, role = ?caller.role, address = ?caller.address, "authenticated");
         super::audit(&self.shared, &caller.audit(Event::AuthSuccess, None));
-        self.caller = Some(caller);
+        self.live.set_login(key.public_key.clone(), caller);
         self.authenticated.store(true, Ordering::SeqCst);
         Ok(Auth::Accept)
     }
@@ -153,8 +156,12 @@ impl russh::server::Handler for Connection {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        if self.caller().is_none() {
+            reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+            return Ok(());
+        }
         let max = self.shared.config().max_channels;
-        if self.caller.is_none() || self.channels.len() >= max {
+        if self.channels.len() >= max {
             tracing::warn!(address = ?self.address(), "refusing a channel ({max} open at most)");
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
             return Ok(());
@@ -233,8 +240,7 @@ impl russh::server::Handler for Connection {
         data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let (Some(caller), Some((out, pty, input))) = (self.caller.clone(), self.start(channel))
-        else {
+        let (Some(caller), Some((out, pty, input))) = (self.caller(), self.start(channel)) else {
             session.channel_failure(channel)?;
             return Ok(());
         };
@@ -251,8 +257,7 @@ impl russh::server::Handler for Connection {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let (Some(caller), Some((out, pty, input))) = (self.caller.clone(), self.start(channel))
-        else {
+        let (Some(caller), Some((out, pty, input))) = (self.caller(), self.start(channel)) else {
             session.channel_failure(channel)?;
             return Ok(());
         };
@@ -281,8 +286,7 @@ impl russh::server::Handler for Connection {
             session.channel_failure(channel)?;
             return Ok(());
         }
-        let (Some(caller), Some((out, _pty, input))) = (self.caller.clone(), self.start(channel))
-        else {
+        let (Some(caller), Some((out, _pty, input))) = (self.caller(), self.start(channel)) else {
             session.channel_failure(channel)?;
             return Ok(());
         };

@@ -34,9 +34,14 @@ use crate::config::Config;
 use crate::paths::Paths;
 use bytes::Bytes;
 use russh::Channel;
+use russh::keys::PublicKey;
 use russh::server::Msg;
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 use tether_proto::{Identity, Role, WindowSize};
 
 /// What every connection shares.
@@ -50,30 +55,151 @@ pub struct Shared {
     /// The daemon user's home: `~/.ssh/authorized_keys` and the default
     /// working directory of sessions created over SSH.
     pub home: PathBuf,
-    /// The last authorized_keys that was not broken, kept in effect while
-    /// the file on disk is.
-    pub last_keys: std::sync::Mutex<Option<auth::KeyFile>>,
+    /// The problems of authorized_keys last written to the log, so that a
+    /// flood of logins does not repeat them.
+    logged: Mutex<Option<(PathBuf, Vec<String>)>>,
+    /// The open connections, to check again at SIGHUP.
+    connections: Mutex<HashMap<u64, Arc<Live>>>,
+    next_connection: AtomicU64,
 }
 
 impl Shared {
-    /// The authorized keys in effect: the file as it is now (read at every
-    /// login, so edits apply to the next connection), or, when the file is
-    /// broken as a whole, the last good one, with an error in the log.
+    /// The state shared by the connections of one daemon.
+    pub fn new(paths: Paths, config: Config, home: PathBuf) -> Self {
+        Shared {
+            audit: AuditLog::new(paths.state_dir.join("audit.jsonl")),
+            paths,
+            config: RwLock::new(config),
+            home,
+            logged: Mutex::new(None),
+            connections: Mutex::new(HashMap::new()),
+            next_connection: AtomicU64::new(1),
+        }
+    }
+
+    /// The authorized keys as the file is now: what grants, with no
+    /// fallback to an earlier version (a line that does not parse grants
+    /// nothing, a file with no usable line refuses every key). Each
+    /// problem is logged with its line number once per change of the
+    /// file's problems, not at every login.
     pub fn authorized_keys(&self) -> (PathBuf, auth::KeyFile) {
+        self.load_keys(false)
+    }
+
+    /// Like [`Shared::authorized_keys`]; `always_log` logs the problems
+    /// even when they were logged before (a reload).
+    fn load_keys(&self, always_log: bool) -> (PathBuf, auth::KeyFile) {
         let (path, source) = auth::key_file_path(&self.paths.config_dir, Some(&self.home));
         let file = auth::load(&path, source);
-        for problem in &file.problems {
-            tracing::warn!("{}: {problem}", path.display());
+        let seen = (path.clone(), file.problems.clone());
+        let fresh = match self.logged.lock() {
+            Ok(mut logged) => {
+                let fresh = logged.as_ref() != Some(&seen);
+                *logged = Some(seen);
+                fresh
+            }
+            Err(_) => true,
+        };
+        if fresh || always_log {
+            for problem in &file.problems {
+                if problem.starts_with("line ") {
+                    tracing::error!("{}: {problem}: this line grants nothing", path.display());
+                } else {
+                    tracing::error!("{}: {problem}", path.display());
+                }
+            }
+            if file.grants_nothing() {
+                tracing::error!("{}: no line grants access; every key is refused", path.display());
+            }
         }
-        let Ok(mut last) = self.last_keys.lock() else { return (path, file) };
-        if file.is_broken()
-            && let Some(good) = last.as_ref()
-        {
-            tracing::error!("{} is broken; keeping the last good keys", path.display());
-            return (path, good.clone());
-        }
-        *last = Some(file.clone());
         (path, file)
+    }
+
+    /// A new connection from `peer`, registered until it is dropped.
+    pub fn register(self: &Arc<Self>, peer: Option<SocketAddr>) -> Arc<Live> {
+        let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        let live = Arc::new(Live {
+            id,
+            peer,
+            login: Mutex::new(None),
+            handle: Mutex::new(None),
+            socket: Mutex::new(None),
+        });
+        if let Ok(mut all) = self.connections.lock() {
+            all.insert(id, live.clone());
+        }
+        live
+    }
+
+    /// Forgets a connection that ended.
+    pub fn unregister(&self, live: &Live) {
+        if let Ok(mut all) = self.connections.lock() {
+            all.remove(&live.id);
+        }
+    }
+
+    /// SIGHUP: reads authorized_keys again (logging its problems) and
+    /// checks every open connection against it. A connection whose key is
+    /// no longer granted, or whose rights shrank (a lower role, other
+    /// `tether-sessions`), is closed, and with it every attachment it
+    /// carries; the others take their new rights at their next channel.
+    pub fn enforce_keys(self: &Arc<Self>) -> (PathBuf, auth::KeyFile) {
+        let (path, file) = self.load_keys(true);
+        let open: Vec<Arc<Live>> =
+            self.connections.lock().map(|all| all.values().cloned().collect()).unwrap_or_default();
+        for live in open {
+            let Some((key, caller)) = live.login() else { continue };
+            let why = match auth::grant(&file, &key, live.peer.map(|p| p.ip()), &path) {
+                Err(why) => Some(why),
+                // Channels opened under any earlier grant may still run.
+                Ok(entry) if live.used().iter().any(|used| shrinks(used, entry)) => Some(format!(
+                    "its rights were reduced (line {}: role {}{})",
+                    entry.line,
+                    entry.role.name(),
+                    entry
+                        .visibility
+                        .describe()
+                        .map(|g| format!(", tether-sessions {g}"))
+                        .unwrap_or_default()
+                )),
+                Ok(entry) => {
+                    live.reset_used(Caller::new(&key, entry, live.peer));
+                    None
+                }
+            };
+            if let Some(why) = why {
+                self.close(&live, &caller, &why);
+            }
+        }
+        (path, file)
+    }
+
+    /// Closes `live` because its key lost access: logged, audited, an SSH
+    /// disconnect with the reason, and the socket shut down soon after in
+    /// case the peer does not read.
+    pub fn close(self: &Arc<Self>, live: &Arc<Live>, caller: &Caller, why: &str) {
+        tracing::warn!(
+            fingerprint = %caller.fingerprint,
+            address = ?caller.address,
+            "closing the connection: {why}"
+        );
+        audit(self, &Entry { detail: Some(why.to_owned()), ..caller.audit(Event::Revoked, None) });
+        let handle = live.handle.lock().ok().and_then(|h| h.clone());
+        let socket =
+            live.socket.lock().ok().and_then(|s| s.as_ref().and_then(|s| s.try_clone().ok()));
+        let (shared, live, text) = (self.clone(), live.clone(), format!("tether: {why}"));
+        tokio::spawn(async move {
+            if let Some(handle) = handle {
+                let _ =
+                    handle.disconnect(russh::Disconnect::ByApplication, text, String::new()).await;
+            }
+            tokio::time::sleep(CLOSE_GRACE).await;
+            let still_open =
+                shared.connections.lock().map(|all| all.contains_key(&live.id)).unwrap_or(true);
+            if still_open && let Some(socket) = socket {
+                let _ = socket.shutdown(std::net::Shutdown::Both);
+            }
+        });
     }
 
     /// The current configuration.
@@ -119,6 +245,26 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The caller `key` is, per its line `entry`, from `peer`.
+    pub fn new(key: &PublicKey, entry: &auth::AuthorizedKey, peer: Option<SocketAddr>) -> Self {
+        let fp = crate::keys::fingerprint(key);
+        let name = if entry.comment.is_empty() { fp.clone() } else { entry.comment.clone() };
+        let address = peer.map(|p| p.to_string());
+        Caller {
+            identity: Identity {
+                name,
+                fingerprint: Some(fp.clone()),
+                role: entry.role,
+                address: address.clone(),
+            },
+            fingerprint: fp,
+            comment: entry.comment.clone(),
+            role: entry.role,
+            visibility: entry.visibility.clone(),
+            address,
+        }
+    }
+
     /// An audit entry about this caller.
     pub fn audit(&self, event: Event, session: Option<&str>) -> Entry {
         Entry {
@@ -128,6 +274,91 @@ impl Caller {
             role: Some(self.role),
             address: self.address.clone(),
             ..Entry::new(event)
+        }
+    }
+}
+
+/// Whether `entry` grants less than `caller` had: a lower role, or other
+/// `tether-sessions` (unless now every session).
+fn shrinks(caller: &Caller, entry: &auth::AuthorizedKey) -> bool {
+    let rank = |r: Role| match r {
+        Role::Owner => 2,
+        Role::Operator => 1,
+        Role::Watcher => 0,
+    };
+    rank(entry.role) < rank(caller.role)
+        || (entry.visibility != caller.visibility && entry.visibility != Visibility::all())
+}
+
+/// How long a closed connection's peer has to read the disconnect before
+/// its socket is shut down.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// One open connection, as the daemon keeps track of it.
+pub struct Live {
+    id: u64,
+    /// The peer.
+    pub peer: Option<SocketAddr>,
+    /// The key it logged in with, and every grant its channels were
+    /// started with (the latest last): what may still be running on it.
+    login: Mutex<Option<(PublicKey, Vec<Caller>)>>,
+    /// russh's handle, to send a disconnect.
+    handle: Mutex<Option<russh::server::Handle>>,
+    /// The TCP socket, to shut it down whatever state the peer is in.
+    socket: Mutex<Option<std::net::TcpStream>>,
+}
+
+impl Live {
+    /// The key and its rights as last checked, once logged in.
+    pub fn login(&self) -> Option<(PublicKey, Caller)> {
+        let login = self.login.lock().ok()?;
+        let (key, used) = login.as_ref()?;
+        Some((key.clone(), used.last()?.clone()))
+    }
+
+    /// Every grant channels of this connection were started with.
+    fn used(&self) -> Vec<Caller> {
+        self.login
+            .lock()
+            .ok()
+            .and_then(|l| l.as_ref().map(|(_, used)| used.clone()))
+            .unwrap_or_default()
+    }
+
+    /// Records the login of `key` as `caller`.
+    pub fn set_login(&self, key: PublicKey, caller: Caller) {
+        if let Ok(mut l) = self.login.lock() {
+            *l = Some((key, vec![caller]));
+        }
+    }
+
+    /// Records the rights the key has now (checked for a new channel).
+    pub fn note_caller(&self, caller: Caller) {
+        if let Ok(mut l) = self.login.lock()
+            && let Some((_, used)) = l.as_mut()
+        {
+            used.retain(|c| c.role != caller.role || c.visibility != caller.visibility);
+            used.push(caller);
+        }
+    }
+
+    /// After a reload that grants at least every earlier grant: only the
+    /// new one matters.
+    fn reset_used(&self, caller: Caller) {
+        if let Ok(mut l) = self.login.lock()
+            && let Some((_, used)) = l.as_mut()
+        {
+            *used = vec![caller];
+        }
+    }
+
+    /// How to end the connection: russh's handle and the TCP socket.
+    pub fn set_closers(&self, handle: russh::server::Handle, socket: std::net::TcpStream) {
+        if let Ok(mut h) = self.handle.lock() {
+            *h = Some(handle);
+        }
+        if let Ok(mut s) = self.socket.lock() {
+            *s = Some(socket);
         }
     }
 }

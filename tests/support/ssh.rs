@@ -16,10 +16,15 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts `tether daemon --foreground` on `listen` and waits for
-    /// "listening on".
+    /// "listening on". Its log goes to [`daemon_log`].
     pub fn start(env: &TestEnv, listen: &str) -> Daemon {
         let mut cmd = env.cmd(&["daemon", "--foreground", "--listen", listen]);
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(env.root().join("daemon.log"))
+            .unwrap();
+        let mut child = cmd.stdout(Stdio::piped()).stderr(log).spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -98,6 +103,11 @@ impl Key {
             .unwrap();
         String::from_utf8(out.stdout).unwrap().split_whitespace().nth(1).unwrap().to_owned()
     }
+}
+
+/// What the daemons of `env` logged (their stderr).
+pub fn daemon_log(env: &TestEnv) -> String {
+    std::fs::read_to_string(env.root().join("daemon.log")).unwrap_or_default()
 }
 
 /// The daemon's host key as a known_hosts line for `port`.
