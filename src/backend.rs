@@ -224,6 +224,7 @@ impl Local {
             segment_bytes: self.config.segment_bytes,
             consent: req.consent,
             watchers_unsafe_ok: self.config.watcher_passthrough,
+            passthrough: self.config.passthrough_for_clients(),
             owner: self.creator.clone(),
             recording_dir: req.probe.then(|| self.probe_dir()),
         })

@@ -223,6 +223,9 @@ fn sequences_that_act_on_a_viewer_never_reach_watchers() {
         encode,
     };
     let env = TestEnv::new();
+    // Interactive clients may have clipboard writes here; watchers never.
+    std::fs::create_dir_all(env.config_dir()).unwrap();
+    std::fs::write(env.config_dir().join("config.toml"), "clipboard = true\n").unwrap();
     env.start(
         "osc",
         &["sh", "-c", "read x; printf 'before\\033]52;c;aGVsbG8=\\007after\\n'; sleep 60"],

@@ -135,6 +135,9 @@ pub struct Parts {
     pub record_input: bool,
     /// Send watchers the sequences that act on a viewer's machine too.
     pub watchers_unsafe_ok: bool,
+    /// What interactive clients get of those (the screen's routing must
+    /// have the same setting).
+    pub passthrough: crate::term::scan::Passthrough,
     /// `new --consent`: watchers wait for an interactive client's yes.
     pub consent: bool,
 }
@@ -204,7 +207,7 @@ impl Keeper {
             watchers_unsafe_ok: parts.watchers_unsafe_ok,
             consent: parts.consent,
             state: Mutex::new(state),
-            stream: Mutex::new(Stream::default()),
+            stream: Mutex::new(Stream::new(parts.passthrough)),
             changed: Condvar::new(),
             input: parts.input,
             record_write: Mutex::new(()),
