@@ -87,7 +87,7 @@ pub trait Backend: Send {
     fn requester(&self) -> String {
         format!(
             "{} (local user, uid {})",
-            crate::client::local_identity().name,
+            crate::client::local_user_name(),
             rustix::process::getuid().as_raw()
         )
     }
@@ -112,7 +112,7 @@ impl Local {
     /// This host's sessions, all visible, new jobs starting in `default_cwd`.
     pub fn new(paths: Paths, config: Config, default_cwd: PathBuf) -> Self {
         let registry = Registry::new(paths.clone());
-        let creator = crate::client::local_identity().name;
+        let creator = crate::client::local_user_name();
         Local {
             paths,
             config,

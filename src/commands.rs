@@ -15,6 +15,7 @@ use crate::client::attachment::{ended_screen, exit_of, explain_failure, lost, lo
 use crate::config::Config;
 use crate::paths::Paths;
 use crate::recording::{self, Recording, export, grep, replay, timespec, verify};
+use crate::term::text::visible;
 use crate::term::tty as terminal;
 use anyhow::{Context, Result};
 use std::io::Write;
@@ -355,7 +356,14 @@ impl Ctx {
                     serde_json::to_writer(&mut *out, &m)?;
                     writeln!(out)?;
                 } else {
-                    writeln!(out, "{}\t{}\t{:.3}\t{}", m.session, m.time, m.offset, m.line)?;
+                    writeln!(
+                        out,
+                        "{}\t{}\t{:.3}\t{}",
+                        m.session,
+                        visible(&m.time),
+                        m.offset,
+                        visible(&m.line)
+                    )?;
                 }
                 Ok(())
             })?;
@@ -468,7 +476,7 @@ impl Ctx {
                     ("added", &report.added),
                 ] {
                     for f in list {
-                        writeln!(self.out, "{what}: {f}")?;
+                        writeln!(self.out, "{what}: {}", visible(f))?;
                     }
                 }
                 writeln!(
@@ -493,11 +501,16 @@ impl Ctx {
             serde_json::to_writer_pretty(&mut self.out, &report)?;
             writeln!(self.out)?;
         } else {
-            writeln!(self.out, "recording: {} ({} segment(s))", report.path, report.segments)?;
+            writeln!(
+                self.out,
+                "recording: {} ({} segment(s))",
+                visible(&report.path),
+                report.segments
+            )?;
             writeln!(
                 self.out,
                 "signed by: {} ({})",
-                report.key.as_deref().unwrap_or("nobody"),
+                visible(report.key.as_deref().unwrap_or("nobody")),
                 match (&report.trusted, &report.trusted_key) {
                     (true, Some(from)) => format!("trusted: {from}"),
                     (false, Some(from)) => format!("NOT the trusted key from {from}"),
@@ -509,14 +522,14 @@ impl Ctx {
             } else {
                 format!("{}: ", report.status.to_uppercase())
             };
-            writeln!(self.out, "{verdict}{}", report.message)?;
+            writeln!(self.out, "{verdict}{}", visible(&report.message))?;
         }
         Ok(if report.ok() { 0 } else { 1 })
     }
 
     fn print_lines(&mut self, lines: &[String]) -> Result<()> {
         for line in lines {
-            writeln!(self.out, "{line}")?;
+            writeln!(self.out, "{}", visible(line))?;
         }
         self.out.flush().context("writing the output")
     }
@@ -552,11 +565,11 @@ pub fn write_sessions(out: &mut dyn Write, sessions: &[SessionInfo], json: bool)
             format!("{}/{}", s.clients, s.watchers),
             s.started.as_deref().map_or("-".into(), crate::clock::age),
             format!("{}x{}", s.cols, s.rows),
-            s.command.join(" ")
+            visible(&s.command.join(" "))
         )?;
         // Why the keeper ended the session (a thread panicked), under STATE.
         if let Some(reason) = &s.end_reason {
-            writeln!(out, "{:<20} reason: {reason}", "")?;
+            writeln!(out, "{:<20} reason: {}", "", visible(reason))?;
         }
     }
     Ok(())
@@ -631,11 +644,11 @@ fn describe_presence(p: &Presence) -> String {
     let role = serde_json::to_value(p.role).ok().and_then(|v| v.as_str().map(str::to_owned));
     format!(
         "{:<8} {:<20} {:<9} {:<22} since {}",
-        p.kind,
-        p.identity,
+        visible(&p.kind),
+        visible(&p.identity),
         role.unwrap_or_default(),
-        p.address.as_deref().unwrap_or("local"),
-        p.since
+        visible(p.address.as_deref().unwrap_or("local")),
+        visible(&p.since)
     )
 }
 
@@ -693,7 +706,7 @@ pub fn print_checks(
             if o.ok { "ok" } else { "FAIL" },
             o.name,
             o.ms,
-            o.detail
+            visible(&o.detail)
         )?;
     }
     Ok(())

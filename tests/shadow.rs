@@ -198,7 +198,7 @@ fn local_watch_is_read_only_and_shows_the_view() {
     env.start("solo", &["sh", "-c", "echo visible; read x; echo got $x"]);
     let mut watcher = env.terminal(&["watch", "solo"], 60, 10);
     watcher.wait_text("visible");
-    watcher.wait_text("watching solo (owner tester) · read-only");
+    watcher.wait_text(&format!("watching solo (owner {}) · read-only", user_name()));
     watcher.send(b"ignored\r");
     let mut owner = env.terminal(&["attach", "solo"], 60, 10);
     owner.wait_attached();

@@ -635,12 +635,15 @@ impl Keeper {
     }
 }
 
-/// "alice@laptop (owner, 10.1.2.3:40444)" for markers.
+/// "alice@laptop (owner, 10.1.2.3:40444)" for markers, notices and the
+/// consent prompt: shown to other people's terminals, so whatever the
+/// name and address hold is escaped (`crate::term::text`).
 pub fn describe_identity(id: &Identity) -> String {
+    use crate::term::text::visible;
     let role = id.role.name();
     match &id.address {
-        Some(addr) => format!("{} ({role}, {addr})", id.name),
-        None => format!("{} ({role}, local)", id.name),
+        Some(addr) => format!("{} ({role}, {})", visible(&id.name), visible(addr)),
+        None => format!("{} ({role}, local)", visible(&id.name)),
     }
 }
 

@@ -8,6 +8,7 @@
 //! smaller terminal never gets wrapped garbage.
 
 use crate::term::screen::{Screen, sgr};
+use crate::term::text::visible;
 use avt::Pen;
 use std::fmt::Write as _;
 use tether_proto::WindowSize;
@@ -81,14 +82,16 @@ impl WatchView {
         let size = self.screen.size();
         let mut s = format!(
             " watching {} (owner {}) · read-only · {} watching",
-            self.session, self.owner, self.watchers
+            visible(&self.session),
+            visible(&self.owner),
+            self.watchers
         );
         if size.cols > self.terminal.cols || size.rows + 1 > self.terminal.rows {
             let _ = write!(s, " · cropped {}x{}", size.cols, size.rows);
         }
         let _ = write!(s, " · {} leaves", self.detach);
         if let Some(note) = &self.note {
-            let _ = write!(s, " · {note}");
+            let _ = write!(s, " · {}", visible(note));
         }
         s
     }
