@@ -77,6 +77,13 @@ pub trait Backend: Send {
     fn visible(&self, _name: &str) -> bool {
         true
     }
+    /// Whether files on this host may be named only inside tether's own
+    /// directories (recordings and evidence): a caller through the daemon,
+    /// whose paths would be the host's, not theirs, and for whom a
+    /// refusal must not tell what exists elsewhere.
+    fn confined_paths(&self) -> bool {
+        false
+    }
     /// The host's side of `tether check`.
     ///
     /// # Errors
@@ -271,10 +278,25 @@ impl Backend for Local {
 
     fn final_screen(&self, name: &SessionName) -> Result<Option<FinalScreen>> {
         self.access.require(Op::Watch, Some(name))?;
+        let watcher = !permits(self.access.role, Op::Tail);
+        // A --consent session is watched only with a yes from someone
+        // attached; once it has ended nobody can say yes, so its last
+        // screen is not shown to a watcher at all.
+        if watcher && self.registry.get(name)?.is_some_and(|s| s.consent) {
+            return Err(self
+                .access
+                .refuse(
+                    Some(name),
+                    format!(
+                        "session {name} was started with --consent: a watcher does not see its final screen"
+                    ),
+                )
+                .into());
+        }
         let mut screen = self.registry.final_screen(name)?;
         // Watchers may see the last screen, not read the history (tail).
         if let Some(s) = &mut screen
-            && !permits(self.access.role, Op::Tail)
+            && watcher
         {
             s.text.clear();
         }
@@ -299,8 +321,14 @@ impl Backend for Local {
     }
 
     fn health(&self, probe: Option<&SessionName>) -> Result<tether_proto::Health> {
-        // Verifying the probe's recording reads a recording.
-        self.access.require(if probe.is_some() { Op::Review } else { Op::List }, probe)?;
+        // The host's side of `check`, for whoever may run it (it creates a
+        // probe): free space and whether recordings can be written are
+        // not a watcher's business. Verifying the probe's recording reads
+        // a recording.
+        self.access.require(Op::New, None)?;
+        if probe.is_some() {
+            self.access.require(Op::Review, probe)?;
+        }
         crate::fsutil::ensure_private_dir(&self.paths.data_dir)?;
         let st = rustix::fs::statvfs(&self.paths.data_dir)?;
         let probe_recording = match probe {
@@ -325,6 +353,10 @@ impl Backend for Local {
 
     fn visible(&self, name: &str) -> bool {
         SessionName::new(name).is_ok_and(|n| self.access.sees(&n))
+    }
+
+    fn confined_paths(&self) -> bool {
+        !self.access.is_local()
     }
 
     fn requester(&self) -> String {

@@ -426,3 +426,82 @@ fn an_operator_can_check_and_refused_kills_are_not_audited() {
     let audit = std::fs::read_to_string(env.state_dir().join("audit.jsonl")).unwrap();
     assert!(audit.lines().any(|l| l.contains("\"event\":\"kill\"")), "{audit}");
 }
+
+/// Over ssh, even an unlimited key names files on the host only inside
+/// tether's recordings and evidence directories: any other path is
+/// refused with the same message whether or not it exists, so `verify`,
+/// `grep` and `export` tell nothing about the rest of the host's files.
+#[test]
+fn over_ssh_a_path_outside_tethers_directories_tells_nothing() {
+    let (env, daemon, key) = owner_setup();
+    env.start("rec", &["sh", "-c", "echo recorded"]);
+    wait_until("the job to end", || env.session("rec")["state"] == "ended");
+    let recording = env.session("rec")["recording_path"].as_str().unwrap().to_owned();
+    let recordings = std::path::Path::new(&recording).parent().unwrap().to_owned();
+    // A link inside the recordings directory that leads out.
+    std::os::unix::fs::symlink("/etc/passwd", recordings.join("leak.cast")).unwrap();
+    let ssh = Ssh::new(&env, &daemon, &key);
+    let mut answers = Vec::new();
+    for path in [
+        "/etc/passwd",
+        "/etc",
+        "/no/such/file.cast",
+        &format!("{}/../../../../../etc/passwd", recordings.display()),
+        &recordings.join("leak.cast").display().to_string(),
+        "relative.cast",
+        "../x/y",
+    ] {
+        for command in
+            [&["verify", path][..], &["grep", "root", path], &["export", path, "--format", "txt"]]
+        {
+            let out = ssh.run(&env, command);
+            assert_eq!(out.status.code(), Some(5), "{command:?}: {}", text(&out));
+            answers.push(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+    }
+    answers.dedup();
+    assert_eq!(answers.len(), 1, "the answers differ: {answers:?}");
+    assert!(answers[0].contains("recordings or evidence directory"), "{answers:?}");
+    // Inside, by path or by session, it works.
+    for target in [recording.as_str(), "rec"] {
+        let out = ssh.run(&env, &["verify", target]);
+        assert_eq!(out.status.code(), Some(0), "{target}: {}", text(&out));
+    }
+    // Locally, any path is the user's own business.
+    assert_ne!(env.run(&["verify", "/etc/passwd"]).status.code(), Some(5));
+}
+
+/// The host's side of `check` (free space, whether recordings can be
+/// written) answers only a key that may run `check`; a watcher asking
+/// through the subsystem is refused.
+#[test]
+fn the_health_request_answers_only_who_may_check() {
+    use tether_proto::{FrameDecoder, HelloRequest, Message, Request, encode};
+    let fx = Fixture::new();
+    let rt = crate::support::rssh::runtime();
+    let ask = |role: &str| {
+        let key = fx.keys.iter().find(|(r, _)| *r == role).unwrap().1.path.clone();
+        rt.block_on(async {
+            let handle = crate::support::rssh::connect(fx.daemon.port, &key).await;
+            let mut ch = handle.channel_open_session().await.unwrap();
+            ch.request_subsystem(true, "tether").await.unwrap();
+            let hello = Message::Hello(HelloRequest { protocol: 1, software: "test".into() });
+            let mut bytes = encode(&hello).unwrap();
+            bytes.extend(encode(&Message::Request(Request::Health { probe: None })).unwrap());
+            ch.data(&bytes[..]).await.unwrap();
+            let out = crate::support::rssh::finish(&mut ch, TIMEOUT).await;
+            let mut dec = FrameDecoder::new();
+            dec.extend(&out.output);
+            let mut messages = Vec::new();
+            while let Ok(Some(m)) = dec.next_message() {
+                messages.push(m);
+            }
+            messages.pop().unwrap()
+        })
+    };
+    match ask("watcher") {
+        Message::Error(e) => assert_eq!(e.code.exit_code(), 5, "{e:?}"),
+        other => panic!("a watcher was answered: {other:?}"),
+    }
+    assert!(matches!(ask("operator"), Message::Reply(_)));
+}

@@ -195,6 +195,11 @@ impl Access {
         self.visibility.allows(name)
     }
 
+    /// Whether this is the local user (not a caller through the daemon).
+    pub fn is_local(&self) -> bool {
+        self.audit.is_none()
+    }
+
     /// `Ok` if this caller may do `op` (on `session`, when one is named),
     /// else a refusal naming the right that is missing, logged and audited.
     ///
@@ -212,7 +217,15 @@ impl Access {
                 )
             })
         };
-        let Some(message) = refusal else { return Ok(()) };
+        match refusal {
+            Some(message) => Err(self.refuse(session, message)),
+            None => Ok(()),
+        }
+    }
+
+    /// A refusal (exit 5) of something this caller asked about `session`,
+    /// logged and audited like every refusal.
+    pub fn refuse(&self, session: Option<&SessionName>, message: String) -> Failure {
         tracing::warn!(session = ?session.map(SessionName::as_str), "refused: {message}");
         if let Some((log, caller)) = &self.audit {
             log.record(&Entry {
@@ -223,7 +236,7 @@ impl Access {
                 ..caller.clone()
             });
         }
-        Err(Failure::new(ErrorCode::Refused, message))
+        Failure::new(ErrorCode::Refused, message)
     }
 }
 
