@@ -84,6 +84,11 @@ pub trait Backend: Send {
     fn confined_paths(&self) -> bool {
         false
     }
+    /// Records in the audit log that `event` (a kill) was done to `name`,
+    /// where no daemon does it for the caller (the local user).
+    fn audit_done(&self, event: crate::audit::Event, name: &SessionName) {
+        let _ = (event, name);
+    }
     /// The host's side of `tether check`.
     ///
     /// # Errors
@@ -183,11 +188,32 @@ impl Local {
         if !matches!(op, Op::Kill | Op::Rm) || !self.access.sees(name) {
             return op;
         }
-        let probe = self.registry.get(name).ok().flatten().and_then(|s| s.recording_path);
-        match probe {
-            Some(path) if std::path::Path::new(&path).starts_with(self.probe_dir()) => Op::New,
-            _ => op,
+        if self.is_probe(name) { Op::New } else { op }
+    }
+
+    /// Whether `name` is a `check` probe (its recording is in the scratch place).
+    fn is_probe(&self, name: &SessionName) -> bool {
+        let recording = self.registry.get(name).ok().flatten().and_then(|s| s.recording_path);
+        recording.is_some_and(|path| std::path::Path::new(&path).starts_with(self.probe_dir()))
+    }
+
+    /// An audit entry for what the local user did to `name`, marked when
+    /// it was asked from inside a session (`session::origin`). Callers
+    /// through the daemon are audited by the daemon, with their key.
+    fn audit_local(&self, event: crate::audit::Event, name: &SessionName) {
+        if !self.access.is_local() {
+            return;
         }
+        let origin = crate::session::origin::of_this_process(&self.paths);
+        let entry = crate::audit::Entry {
+            session: Some(name.to_string()),
+            comment: Some(self.creator.clone()),
+            role: Some(tether_proto::Role::Owner),
+            from_session: origin.as_ref().map(|o| o.session.clone()),
+            started_by: origin.and_then(|o| o.started_by),
+            ..crate::audit::Entry::new(event)
+        };
+        crate::audit::AuditLog::new(self.paths.state_dir.join("audit.jsonl")).record(&entry);
     }
 
     /// The keeper spec for `req`, with this host's defaults filled in.
@@ -258,9 +284,14 @@ impl Backend for Local {
     }
 
     fn remove(&self, name: &SessionName) -> Result<()> {
-        self.access.require(self.right_for(name, Op::Rm), Some(name))?;
+        let right = self.right_for(name, Op::Rm);
+        self.access.require(right, Some(name))?;
         let recording = self.registry.get(name)?.and_then(|s| s.recording_path);
         self.registry.remove(name)?;
+        // A probe's end is `check`'s business, not the log's.
+        if right == Op::Rm {
+            self.audit_local(crate::audit::Event::Rm, name);
+        }
         // A probe's scratch recording goes with it; user recordings never do.
         if let Some(path) = recording.map(PathBuf::from).filter(|p| p.starts_with(self.probe_dir()))
         {
@@ -357,6 +388,12 @@ impl Backend for Local {
 
     fn confined_paths(&self) -> bool {
         !self.access.is_local()
+    }
+
+    fn audit_done(&self, event: crate::audit::Event, name: &SessionName) {
+        if !self.is_probe(name) {
+            self.audit_local(event, name);
+        }
     }
 
     fn requester(&self) -> String {

@@ -221,7 +221,10 @@ impl Ctx {
 
     fn kill(&mut self, name: &SessionName, force: bool) -> Result<i32> {
         match self.running(name, Op::Kill)?.request(Request::Kill { force })? {
-            Reply::Exited { .. } => Ok(0),
+            Reply::Exited { .. } => {
+                self.backend.audit_done(crate::audit::Event::Kill, name);
+                Ok(0)
+            }
             other => Err(unexpected(&other)),
         }
     }

@@ -505,3 +505,49 @@ fn the_health_request_answers_only_who_may_check() {
     }
     assert!(matches!(ask("operator"), Message::Reply(_)));
 }
+
+/// An operator may not kill, but a job it starts runs as the user and can
+/// run `tether kill` itself. Every request made from inside a session is
+/// marked in the audit log with that session and who started it; the same
+/// request from outside is not.
+#[test]
+fn requests_from_inside_a_session_are_marked_in_the_audit_log() {
+    let env = TestEnv::new();
+    let key = Key::new(&env.root().join("keys"), "ci", "ci@runner");
+    authorize(&env, &[format!("tether-role=\"operator\" {}", key.public())]);
+    let daemon = Daemon::start(&env, "127.0.0.1:0");
+    let ssh = Ssh::new(&env, &daemon, &key);
+    env.start("target", &["sleep", "300"]);
+    let out = ssh.run(&env, &["kill", "target"]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    let t = bin();
+    // What the operator's job does as the user.
+    let script = format!(
+        "'TETHER_SESSION=innocent; export TETHER_SESSION; {t} freeze target; {t} thaw target; {t} kill --force target; {t} rm target; echo agent-done; sleep 300'"
+    );
+    ssh.ok(&env, &["new", "-d", "agent", "--", "sh", "-c", &script]);
+    env.wait_text("agent", "agent-done");
+    assert!(env.sessions().iter().all(|s| s["name"] != "target"), "the job's rm failed");
+    env.ok(&["kill", "agent"]);
+    let audit: Vec<Value> = std::fs::read_to_string(env.state_dir().join("audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for event in ["freeze", "thaw", "kill", "rm"] {
+        let entry = audit
+            .iter()
+            .find(|e| e["event"] == event && e["session"] == "target")
+            .unwrap_or_else(|| panic!("no {event} of target in {audit:?}"));
+        assert_eq!(entry["from_session"], "agent", "{entry}");
+        assert_eq!(entry["started_by"], "ci@runner", "{entry}");
+    }
+    let kill = audit.iter().find(|e| e["event"] == "kill" && e["session"] == "target").unwrap();
+    assert_eq!(kill["comment"].as_str(), Some(user_name().as_str()), "{kill}");
+    // From outside: no mark.
+    let outside = audit
+        .iter()
+        .find(|e| e["event"] == "kill" && e["session"] == "agent")
+        .unwrap_or_else(|| panic!("the local kill is not audited: {audit:?}"));
+    assert!(outside.get("from_session").is_none(), "{outside}");
+}

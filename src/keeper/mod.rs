@@ -80,6 +80,9 @@ struct Attachment {
     id: u64,
     mode: AttachMode,
     identity: Identity,
+    /// The session the attaching process runs inside, if any (local
+    /// attachments only: the daemon audits its own).
+    origin: Option<crate::session::origin::Origin>,
     since: String,
     size: WindowSize,
     outbox: Arc<Outbox>,
@@ -272,10 +275,22 @@ impl Keeper {
         }
     }
 
-    /// Audits a local attachment's coming or going. Attachments through
-    /// the daemon (which carry an address) are audited by the daemon, with
+    /// The session the process `peer` runs inside, if it descends from a
+    /// keeper (`session::origin`): requests made by a job are marked so.
+    pub(crate) fn origin_of(&self, peer: u32) -> Option<crate::session::origin::Origin> {
+        crate::session::origin::of_process(peer, &self.paths)
+    }
+
+    /// Audits a local attachment's coming or going, marked when it was
+    /// asked from inside a session (`origin`). Attachments through the
+    /// daemon (which carry an address) are audited by the daemon, with
     /// their key.
-    pub(crate) fn audit_local(&self, event: crate::audit::Event, who: &Identity) {
+    pub(crate) fn audit_local(
+        &self,
+        event: crate::audit::Event,
+        who: &Identity,
+        origin: Option<&crate::session::origin::Origin>,
+    ) {
         if who.address.is_some() {
             return;
         }
@@ -283,6 +298,8 @@ impl Keeper {
             session: Some(self.name().to_string()),
             comment: Some(who.name.clone()),
             role: Some(who.role),
+            from_session: origin.map(|o| o.session.clone()),
+            started_by: origin.and_then(|o| o.started_by.clone()),
             ..crate::audit::Entry::new(event)
         };
         crate::audit::AuditLog::new(self.paths.state_dir.join("audit.jsonl")).record(&entry);
@@ -299,7 +316,10 @@ impl Keeper {
         self: &Arc<Self>,
         req: &AttachRequest,
         outbox: &Arc<Outbox>,
+        peer: u32,
     ) -> Result<u64, Failure> {
+        // Looked up outside the lock: it reads /proc and the records.
+        let origin = req.identity.address.is_none().then(|| self.origin_of(peer)).flatten();
         let id = {
             let mut st = self.state();
             if st.exit.is_some() {
@@ -312,6 +332,7 @@ impl Keeper {
                 id,
                 mode: req.mode,
                 identity: req.identity.clone(),
+                origin: origin.clone(),
                 since: now_rfc3339(),
                 size,
                 outbox: outbox.clone(),
@@ -340,7 +361,7 @@ impl Keeper {
         } else {
             crate::audit::Event::Attach
         };
-        self.audit_local(event, &req.identity);
+        self.audit_local(event, &req.identity, origin.as_ref());
         self.save_record();
         Ok(id)
     }
@@ -370,7 +391,7 @@ impl Keeper {
             } else {
                 crate::audit::Event::Detach
             };
-            self.audit_local(event, &a.identity);
+            self.audit_local(event, &a.identity, a.origin.as_ref());
             self.save_record();
         }
     }
