@@ -77,6 +77,18 @@ pub trait Backend: Send {
     fn visible(&self, _name: &str) -> bool {
         true
     }
+    /// Whether files on this host may be named only inside tether's own
+    /// directories (recordings and evidence): a caller through the daemon,
+    /// whose paths would be the host's, not theirs, and for whom a
+    /// refusal must not tell what exists elsewhere.
+    fn confined_paths(&self) -> bool {
+        false
+    }
+    /// Records in the audit log that `event` (a kill) was done to `name`,
+    /// where no daemon does it for the caller (the local user).
+    fn audit_done(&self, event: crate::audit::Event, name: &SessionName) {
+        let _ = (event, name);
+    }
     /// The host's side of `tether check`.
     ///
     /// # Errors
@@ -94,7 +106,7 @@ pub trait Backend: Send {
     fn requester(&self) -> String {
         format!(
             "{} (local user, uid {})",
-            crate::client::local_identity().name,
+            crate::client::local_user_name(),
             rustix::process::getuid().as_raw()
         )
     }
@@ -119,7 +131,7 @@ impl Local {
     /// This host's sessions, all visible, new jobs starting in `default_cwd`.
     pub fn new(paths: Paths, config: Config, default_cwd: PathBuf) -> Self {
         let registry = Registry::new(paths.clone());
-        let creator = crate::client::local_identity().name;
+        let creator = crate::client::local_user_name();
         Local {
             paths,
             config,
@@ -217,6 +229,30 @@ impl Local {
         ))
     }
 
+    /// Whether `name` is a `check` probe (its record says so).
+    fn is_probe(&self, name: &SessionName) -> bool {
+        self.registry.get(name).ok().flatten().is_some_and(|s| s.probe)
+    }
+
+    /// An audit entry for what the local user did to `name`, marked when
+    /// it was asked from inside a session (`session::origin`). Callers
+    /// through the daemon are audited by the daemon, with their key.
+    fn audit_local(&self, event: crate::audit::Event, name: &SessionName) {
+        if !self.access.is_local() {
+            return;
+        }
+        let origin = crate::session::origin::of_this_process(&self.paths);
+        let entry = crate::audit::Entry {
+            session: Some(name.to_string()),
+            comment: Some(self.creator.clone()),
+            role: Some(tether_proto::Role::Owner),
+            from_session: origin.as_ref().map(|o| o.session.clone()),
+            started_by: origin.and_then(|o| o.started_by),
+            ..crate::audit::Entry::new(event)
+        };
+        crate::audit::AuditLog::new(self.paths.state_dir.join("audit.jsonl")).record(&entry);
+    }
+
     /// The keeper spec for `req`, with this host's defaults filled in.
     fn spec(&self, req: &CreateRequest) -> Result<KeeperSpec> {
         let command =
@@ -258,6 +294,7 @@ impl Local {
             segment_bytes: self.config.segment_bytes,
             consent: req.consent,
             watchers_unsafe_ok: self.config.watcher_passthrough,
+            passthrough: self.config.passthrough_for_clients(),
             owner: self.creator.clone(),
             // Under `recording = "required"` a probe records like any
             // session, and its recording stays when it is removed.
@@ -297,6 +334,7 @@ impl Backend for Local {
     fn remove(&self, name: &SessionName) -> Result<()> {
         self.access.require(Op::Rm, Some(name))?;
         self.paths.check_runtime_dir()?;
+        let probe = self.is_probe(name);
         let recording = self
             .registry
             .get(name)?
@@ -305,6 +343,10 @@ impl Backend for Local {
             .map(PathBuf::from)
             .filter(|p| p.starts_with(self.probe_dir()));
         self.registry.remove(name)?;
+        // A probe's end is `check`'s business, not the log's.
+        if !probe {
+            self.audit_local(crate::audit::Event::Rm, name);
+        }
         // A probe's scratch recording goes with it; no other recording
         // ever does (a probe made under `recording = "required"` records
         // among the others, and stays).
@@ -323,10 +365,25 @@ impl Backend for Local {
 
     fn final_screen(&self, name: &SessionName) -> Result<Option<FinalScreen>> {
         self.access.require(Op::Watch, Some(name))?;
+        let watcher = !permits(self.access.role, Op::Tail);
+        // A --consent session is watched only with a yes from someone
+        // attached; once it has ended nobody can say yes, so its last
+        // screen is not shown to a watcher at all.
+        if watcher && self.registry.get(name)?.is_some_and(|s| s.consent) {
+            return Err(self
+                .access
+                .refuse(
+                    Some(name),
+                    format!(
+                        "session {name} was started with --consent: a watcher does not see its final screen"
+                    ),
+                )
+                .into());
+        }
         let mut screen = self.registry.final_screen(name)?;
         // Watchers may see the last screen, not read the history (tail).
         if let Some(s) = &mut screen
-            && !permits(self.access.role, Op::Tail)
+            && watcher
         {
             s.text.clear();
         }
@@ -352,8 +409,14 @@ impl Backend for Local {
     }
 
     fn health(&self, probe: Option<&SessionName>) -> Result<tether_proto::Health> {
-        // Verifying the probe's recording reads a recording.
-        self.access.require(if probe.is_some() { Op::Review } else { Op::List }, probe)?;
+        // The host's side of `check`, for whoever may run it (it creates a
+        // probe): free space and whether recordings can be written are
+        // not a watcher's business. Verifying the probe's recording reads
+        // a recording.
+        self.access.require(Op::New, None)?;
+        if probe.is_some() {
+            self.access.require(Op::Review, probe)?;
+        }
         crate::fsutil::ensure_private_dir(&self.paths.data_dir)?;
         let st = rustix::fs::statvfs(&self.paths.data_dir)?;
         let probe_recording = match probe {
@@ -382,6 +445,16 @@ impl Backend for Local {
 
     fn visible(&self, name: &str) -> bool {
         SessionName::new(name).is_ok_and(|n| self.access.sees(&n))
+    }
+
+    fn confined_paths(&self) -> bool {
+        !self.access.is_local()
+    }
+
+    fn audit_done(&self, event: crate::audit::Event, name: &SessionName) {
+        if !self.is_probe(name) {
+            self.audit_local(event, name);
+        }
     }
 
     fn requester(&self) -> String {

@@ -15,6 +15,7 @@ use crate::client::attachment::{ended_screen, exit_of, explain_failure, lost, lo
 use crate::config::Config;
 use crate::paths::Paths;
 use crate::recording::{self, Recording, export, grep, replay, timespec, verify};
+use crate::term::text::visible;
 use crate::term::tty as terminal;
 use anyhow::{Context, Result};
 use std::io::Write;
@@ -141,7 +142,7 @@ impl Ctx {
         let op = if mode == AttachMode::ReadOnly { Op::Watch } else { Op::Attach };
         let client = match self.backend.connect(name, op) {
             Ok(c) => c,
-            Err(e) => return self.not_running(name, e),
+            Err(e) => return self.not_running(name, mode, e),
         };
         let opts = AttachOptions {
             name: name.clone(),
@@ -152,13 +153,18 @@ impl Ctx {
         match attach::run(client, &opts) {
             Ok(Outcome::Lost) => Err(Failure::unavailable(lost_message(name)).into()),
             Ok(outcome) => Ok(outcome.status()),
-            Err(e) => self.not_running(name, e),
+            Err(e) => self.not_running(name, mode, e),
         }
     }
 
     /// The session could not be attached: an ended one shows its final
     /// screen and how it ended; otherwise say why.
-    fn not_running(&mut self, name: &SessionName, err: anyhow::Error) -> Result<i32> {
+    fn not_running(
+        &mut self,
+        name: &SessionName,
+        mode: AttachMode,
+        err: anyhow::Error,
+    ) -> Result<i32> {
         let record = if crate::error::exit_code(&err) == ErrorCode::Refused.exit_code() {
             None
         } else {
@@ -166,7 +172,7 @@ impl Ctx {
         };
         let info = explain_failure(name, record, err)?;
         let screen = self.backend.final_screen(&info.name)?;
-        self.out.write_all(&ended_screen(&info, screen.as_ref()))?;
+        self.out.write_all(&ended_screen(&info, screen.as_ref(), mode))?;
         Ok(exit_of(&info).status())
     }
 
@@ -215,7 +221,10 @@ impl Ctx {
 
     fn kill(&mut self, name: &SessionName, force: bool) -> Result<i32> {
         match self.running(name, Op::Kill)?.request(Request::Kill { force })? {
-            Reply::Exited { .. } => Ok(0),
+            Reply::Exited { .. } => {
+                self.backend.audit_done(crate::audit::Event::Kill, name);
+                Ok(0)
+            }
             other => Err(unexpected(&other)),
         }
     }
@@ -282,7 +291,14 @@ impl Ctx {
     /// belongs to is checked.
     fn recording(&self, target: &str) -> Result<Recording> {
         self.may_read_recording(target)?;
-        let rec = recording::resolve(&self.recordings_paths()?, target)?;
+        let paths = self.recordings_paths()?;
+        // A confined caller's word is a session's name, never a file
+        // that happens to exist where the daemon runs.
+        let rec = if self.backend.confined_paths() && !names_a_file(target) {
+            recording::resolve_session(&paths, target)?
+        } else {
+            recording::resolve(&paths, target)?
+        };
         let session =
             SessionName::new(&rec.session_name()).map_err(|_| Failure::no_such_session(target))?;
         self.backend.require(Op::Review, Some(&session))?;
@@ -291,15 +307,57 @@ impl Ctx {
 
     /// Whether a recording or bundle named `target` may be looked up at all.
     fn may_read_recording(&self, target: &str) -> Result<()> {
-        match SessionName::new(target) {
-            Ok(name) => self.backend.require(Op::Review, Some(&name)),
-            Err(_) if self.backend.limited() => Err(Failure::new(
+        let by_session_only = || -> anyhow::Error {
+            Failure::new(
                 ErrorCode::Refused,
                 "a key limited by tether-sessions names recordings by session only",
             )
-            .into()),
+            .into()
+        };
+        if self.backend.confined_paths() && names_a_file(target) {
+            if self.backend.limited() {
+                return Err(by_session_only());
+            }
+            return self.confine(target);
+        }
+        match SessionName::new(target) {
+            Ok(name) => self.backend.require(Op::Review, Some(&name)),
+            Err(_) if self.backend.limited() => Err(by_session_only()),
             Err(_) => Ok(()),
         }
+    }
+
+    /// A file named by a caller through the daemon: only inside this
+    /// host's recordings or evidence directory, and refused with the same
+    /// message whatever exists outside them, so that the answer tells
+    /// nothing about the rest of the host's files.
+    fn confine(&self, target: &str) -> Result<()> {
+        let refusal = || -> anyhow::Error {
+            Failure::new(
+                ErrorCode::Refused,
+                "over ssh, a recording or bundle is named by its session, or by its absolute path inside this host's recordings or evidence directory",
+            )
+            .into()
+        };
+        let paths = self.recordings_paths()?;
+        let path = std::path::Path::new(target);
+        let lexical = path.is_absolute()
+            && !path.components().any(|c| matches!(c, std::path::Component::ParentDir));
+        let dirs = [paths.recordings_dir(), paths.evidence_dir()];
+        if !lexical || !dirs.iter().any(|d| path.starts_with(d)) {
+            return Err(refusal());
+        }
+        // Inside by name; a symbolic link in there must not lead out.
+        if let Ok(real) = std::fs::canonicalize(path) {
+            let inside = dirs
+                .iter()
+                .filter_map(|d| std::fs::canonicalize(d).ok())
+                .any(|d| real.starts_with(d));
+            if !inside {
+                return Err(refusal());
+            }
+        }
+        Ok(())
     }
 
     fn replay(
@@ -356,7 +414,14 @@ impl Ctx {
                     serde_json::to_writer(&mut *out, &m)?;
                     writeln!(out)?;
                 } else {
-                    writeln!(out, "{}\t{}\t{:.3}\t{}", m.session, m.time, m.offset, m.line)?;
+                    writeln!(
+                        out,
+                        "{}\t{}\t{:.3}\t{}",
+                        m.session,
+                        visible(&m.time),
+                        m.offset,
+                        visible(&m.line)
+                    )?;
                 }
                 Ok(())
             });
@@ -461,18 +526,19 @@ impl Ctx {
     fn verify(&mut self, path: &str, key: Option<PathBuf>, json: bool) -> Result<i32> {
         let paths = self.recordings_paths().ok();
         self.may_read_recording(path)?;
-        if crate::forensic::is_bundle(std::path::Path::new(path)) {
+        let may_be_bundle = !self.backend.confined_paths() || names_a_file(path);
+        if may_be_bundle && crate::forensic::is_bundle(std::path::Path::new(path)) {
             let trusted = trusted_key(key.as_deref(), paths.as_ref())?;
             let report = crate::forensic::verify_bundle(std::path::Path::new(path), trusted)?;
             if json {
                 serde_json::to_writer_pretty(&mut self.out, &report)?;
                 writeln!(self.out)?;
             } else {
-                writeln!(self.out, "bundle: {}", report.path)?;
+                writeln!(self.out, "bundle: {}", visible(&report.path))?;
                 writeln!(
                     self.out,
                     "signed by: {} ({})",
-                    report.key.as_deref().unwrap_or("nobody"),
+                    visible(report.key.as_deref().unwrap_or("nobody")),
                     if report.signature_ok {
                         "signature valid"
                     } else {
@@ -486,7 +552,7 @@ impl Ctx {
                     ("symlink (not followed)", &report.symlinks),
                 ] {
                     for f in list {
-                        writeln!(self.out, "{what}: {f}")?;
+                        writeln!(self.out, "{what}: {}", visible(f))?;
                     }
                 }
                 writeln!(
@@ -511,11 +577,16 @@ impl Ctx {
             serde_json::to_writer_pretty(&mut self.out, &report)?;
             writeln!(self.out)?;
         } else {
-            writeln!(self.out, "recording: {} ({} segment(s))", report.path, report.segments)?;
+            writeln!(
+                self.out,
+                "recording: {} ({} segment(s))",
+                visible(&report.path),
+                report.segments
+            )?;
             writeln!(
                 self.out,
                 "signed by: {} ({})",
-                report.key.as_deref().unwrap_or("nobody"),
+                visible(report.key.as_deref().unwrap_or("nobody")),
                 match (&report.trusted, &report.trusted_key) {
                     (true, Some(from)) => format!("trusted: {from}"),
                     (false, Some(from)) => format!("NOT the trusted key from {from}"),
@@ -527,14 +598,14 @@ impl Ctx {
             } else {
                 format!("{}: ", report.status.to_uppercase())
             };
-            writeln!(self.out, "{verdict}{}", report.message)?;
+            writeln!(self.out, "{verdict}{}", visible(&report.message))?;
         }
         Ok(if report.ok() { 0 } else { 1 })
     }
 
     fn print_lines(&mut self, lines: &[String]) -> Result<()> {
         for line in lines {
-            writeln!(self.out, "{line}")?;
+            writeln!(self.out, "{}", visible(line))?;
         }
         self.out.flush().context("writing the output")
     }
@@ -570,11 +641,11 @@ pub fn write_sessions(out: &mut dyn Write, sessions: &[SessionInfo], json: bool)
             format!("{}/{}", s.clients, s.watchers),
             s.started.as_deref().map_or("-".into(), crate::clock::age),
             format!("{}x{}", s.cols, s.rows),
-            s.command.join(" ")
+            visible(&s.command.join(" "))
         )?;
         // Why the keeper ended the session (a thread panicked), under STATE.
         if let Some(reason) = &s.end_reason {
-            writeln!(out, "{:<20} reason: {reason}", "")?;
+            writeln!(out, "{:<20} reason: {}", "", visible(reason))?;
         }
     }
     Ok(())
@@ -605,6 +676,12 @@ pub fn right_needed(command: &Command) -> (Op, Option<SessionName>) {
         Command::Check { .. } => (Op::New, None),
         Command::Daemon { .. } | Command::Keeper => (Op::Rm, None),
     }
+}
+
+/// Whether a recording target names a file rather than a session (the
+/// same test `recording::resolve` makes, less looking at the disk).
+fn names_a_file(target: &str) -> bool {
+    target.contains('/') || target.ends_with(".cast")
 }
 
 fn status_of_finished(info: &SessionInfo) -> Result<i32> {
@@ -651,11 +728,11 @@ fn describe_presence(p: &Presence) -> String {
     let role = serde_json::to_value(p.role).ok().and_then(|v| v.as_str().map(str::to_owned));
     format!(
         "{:<8} {:<20} {:<9} {:<22} since {}",
-        p.kind,
-        p.identity,
+        visible(&p.kind),
+        visible(&p.identity),
         role.unwrap_or_default(),
-        p.address.as_deref().unwrap_or("local"),
-        p.since
+        visible(p.address.as_deref().unwrap_or("local")),
+        visible(&p.since)
     )
 }
 
@@ -713,7 +790,7 @@ pub fn print_checks(
             if o.ok { "ok" } else { "FAIL" },
             o.name,
             o.ms,
-            o.detail
+            visible(&o.detail)
         )?;
     }
     Ok(())

@@ -41,6 +41,15 @@ pub struct Config {
     /// viewer's machine (OSC 52 clipboard writes and the like). Off: they
     /// are removed.
     pub watcher_passthrough: bool,
+    /// Let a job write an interactive client's clipboard (OSC 52, kitty's
+    /// OSC 5522). Off, as tmux's default `set-clipboard external`.
+    pub clipboard: bool,
+    /// Let a job send files to an interactive client's machine (iTerm2's
+    /// OSC 1337 `File=`, kitty's OSC 5113). Off.
+    pub file_transfer: bool,
+    /// Let a job's DCS `tmux;` passthrough reach an interactive client's
+    /// terminal. Off, as tmux's default `allow-passthrough off`.
+    pub passthrough: bool,
     /// The most memory `snapshot --memory` dumps, in bytes.
     pub snapshot_memory_limit: u64,
     /// `tether check` fails when the data directory has less free space.
@@ -78,6 +87,9 @@ impl Default for Config {
             record_input: false,
             segment_bytes: 64 << 20,
             watcher_passthrough: false,
+            clipboard: false,
+            file_transfer: false,
+            passthrough: false,
             snapshot_memory_limit: 256 << 20,
             check_min_free_bytes: 256 << 20,
             log_level: "info".into(),
@@ -89,6 +101,16 @@ impl Default for Config {
 pub const MAX_SCROLLBACK_CELLS: usize = 20_000_000;
 
 impl Config {
+    /// What a job may make an interactive client's terminal do beyond the
+    /// screen.
+    pub fn passthrough_for_clients(&self) -> crate::term::scan::Passthrough {
+        crate::term::scan::Passthrough {
+            clipboard: self.clipboard,
+            file_transfer: self.file_transfer,
+            tmux: self.passthrough,
+        }
+    }
+
     /// Loads `path`, or the defaults if it does not exist.
     ///
     /// # Errors

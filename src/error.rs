@@ -67,3 +67,9 @@ pub fn message(err: &anyhow::Error) -> String {
         None => format!("{err:#}"),
     }
 }
+
+/// [`message`], made safe to print on a terminal: a message can quote what
+/// a peer, a record or a job chose (see [`crate::term::text`]).
+pub fn shown(err: &anyhow::Error) -> String {
+    crate::term::text::visible(&message(err)).into_owned()
+}

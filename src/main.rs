@@ -20,7 +20,7 @@ fn main() {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => 0,
         Err(e) => {
-            eprintln!("tether: {}", tether::error::message(&e));
+            eprintln!("tether: {}", tether::error::shown(&e));
             let code = tether::error::exit_code(&e);
             let refused = code == tether_proto::ErrorCode::Refused.exit_code();
             own_failure.filter(|_| !refused).unwrap_or(code)

@@ -503,3 +503,128 @@ fn no_ssh_caller_can_create_a_probe_session() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(env.ok(&["ls", "--json"]).trim(), "[]");
 }
+
+/// Over ssh, even an unlimited key names files on the host only inside
+/// tether's recordings and evidence directories: any other path is
+/// refused with the same message whether or not it exists, so `verify`,
+/// `grep` and `export` tell nothing about the rest of the host's files.
+#[test]
+fn over_ssh_a_path_outside_tethers_directories_tells_nothing() {
+    let (env, daemon, key) = owner_setup();
+    env.start("rec", &["sh", "-c", "echo recorded"]);
+    wait_until("the job to end", || env.session("rec")["state"] == "ended");
+    let recording = env.session("rec")["recording_path"].as_str().unwrap().to_owned();
+    let recordings = std::path::Path::new(&recording).parent().unwrap().to_owned();
+    // A link inside the recordings directory that leads out.
+    std::os::unix::fs::symlink("/etc/passwd", recordings.join("leak.cast")).unwrap();
+    let ssh = Ssh::new(&env, &daemon, &key);
+    let mut answers = Vec::new();
+    for path in [
+        "/etc/passwd",
+        "/etc",
+        "/no/such/file.cast",
+        &format!("{}/../../../../../etc/passwd", recordings.display()),
+        &recordings.join("leak.cast").display().to_string(),
+        "relative.cast",
+        "../x/y",
+    ] {
+        for command in
+            [&["verify", path][..], &["grep", "root", path], &["export", path, "--format", "txt"]]
+        {
+            let out = ssh.run(&env, command);
+            assert_eq!(out.status.code(), Some(5), "{command:?}: {}", text(&out));
+            answers.push(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+    }
+    answers.dedup();
+    assert_eq!(answers.len(), 1, "the answers differ: {answers:?}");
+    assert!(answers[0].contains("recordings or evidence directory"), "{answers:?}");
+    // Inside, by path or by session, it works.
+    for target in [recording.as_str(), "rec"] {
+        let out = ssh.run(&env, &["verify", target]);
+        assert_eq!(out.status.code(), Some(0), "{target}: {}", text(&out));
+    }
+    // Locally, any path is the user's own business.
+    assert_ne!(env.run(&["verify", "/etc/passwd"]).status.code(), Some(5));
+}
+
+/// The host's side of `check` (free space, whether recordings can be
+/// written) answers only a key that may run `check`; a watcher asking
+/// through the subsystem is refused.
+#[test]
+fn the_health_request_answers_only_who_may_check() {
+    use tether_proto::{FrameDecoder, HelloRequest, Message, Request, encode};
+    let fx = Fixture::new();
+    let rt = crate::support::rssh::runtime();
+    let ask = |role: &str| {
+        let key = fx.keys.iter().find(|(r, _)| *r == role).unwrap().1.path.clone();
+        rt.block_on(async {
+            let handle = crate::support::rssh::connect(fx.daemon.port, &key).await;
+            let mut ch = handle.channel_open_session().await.unwrap();
+            ch.request_subsystem(true, "tether").await.unwrap();
+            let hello = Message::Hello(HelloRequest { protocol: 1, software: "test".into() });
+            let mut bytes = encode(&hello).unwrap();
+            bytes.extend(encode(&Message::Request(Request::Health { probe: None })).unwrap());
+            ch.data(&bytes[..]).await.unwrap();
+            let out = crate::support::rssh::finish(&mut ch, TIMEOUT).await;
+            let mut dec = FrameDecoder::new();
+            dec.extend(&out.output);
+            let mut messages = Vec::new();
+            while let Ok(Some(m)) = dec.next_message() {
+                messages.push(m);
+            }
+            messages.pop().unwrap()
+        })
+    };
+    match ask("watcher") {
+        Message::Error(e) => assert_eq!(e.code.exit_code(), 5, "{e:?}"),
+        other => panic!("a watcher was answered: {other:?}"),
+    }
+    assert!(matches!(ask("operator"), Message::Reply(_)));
+}
+
+/// An operator may not kill, but a job it starts runs as the user and can
+/// run `tether kill` itself. Every request made from inside a session is
+/// marked in the audit log with that session and who started it; the same
+/// request from outside is not.
+#[test]
+fn requests_from_inside_a_session_are_marked_in_the_audit_log() {
+    let env = TestEnv::new();
+    let key = Key::new(&env.root().join("keys"), "ci", "ci@runner");
+    authorize(&env, &[format!("tether-role=\"operator\" {}", key.public())]);
+    let daemon = Daemon::start(&env, "127.0.0.1:0");
+    let ssh = Ssh::new(&env, &daemon, &key);
+    env.start("target", &["sleep", "300"]);
+    let out = ssh.run(&env, &["kill", "target"]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    let t = bin();
+    // What the operator's job does as the user.
+    let script = format!(
+        "'TETHER_SESSION=innocent; export TETHER_SESSION; {t} freeze target; {t} thaw target; {t} kill --force target; {t} rm target; echo agent-done; sleep 300'"
+    );
+    ssh.ok(&env, &["new", "-d", "agent", "--", "sh", "-c", &script]);
+    env.wait_text("agent", "agent-done");
+    assert!(env.sessions().iter().all(|s| s["name"] != "target"), "the job's rm failed");
+    env.ok(&["kill", "agent"]);
+    let audit: Vec<Value> = std::fs::read_to_string(env.state_dir().join("audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for event in ["freeze", "thaw", "kill", "rm"] {
+        let entry = audit
+            .iter()
+            .find(|e| e["event"] == event && e["session"] == "target")
+            .unwrap_or_else(|| panic!("no {event} of target in {audit:?}"));
+        assert_eq!(entry["from_session"], "agent", "{entry}");
+        assert_eq!(entry["started_by"], "ci@runner", "{entry}");
+    }
+    let kill = audit.iter().find(|e| e["event"] == "kill" && e["session"] == "target").unwrap();
+    assert_eq!(kill["comment"].as_str(), Some(user_name().as_str()), "{kill}");
+    // From outside: no mark.
+    let outside = audit
+        .iter()
+        .find(|e| e["event"] == "kill" && e["session"] == "agent")
+        .unwrap_or_else(|| panic!("the local kill is not audited: {audit:?}"));
+    assert!(outside.get("from_session").is_none(), "{outside}");
+}

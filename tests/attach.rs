@@ -227,3 +227,47 @@ fn watch_is_read_only() {
     assert_eq!(env.run(&["wait", "ro"]).status.code(), Some(0));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "owner-line\n");
 }
+
+/// A job's clipboard writes (OSC 52), file transfers (iTerm2 OSC 1337
+/// `File=`) and tmux passthrough reach an interactive client only when
+/// config.toml allows them (off by default, as in tmux); what a terminal
+/// needs to draw (a hyperlink, colours) always does.
+#[test]
+fn clipboard_files_and_passthrough_reach_a_client_only_when_config_allows() {
+    let env = TestEnv::new();
+    let script = concat!(
+        "read x; printf 'A\\033]52;c;aGk=\\007B\\033]1337;File=name=eA==;inline=0:QUFB\\007C",
+        "\\033Ptmux;\\033\\033]52;c;eA==\\007\\033\\\\D\\033]8;;http://x\\007link\\033]8;;\\007",
+        "\\302\\23552;c;QzE=\\302\\234\\033[31mred\\033[0m done\\n'; sleep 60"
+    );
+    let sent = |name: &str| {
+        env.start(name, &["sh", "-c", script]);
+        let mut term = env.terminal(&["attach", name], 80, 24);
+        term.wait_attached();
+        term.send(b"go\r");
+        term.wait_text("red done");
+        let raw = term.raw();
+        let has = |needle: &[u8]| raw.windows(needle.len()).any(|w| w == needle);
+        let got = [
+            has(b"\x1b]52;c;aGk="),
+            has(b"\x1b]1337;File="),
+            has(b"\x1bPtmux;"),
+            has(b"\x1b]8;;http://x"),
+            has(b"\x1b[31mred"),
+            // OSC 52 with C1 controls written as UTF-8 (U+009D … U+009C).
+            has(b"52;c;QzE="),
+        ];
+        term.detach();
+        got
+    };
+    assert_eq!(sent("plain"), [false, false, false, true, true, false], "by default");
+    std::fs::create_dir_all(env.config_dir()).unwrap();
+    std::fs::write(
+        env.config_dir().join("config.toml"),
+        "clipboard = true\nfile_transfer = true\npassthrough = true\n",
+    )
+    .unwrap();
+    assert_eq!(sent("allowed"), [true, true, true, true, true, true], "with all three allowed");
+    std::fs::write(env.config_dir().join("config.toml"), "clipboard = true\n").unwrap();
+    assert_eq!(sent("clip"), [true, false, false, true, true, true], "with the clipboard only");
+}

@@ -98,7 +98,7 @@ fn a_snapshot_finds_every_process_and_leaves_them_running() {
     for key in ["hostname", "machine_id", "boot_id", "kernel"] {
         assert!(manifest["host"].get(key).is_some(), "{key}");
     }
-    assert!(manifest["requested_by"].as_str().unwrap().contains("tester"));
+    assert!(manifest["requested_by"].as_str().unwrap().contains(&user_name()));
     assert_eq!(manifest["session"]["name"], "incident");
     assert!(manifest["files"].as_array().unwrap().iter().any(|f| f["path"] == "screen.txt"));
     assert!(std::fs::read_to_string(bundle.join("scrollback.txt")).unwrap().contains("ready"));

@@ -282,3 +282,77 @@ fn output_built_to_exhaust_the_emulator_keeps_memory_bounded() {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("SURVIVED"));
 }
+
+/// Arguments a job was started with: an OSC 52 clipboard write, a BEL, a
+/// C1 CSI and a right-to-left override.
+const EVIL: &str = "evil\x1b]52;c;aGk=\x07\u{9b}31m\u{202e}";
+/// The same, as human output shows it.
+const EVIL_SHOWN: &str = "evil\\e]52;c;aGk=\\x07\\u{9b}31m\\u{202e}";
+
+/// Nothing a terminal would act on: no C0 but newline, no DEL, no C1, no
+/// bidirectional override.
+fn inert(text: &str) -> bool {
+    !text.chars().any(|c| (c.is_control() && c != '\n') || c == '\u{202e}')
+}
+
+/// Commands, identities and titles reach `ls` and `who` with every control
+/// character shown, never executed (JSON stays exact); a local user's name
+/// comes from the uid, whatever `$USER` says.
+#[test]
+fn control_characters_in_listings_are_shown_not_executed() {
+    let env = TestEnv::new();
+    let mut cmd = env.cmd(&["new", "-d", "listed", "--", "sh", "-c", "sleep 300", EVIL]);
+    cmd.env("USER", "mallory\x1b]2;x\x07");
+    let out = run_with_timeout(cmd, TIMEOUT);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plain = env.ok(&["ls"]);
+    assert!(inert(&plain), "{plain:?}");
+    assert!(plain.contains(EVIL_SHOWN), "{plain:?}");
+    let json = env.session("listed");
+    assert_eq!(json["command"][3], EVIL, "JSON is exact");
+    assert_eq!(json["owner"].as_str(), Some(user_name().as_str()), "the owner is the uid's");
+    let mut term = env.terminal(&["attach", "listed"], 80, 24);
+    term.wait_attached();
+    let who = env.ok(&["who", "listed"]);
+    assert!(inert(&who) && who.contains(&user_name()) && !who.contains("mallory"), "{who:?}");
+    term.detach();
+}
+
+/// A key's comment (its identity) reaches other people's terminals only
+/// escaped: in `who`, in the notice an owner sees when it starts watching,
+/// and a job's command in the session picker.
+#[test]
+fn control_characters_in_key_comments_and_commands_reach_no_terminal() {
+    let env = TestEnv::new();
+    let key = Key::new(env.root(), "evil", "evil\x1b]2;pwned\x07@x");
+    assert!(key.public().contains('\x1b'), "ssh-keygen dropped the escape");
+    authorize(&env, &[format!("tether-role=\"watcher\" {}", key.public())]);
+    let daemon = Daemon::start(&env, "127.0.0.1:0");
+    let ssh = Ssh::new(&env, &daemon, &key);
+    env.start("shown", &["sh", "-c", "echo ready; sleep 300", EVIL]);
+    let owner = env.terminal(&["attach", "shown"], 100, 24);
+    owner.wait_text("ready");
+    let argv = ssh.argv(&["-tt"], &["watch", "shown"]);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let watcher = env.terminal_program(&argv, 100, 24);
+    owner.wait_text("is watching");
+    owner.wait_text("evil\\e]2;pwned\\x07@x (watcher");
+    let raw = String::from_utf8_lossy(&owner.raw()).into_owned();
+    assert!(!raw.contains("\x1b]2;pwned"), "{raw:?}");
+    let who = env.ok(&["who", "shown"]);
+    assert!(inert(&who) && who.contains("evil\\e]2;pwned\\x07@x"), "{who:?}");
+    let json: serde_json::Value =
+        serde_json::from_str(&env.ok(&["who", "shown", "--json"])).unwrap();
+    assert!(json.as_array().unwrap().iter().any(|p| p["identity"] == "evil\x1b]2;pwned\x07@x"));
+    drop(watcher);
+    // The picker lists the job's command escaped.
+    let argv = ssh.argv(&["-tt"], &[]);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let mut picker = env.terminal_program(&argv, 120, 20);
+    picker.wait_text("tether sessions");
+    picker.wait_text("evil\\e]52;c;aGk=");
+    let raw = String::from_utf8_lossy(&picker.raw()).into_owned();
+    assert!(!raw.contains("\x1b]52") && !raw.contains('\u{9b}'), "{raw:?}");
+    picker.send(b"q");
+    picker.wait_exit();
+}

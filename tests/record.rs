@@ -269,7 +269,8 @@ fn replay_at_grep_and_markers() {
     assert_eq!(m["line"], "third");
     // The attach and detach are markers in the recording.
     let text = std::fs::read_to_string(recording_of(&env, "story")).unwrap();
-    assert!(text.contains("\"m\", \"attach tester (owner, local)\""), "{text}");
+    let marker = format!("\"m\", \"attach {} (owner, local)\"", user_name());
+    assert!(text.contains(&marker), "{text}");
 }
 
 #[test]

@@ -198,7 +198,7 @@ fn local_watch_is_read_only_and_shows_the_view() {
     env.start("solo", &["sh", "-c", "echo visible; read x; echo got $x"]);
     let mut watcher = env.terminal(&["watch", "solo"], 60, 10);
     watcher.wait_text("visible");
-    watcher.wait_text("watching solo (owner tester) · read-only");
+    watcher.wait_text(&format!("watching solo (owner {}) · read-only", user_name()));
     watcher.send(b"ignored\r");
     let mut owner = env.terminal(&["attach", "solo"], 60, 10);
     owner.wait_attached();
@@ -223,6 +223,9 @@ fn sequences_that_act_on_a_viewer_never_reach_watchers() {
         encode,
     };
     let env = TestEnv::new();
+    // Interactive clients may have clipboard writes here; watchers never.
+    std::fs::create_dir_all(env.config_dir()).unwrap();
+    std::fs::write(env.config_dir().join("config.toml"), "clipboard = true\n").unwrap();
     env.start(
         "osc",
         &["sh", "-c", "read x; printf 'before\\033]52;c;aGVsbG8=\\007after\\n'; sleep 60"],
@@ -269,4 +272,65 @@ fn sequences_that_act_on_a_viewer_never_reach_watchers() {
     assert!(to_owner.windows(4).any(|w| w == b"\x1b]52"), "the interactive client gets it");
     assert!(!to_watcher.windows(4).any(|w| w == b"\x1b]52"), "the watcher does not");
     assert!(to_watcher.windows(6).any(|w| w == b"before"));
+}
+
+/// A `--consent` session is watched only with a yes from someone attached;
+/// once it has ended nobody can say yes, so a watcher is refused its final
+/// screen (exit 5), while its owner still sees it.
+#[test]
+fn the_final_screen_of_an_ended_consent_session_is_not_shown_to_watchers() {
+    let t = team();
+    t.owner.ok(
+        &t.env,
+        &["new", "-d", "--consent", "private", "--", "sh", "-c", "'echo secret stuff; exit 3'"],
+    );
+    wait_until("the job to end", || t.env.session("private")["state"] == "ended");
+    let mut watcher = over_ssh(&t.env, &t.mentor, &["watch", "private"], 80, 24);
+    assert_eq!(watcher.wait_exit(), 5);
+    watcher.wait_text("--consent");
+    assert!(!String::from_utf8_lossy(&watcher.raw()).contains("secret"), "{}", watcher.contents());
+    let audit = std::fs::read_to_string(t.env.state_dir().join("audit.jsonl")).unwrap();
+    assert!(audit.lines().any(|l| l.contains("\"refused\"") && l.contains("--consent")), "{audit}");
+    let mut owner = over_ssh(&t.env, &t.owner, &["attach", "private"], 80, 24);
+    assert_eq!(owner.wait_exit(), 3);
+    owner.wait_text("secret stuff");
+}
+
+/// The final screen of an ended session reaches a read-only client drawn
+/// by tether, like the live view: the job's window title (and anything
+/// else of its own sequences) does not reach the watcher's terminal.
+#[test]
+fn an_ended_sessions_title_never_reaches_a_watcher() {
+    let t = team();
+    t.owner.ok(
+        &t.env,
+        &[
+            "new",
+            "-d",
+            "titled",
+            "--",
+            "sh",
+            "-c",
+            "'printf \"\\033]2;EVIL-TITLE\\007\\033[?2004h\\033[31mfinal words\\033[0m\\n\"'",
+        ],
+    );
+    wait_until("the job to end", || t.env.session("titled")["state"] == "ended");
+    let watchers = [
+        ("ssh -t", over_ssh(&t.env, &t.mentor, &["watch", "titled"], 80, 24)),
+        ("local", t.env.terminal(&["watch", "titled"], 80, 24)),
+    ];
+    for (path, mut watcher) in watchers {
+        assert_eq!(watcher.wait_exit(), 0, "{path}");
+        watcher.wait_text("final words");
+        watcher.wait_text("[session titled ended: exit code 0");
+        let raw = String::from_utf8_lossy(&watcher.raw()).into_owned();
+        assert!(!raw.contains("EVIL-TITLE") && !raw.contains("\x1b[?2004h"), "{path}: {raw:?}");
+        // Drawn with its colours.
+        assert!(raw.contains("\x1b[0;38;5;1mfinal words"), "{path}: {raw:?}");
+    }
+    // An interactive client gets the screen as the job left it (then the
+    // modes undone).
+    let mut owner = over_ssh(&t.env, &t.owner, &["attach", "titled"], 80, 24);
+    owner.wait_exit();
+    assert!(String::from_utf8_lossy(&owner.raw()).contains("EVIL-TITLE"));
 }

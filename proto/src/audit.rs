@@ -9,7 +9,9 @@
 //! Every line has `time` (RFC 3339 UTC), `event` (snake_case, see
 //! [`Event`]), `session`, `fingerprint`, `comment` (the key's), `role` and
 //! `address` (null when not known); `detail` only where useful (a
-//! refusal's reason). Readers must ignore fields they do not know.
+//! refusal's reason); `from_session` and `started_by` only for a request
+//! made from inside a session (by its job or a process it started).
+//! Readers must ignore fields they do not know.
 
 use crate::Role;
 use serde::{Deserialize, Serialize};
@@ -71,6 +73,15 @@ pub struct Entry {
     /// Anything else worth keeping (a refusal's reason).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The request came from inside this session: the requesting process
+    /// descends from its keeper (the session's job, or something the job
+    /// started), so it runs as the user whatever role started the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_session: Option<String>,
+    /// Who started the session named by `from_session` (its owner: a user
+    /// name or a key's comment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
 }
 
 impl Entry {
@@ -86,6 +97,8 @@ impl Entry {
             role: None,
             address: None,
             detail: None,
+            from_session: None,
+            started_by: None,
         }
     }
 }
@@ -130,9 +143,20 @@ mod tests {
         );
         let back = decode_line(std::str::from_utf8(&line).unwrap().trim_end()).unwrap();
         assert_eq!(back, entry);
-        let without_detail = Entry { detail: None, ..entry };
+        let without_detail = Entry { detail: None, ..entry.clone() };
         assert!(
             !String::from_utf8(encode_line(&without_detail).unwrap()).unwrap().contains("detail")
         );
+        let inside = Entry {
+            from_session: Some("agent".into()),
+            started_by: Some("ci@runner".into()),
+            ..entry
+        };
+        let line = String::from_utf8(encode_line(&inside).unwrap()).unwrap();
+        assert!(
+            line.ends_with(",\"from_session\":\"agent\",\"started_by\":\"ci@runner\"}\n"),
+            "{line}"
+        );
+        assert_eq!(decode_line(line.trim_end()).unwrap(), inside);
     }
 }

@@ -323,20 +323,31 @@ pub fn lost_message(name: &SessionName) -> String {
 
 /// Attaching to a session that had already ended: its final screen, the
 /// terminal put back (the job may have left modes on), and how it ended.
-pub fn ended_screen(info: &SessionInfo, screen: Option<&FinalScreen>) -> Vec<u8> {
+/// A read-only client (`mode`) gets the screen drawn by tether
+/// ([`view::still`]), as a watcher's view always is: the final redraw
+/// would carry the job's window title and modes to the viewer.
+pub fn ended_screen(info: &SessionInfo, screen: Option<&FinalScreen>, mode: AttachMode) -> Vec<u8> {
+    use crate::term::text::visible;
     let (name, exit, ended_at) = (&info.name, exit_of(info), info.ended.as_deref());
     let mut out = Vec::new();
-    if let Some(screen) = screen {
-        out.extend_from_slice(screen.redraw.as_bytes());
-        let mut tracker = ModeTracker::new();
-        tracker.feed(screen.redraw.as_bytes());
-        out.extend_from_slice(tracker.modes().reset_sequence().as_bytes());
+    match screen {
+        Some(screen) if mode == AttachMode::ReadOnly => {
+            let size = WindowSize { cols: info.cols, rows: info.rows };
+            out.extend_from_slice(&view::still(screen.redraw.as_bytes(), size));
+        }
+        Some(screen) => {
+            out.extend_from_slice(screen.redraw.as_bytes());
+            let mut tracker = ModeTracker::new();
+            tracker.feed(screen.redraw.as_bytes());
+            out.extend_from_slice(tracker.modes().reset_sequence().as_bytes());
+        }
+        None => {}
     }
-    let why = info.end_reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default();
+    let why = info.end_reason.as_ref().map(|r| format!(" ({})", visible(r))).unwrap_or_default();
     let text = format!(
         "\r\n[session {name} ended: {} at {}{why}]\r\n",
         exit.describe(),
-        ended_at.unwrap_or("an unknown time")
+        visible(ended_at.unwrap_or("an unknown time"))
     );
     out.extend_from_slice(text.as_bytes());
     out
@@ -474,11 +485,16 @@ mod tests {
         record.state = SessionState::Ended;
         record.signal = Some(9);
         record.ended = Some("2026-12-06T00:00:00Z".into());
-        let out = ended_screen(&record, Some(&screen));
+        let out = ended_screen(&record, Some(&screen), AttachMode::Interactive);
         let out = String::from_utf8(out).unwrap();
         let reset = out.find("\x1b[?1000l").expect("mouse mode left on");
         assert!(reset > out.find("bye").unwrap());
         assert!(out.contains("\x1b[?2004l") && out.contains("\x1b[?1049l"), "{out:?}");
         assert!(out.ends_with("[session s ended: signal 9 at 2026-12-06T00:00:00Z]\r\n"));
+        // A watcher gets the screen drawn by tether: no title, no modes.
+        let titled = FinalScreen { redraw: format!("\x1b]2;EVIL\x07{}", screen.redraw), ..screen };
+        let out = ended_screen(&record, Some(&titled), AttachMode::ReadOnly);
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains("bye") && !out.contains("EVIL") && !out.contains("\x1b[?"), "{out:?}");
     }
 }

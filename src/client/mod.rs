@@ -173,8 +173,43 @@ impl KeeperClient {
 
 /// Who a local client is: the user, as owner.
 pub fn local_identity() -> Identity {
-    let name = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| format!("uid {}", rustix::process::getuid().as_raw()));
-    Identity { name, fingerprint: None, role: Role::Owner, address: None }
+    Identity { name: local_user_name(), fingerprint: None, role: Role::Owner, address: None }
+}
+
+/// The local user's name, from the uid (`/etc/passwd`), never from `$USER`:
+/// anything the process runs under (a job, a script) sets its environment,
+/// and the name is shown to others and written to the audit log. A user
+/// `/etc/passwd` does not list (a directory service) is `uid N`.
+pub fn local_user_name() -> String {
+    let uid = rustix::process::getuid().as_raw();
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| user_of(&passwd, uid))
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// The name of `uid` in a `passwd` file's text (`name:x:uid:gid:…`). A name
+/// with characters that act on a terminal is shown escaped.
+fn user_of(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next().filter(|n| !n.is_empty() && !n.starts_with('#'))?;
+        let id = fields.nth(1)?.parse::<u32>().ok()?;
+        (id == uid).then(|| crate::term::text::visible(name).into_owned())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_user_name_comes_from_the_passwd_line_of_the_uid() {
+        let passwd = "root:x:0:0:root:/root:/bin/sh\n# comment\nalice:x:1000:1000::/home/alice:/bin/sh\nodd\x1b:x:1001:1001::/:/bin/sh\n";
+        assert_eq!(user_of(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(user_of(passwd, 1000).as_deref(), Some("alice"));
+        assert_eq!(user_of(passwd, 1001).as_deref(), Some("odd\\e"));
+        assert_eq!(user_of(passwd, 4242), None);
+        assert_eq!(user_of("broken", 0), None);
+    }
 }

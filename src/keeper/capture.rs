@@ -35,7 +35,7 @@ impl Keeper {
     /// # Errors
     ///
     /// Already frozen (exit 4).
-    pub fn freeze(self: &Arc<Self>, why: &str) -> Result<(), Failure> {
+    pub fn freeze(self: &Arc<Self>, why: &str, peer: u32) -> Result<(), Failure> {
         {
             let mut st = self.state();
             if st.frozen {
@@ -49,7 +49,7 @@ impl Keeper {
         let n = forensic::signal_session(keeper_pid(), self.job.pid as i32, Signal::STOP);
         tracing::info!(processes = n, "frozen ({why})");
         self.mark(format!("freeze ({why})"));
-        self.audit_local_event(Event::Freeze);
+        self.audit_local_event(Event::Freeze, peer);
         self.save_record();
         Ok(())
     }
@@ -59,7 +59,7 @@ impl Keeper {
     /// # Errors
     ///
     /// Not frozen (exit 4).
-    pub fn thaw(self: &Arc<Self>, why: &str) -> Result<(), Failure> {
+    pub fn thaw(self: &Arc<Self>, why: &str, peer: u32) -> Result<(), Failure> {
         {
             let mut st = self.state();
             if !st.frozen {
@@ -70,14 +70,19 @@ impl Keeper {
         let n = forensic::signal_session(keeper_pid(), self.job.pid as i32, Signal::CONT);
         tracing::info!(processes = n, "thawed ({why})");
         self.mark(format!("thaw ({why})"));
-        self.audit_local_event(Event::Thaw);
+        self.audit_local_event(Event::Thaw, peer);
         self.save_record();
         Ok(())
     }
 
-    fn audit_local_event(&self, event: Event) {
+    /// Audits `event`, asked for by the process `peer` (marked when it
+    /// runs inside a session).
+    fn audit_local_event(&self, event: Event, peer: u32) {
+        let origin = self.origin_of(peer);
         let entry = crate::audit::Entry {
             session: Some(self.name().to_string()),
+            from_session: origin.as_ref().map(|o| o.session.clone()),
+            started_by: origin.and_then(|o| o.started_by),
             ..crate::audit::Entry::new(event)
         };
         crate::audit::AuditLog::new(self.paths.state_dir.join("audit.jsonl")).record(&entry);
@@ -89,16 +94,16 @@ impl Keeper {
     /// # Errors
     ///
     /// The bundle cannot be created or signed.
-    pub fn snapshot(self: &Arc<Self>, req: &SnapshotRequest) -> Result<String, Failure> {
-        let froze = req.freeze && self.freeze("snapshot").is_ok();
+    pub fn snapshot(self: &Arc<Self>, req: &SnapshotRequest, peer: u32) -> Result<String, Failure> {
+        let froze = req.freeze && self.freeze("snapshot", peer).is_ok();
         let result = self.capture(req);
         if froze {
-            let _ = self.thaw("snapshot");
+            let _ = self.thaw("snapshot", peer);
         }
         let path = result
             .map_err(|e| Failure::new(ErrorCode::Internal, format!("capture failed: {e:#}")))?;
-        self.mark(format!("snapshot by {}", req.requested_by));
-        self.audit_local_event(Event::Snapshot);
+        self.mark(format!("snapshot by {}", crate::term::text::visible(&req.requested_by)));
+        self.audit_local_event(Event::Snapshot, peer);
         Ok(path)
     }
 

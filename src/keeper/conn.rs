@@ -32,11 +32,14 @@ pub fn serve(keeper: Arc<Keeper>, stream: UnixStream) {
             return;
         }
     };
-    if let Err(failure) = check_peer(reader.stream()) {
-        let _ = writer.write_message(&Message::Error(failure.to_reply()));
-        linger_after_refusal(&mut reader);
-        return;
-    }
+    let peer = match check_peer(reader.stream()) {
+        Ok(pid) => pid,
+        Err(failure) => {
+            let _ = writer.write_message(&Message::Error(failure.to_reply()));
+            linger_after_refusal(&mut reader);
+            return;
+        }
+    };
     let request = match handshake(&keeper, &mut reader, &mut writer) {
         Ok(Some(r)) => r,
         Ok(None) => return,
@@ -48,12 +51,12 @@ pub fn serve(keeper: Arc<Keeper>, stream: UnixStream) {
     let _ = reader.stream().set_read_timeout(None);
     super::panics::test_point("conn");
     match request {
-        Message::Attach(req) => attach(&keeper, &req, reader, writer),
+        Message::Attach(req) => attach(&keeper, &req, peer, reader, writer),
         Message::Request(req) => {
             // Counted like a writer, so that a keeper ending its job waits
             // for this reply (to kill or wait) before it exits.
             keeper.writer_started();
-            control(&keeper, req, writer);
+            control(&keeper, req, peer, writer);
             keeper.writer_finished();
         }
         other => {
@@ -91,11 +94,12 @@ fn linger_after_refusal(reader: &mut FrameReader) {
     }
 }
 
-/// Only the keeper's own user may talk to it.
-fn check_peer(stream: &UnixStream) -> Result<(), Failure> {
+/// Only the keeper's own user may talk to it. Returns the peer's pid
+/// (whether it runs inside a session is audited).
+fn check_peer(stream: &UnixStream) -> Result<u32, Failure> {
     let ours = rustix::process::getuid();
     match rustix::net::sockopt::socket_peercred(stream) {
-        Ok(cred) if cred.uid == ours => Ok(()),
+        Ok(cred) if cred.uid == ours => Ok(cred.pid.as_raw_nonzero().get().unsigned_abs()),
         Ok(cred) => {
             tracing::warn!(uid = cred.uid.as_raw(), "refused a connection from another user");
             Err(Failure::new(ErrorCode::Refused, "this session belongs to another user"))
@@ -145,7 +149,13 @@ fn error(code: ErrorCode, message: String) -> Message {
     Message::Error(ErrorReply { code, message })
 }
 
-fn attach(keeper: &Arc<Keeper>, req: &AttachRequest, mut reader: FrameReader, writer: FrameWriter) {
+fn attach(
+    keeper: &Arc<Keeper>,
+    req: &AttachRequest,
+    peer: u32,
+    mut reader: FrameReader,
+    writer: FrameWriter,
+) {
     if req.mode == AttachMode::ReadOnly
         && keeper.needs_consent()
         && let Err(f) = keeper.ask_consent(&req.identity)
@@ -162,7 +172,7 @@ fn attach(keeper: &Arc<Keeper>, req: &AttachRequest, mut reader: FrameReader, wr
         Ok(socket) => outbox.with_socket(socket),
         Err(_) => outbox,
     });
-    let id = match keeper.attach(req, &outbox) {
+    let id = match keeper.attach(req, &outbox, peer) {
         Ok(id) => id,
         Err(f) => {
             let mut writer = writer;
@@ -231,7 +241,7 @@ fn spawn_writer(keeper: &Arc<Keeper>, id: u64, outbox: &Arc<Outbox>, mut writer:
     }
 }
 
-fn control(keeper: &Arc<Keeper>, req: Request, mut writer: FrameWriter) {
+fn control(keeper: &Arc<Keeper>, req: Request, peer: u32, mut writer: FrameWriter) {
     let reply = match req {
         Request::Info => Ok(Reply::Info { session: keeper.info() }),
         Request::List => Ok(Reply::List { sessions: vec![keeper.info()] }),
@@ -249,9 +259,9 @@ fn control(keeper: &Arc<Keeper>, req: Request, mut writer: FrameWriter) {
             follow(keeper, lines.map(|n| n as usize), writer);
             return;
         }
-        Request::Snapshot(req) => keeper.snapshot(&req).map(|path| Reply::Snapshot { path }),
-        Request::Freeze => keeper.freeze("freeze").map(|()| Reply::Done),
-        Request::Thaw => keeper.thaw("thaw").map(|()| Reply::Done),
+        Request::Snapshot(req) => keeper.snapshot(&req, peer).map(|path| Reply::Snapshot { path }),
+        Request::Freeze => keeper.freeze("freeze", peer).map(|()| Reply::Done),
+        Request::Thaw => keeper.thaw("thaw", peer).map(|()| Reply::Done),
         Request::Create(_)
         | Request::Health { .. }
         | Request::Lookup { .. }

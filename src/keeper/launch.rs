@@ -129,6 +129,10 @@ pub struct KeeperSpec {
     pub consent: bool,
     /// Watchers also get sequences that act on their machine.
     pub watchers_unsafe_ok: bool,
+    /// What interactive clients get of those: clipboard writes, file
+    /// transfers, tmux passthrough (config.toml; nothing by default).
+    #[serde(default)]
+    pub passthrough: crate::term::scan::Passthrough,
     /// Who created the session.
     pub owner: String,
     /// Where the recording goes instead of the recordings directory (a
@@ -359,7 +363,7 @@ fn start(spec: &KeeperSpec) -> Result<Running> {
     };
     let JobIo { reader, writer, child } = io;
     let (pty_input, input) = PtyInput::new(writer);
-    let screen = Screen::new(spec.size, spec.scrollback_cells);
+    let screen = Screen::new(spec.size, spec.scrollback_cells).with_passthrough(spec.passthrough);
     let parts = super::Parts {
         meta,
         paths,
@@ -369,6 +373,7 @@ fn start(spec: &KeeperSpec) -> Result<Running> {
         recorder,
         record_input: spec.record_input,
         watchers_unsafe_ok: spec.watchers_unsafe_ok,
+        passthrough: spec.passthrough,
         consent: spec.consent,
     };
     let keeper = Arc::new(Keeper::new(parts));

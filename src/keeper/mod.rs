@@ -82,6 +82,9 @@ struct Attachment {
     id: u64,
     mode: AttachMode,
     identity: Identity,
+    /// The session the attaching process runs inside, if any (local
+    /// attachments only: the daemon audits its own).
+    origin: Option<crate::session::origin::Origin>,
     since: String,
     size: WindowSize,
     outbox: Arc<Outbox>,
@@ -137,6 +140,9 @@ pub struct Parts {
     pub record_input: bool,
     /// Send watchers the sequences that act on a viewer's machine too.
     pub watchers_unsafe_ok: bool,
+    /// What interactive clients get of those (the screen's routing must
+    /// have the same setting).
+    pub passthrough: crate::term::scan::Passthrough,
     /// `new --consent`: watchers wait for an interactive client's yes.
     pub consent: bool,
 }
@@ -206,7 +212,7 @@ impl Keeper {
             watchers_unsafe_ok: parts.watchers_unsafe_ok,
             consent: parts.consent,
             state: Mutex::new(state),
-            stream: Mutex::new(Stream::default()),
+            stream: Mutex::new(Stream::new(parts.passthrough)),
             changed: Condvar::new(),
             input: parts.input,
             record_write: Mutex::new(()),
@@ -272,10 +278,22 @@ impl Keeper {
         }
     }
 
-    /// Audits a local attachment's coming or going. Attachments through
-    /// the daemon (which carry an address) are audited by the daemon, with
+    /// The session the process `peer` runs inside, if it descends from a
+    /// keeper (`session::origin`): requests made by a job are marked so.
+    pub(crate) fn origin_of(&self, peer: u32) -> Option<crate::session::origin::Origin> {
+        crate::session::origin::of_process(peer, &self.paths)
+    }
+
+    /// Audits a local attachment's coming or going, marked when it was
+    /// asked from inside a session (`origin`). Attachments through the
+    /// daemon (which carry an address) are audited by the daemon, with
     /// their key.
-    pub(crate) fn audit_local(&self, event: crate::audit::Event, who: &Identity) {
+    pub(crate) fn audit_local(
+        &self,
+        event: crate::audit::Event,
+        who: &Identity,
+        origin: Option<&crate::session::origin::Origin>,
+    ) {
         if who.address.is_some() {
             return;
         }
@@ -283,6 +301,8 @@ impl Keeper {
             session: Some(self.name().to_string()),
             comment: Some(who.name.clone()),
             role: Some(who.role),
+            from_session: origin.map(|o| o.session.clone()),
+            started_by: origin.and_then(|o| o.started_by.clone()),
             ..crate::audit::Entry::new(event)
         };
         crate::audit::AuditLog::new(self.paths.state_dir.join("audit.jsonl")).record(&entry);
@@ -299,7 +319,10 @@ impl Keeper {
         self: &Arc<Self>,
         req: &AttachRequest,
         outbox: &Arc<Outbox>,
+        peer: u32,
     ) -> Result<u64, Failure> {
+        // Looked up outside the lock: it reads /proc and the records.
+        let origin = req.identity.address.is_none().then(|| self.origin_of(peer)).flatten();
         let id = {
             let mut st = self.state();
             if st.exit.is_some() {
@@ -312,6 +335,7 @@ impl Keeper {
                 id,
                 mode: req.mode,
                 identity: req.identity.clone(),
+                origin: origin.clone(),
                 since: now_rfc3339(),
                 size,
                 outbox: outbox.clone(),
@@ -340,7 +364,7 @@ impl Keeper {
         } else {
             crate::audit::Event::Attach
         };
-        self.audit_local(event, &req.identity);
+        self.audit_local(event, &req.identity, origin.as_ref());
         self.save_record();
         Ok(id)
     }
@@ -370,7 +394,7 @@ impl Keeper {
             } else {
                 crate::audit::Event::Detach
             };
-            self.audit_local(event, &a.identity);
+            self.audit_local(event, &a.identity, a.origin.as_ref());
             self.save_record();
         }
     }
@@ -635,12 +659,15 @@ impl Keeper {
     }
 }
 
-/// "alice@laptop (owner, 10.1.2.3:40444)" for markers.
+/// "alice@laptop (owner, 10.1.2.3:40444)" for markers, notices and the
+/// consent prompt: shown to other people's terminals, so whatever the
+/// name and address hold is escaped (`crate::term::text`).
 pub fn describe_identity(id: &Identity) -> String {
+    use crate::term::text::visible;
     let role = id.role.name();
     match &id.address {
-        Some(addr) => format!("{} ({role}, {addr})", id.name),
-        None => format!("{} ({role}, local)", id.name),
+        Some(addr) => format!("{} ({role}, {})", visible(&id.name), visible(addr)),
+        None => format!("{} ({role}, local)", visible(&id.name)),
     }
 }
 

@@ -40,7 +40,7 @@ pub struct Consent {
 /// leaving the cursor, its attributes and the rest of the screen alone.
 fn overlay(text: &str, cols: u16) -> Bytes {
     let max = usize::from(cols).saturating_sub(2).max(1);
-    let text: String = text.chars().filter(|c| !c.is_control()).take(max).collect();
+    let text: String = crate::term::text::visible(text).chars().take(max).collect();
     let width = text.chars().count() + 2;
     let col = usize::from(cols).saturating_sub(width) + 1;
     Bytes::from(format!("\x1b7\x1b[1;{col}H\x1b[0;7m {text} \x1b[0m\x1b8"))
@@ -209,6 +209,8 @@ mod tests {
         let tiny = overlay("a long text that does not fit", 10);
         assert!(std::str::from_utf8(&tiny).unwrap().contains("[1;1H"));
         let hostile = overlay("evil\x1b]52;c;x\x07name", 80);
-        assert!(!std::str::from_utf8(&hostile).unwrap().contains("\x07"));
+        let hostile = std::str::from_utf8(&hostile).unwrap();
+        assert!(!hostile.contains('\x07') && !hostile.contains("\x1b]"), "{hostile:?}");
+        assert!(hostile.contains("evil\\e]52;c;x\\x07name"), "{hostile:?}");
     }
 }

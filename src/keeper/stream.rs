@@ -22,7 +22,7 @@
 //! takes only the stream lock, so it never waits for the parser.
 
 use super::fanout::Outbox;
-use crate::term::scan::{Span, VtScanner};
+use crate::term::scan::{Passthrough, Span, VtScanner};
 use crate::term::screen::{Routed, route};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -71,6 +71,12 @@ pub struct Router {
 }
 
 impl Router {
+    /// A router giving interactive clients what `passthrough` allows (the
+    /// screen model must route with the same setting).
+    pub fn new(passthrough: Passthrough) -> Self {
+        Router { scanner: VtScanner::with_passthrough(passthrough), ..Router::default() }
+    }
+
     /// Routes one read; the incomplete tail waits for the next.
     pub fn route(&mut self, chunk: &Bytes) -> Routed {
         self.spans.clear();
@@ -113,6 +119,12 @@ pub struct Stream {
 }
 
 impl Stream {
+    /// An empty fan-out whose router gives interactive clients what
+    /// `passthrough` allows.
+    pub fn new(passthrough: Passthrough) -> Self {
+        Stream { router: Router::new(passthrough), ..Stream::default() }
+    }
+
     /// Routes one PTY read and queues it for every live attachment. Never
     /// blocks on a client: outboxes are lossy.
     pub fn on_read(&mut self, chunk: &Bytes, watchers_unsafe_ok: bool) {
@@ -155,7 +167,7 @@ mod tests {
     #[test]
     fn router_and_screen_agree_on_output_and_position_however_reads_fall() {
         let input: &[u8] =
-            b"ab\x1b[6ncd\x1b[31mred\x1b]11;?\x07\xe2\x82\xac\x1b]52;c;eA==\x07end\r\n";
+            b"ab\x1b[6ncd\x1b[31mred\x1b]11;?\x07\xe2\x82\xac\x1b]52;c;eA==\x07\xc2\x9d52;c;eA==\xc2\x9cend\r\n";
         for cut_a in 0..input.len() {
             for cut_b in cut_a..input.len() {
                 let mut router = Router::default();
@@ -191,7 +203,9 @@ mod tests {
 
     #[test]
     fn live_attachments_get_their_routing() {
-        let mut stream = Stream::default();
+        // Clipboard writes allowed to interactive clients (config.toml
+        // `clipboard = true`); never to watchers.
+        let mut stream = Stream::new(Passthrough::ALL);
         let (client, other, watcher) =
             (Arc::new(Outbox::new()), Arc::new(Outbox::new()), Arc::new(Outbox::new()));
         let sub = |id, mode, outbox: &Arc<Outbox>| Subscriber {
@@ -219,7 +233,7 @@ mod tests {
         assert_eq!(stream.live.len(), 2);
         // Replayed output (behind where a restarted client already was)
         // carries no query and nothing that acts beyond the screen.
-        let mut router = Router::default();
+        let mut router = Router::new(Passthrough::ALL);
         let routed = router.route(&Bytes::from_static(b"a\x1b]11;?\x07\x1b]52;c;eA==\x07b"));
         for from in [0, 100] {
             sub(1, AttachMode::Interactive, &client).push(&routed, from, Some(1), false);
@@ -230,5 +244,11 @@ mod tests {
         assert_eq!(&got(&client)[..], b"ab");
         replay.push(&routed, 50, Some(1), false);
         assert_eq!(&got(&client)[..], b"a\x1b]11;?\x07\x1b]52;c;eA==\x07b");
+        // By default (tmux's), the clipboard write reaches nobody.
+        let mut stream = Stream::new(Passthrough::default());
+        stream.live = vec![sub(1, AttachMode::Interactive, &client)];
+        stream.active = Some(1);
+        stream.on_read(&Bytes::from_static(b"a\x1b]52;c;eA==\x07b"), true);
+        assert_eq!(&got(&client)[..], b"ab");
     }
 }

@@ -508,6 +508,16 @@ pub fn resolve(paths: &Paths, target: &str) -> Result<Recording> {
         rec.session = session_of(paths, &rec);
         return Ok(rec);
     }
+    resolve_session(paths, target)
+}
+
+/// The recording of the session named `target`; nothing else is looked
+/// up (no file of that name is looked for).
+///
+/// # Errors
+///
+/// Not a session name (2), no such session (3), not recorded (2).
+pub fn resolve_session(paths: &Paths, target: &str) -> Result<Recording> {
     let name =
         SessionName::new(target).map_err(|e| Failure::invalid(format!("{target:?}: {e}")))?;
     let info = Registry::new(paths.clone()).require(&name)?;

@@ -6,8 +6,12 @@
 //! holds the lock" means the keeper died without recording an end: the
 //! session is `lost`. Readers never need the keeper to answer, so `ls` is
 //! fast and cannot hang on a stopped keeper.
+//!
+//! [`origin`] tells whether a process runs inside a session (for the audit
+//! log).
 
 pub mod lock;
+pub mod origin;
 pub mod registry;
 
 pub use lock::SessionLock;

@@ -146,7 +146,7 @@ pub async fn attach_or_show(
         let record = if refused { None } else { backend.lookup(&n)? };
         let info = explain_failure(&n, record, err)?;
         let screen = backend.final_screen(&n)?;
-        anyhow::Ok((ended_screen(&info, screen.as_ref()), exit_of(&info).status()))
+        anyhow::Ok((ended_screen(&info, screen.as_ref(), mode), exit_of(&info).status()))
     })
     .await??;
     send(out, shown.0).await;

@@ -45,7 +45,7 @@ impl Exec {
         let code = match self.dispatch(&command).await {
             Ok(code) => code,
             Err(e) => {
-                let text = format!("tether: {}\n", crate::error::message(&e));
+                let text = format!("tether: {}\n", crate::error::shown(&e));
                 say(&self.out, &self.crlf(&text), true).await;
                 crate::error::exit_code(&e)
             }
@@ -219,7 +219,7 @@ impl Exec {
             (Err(e), Some(code))
                 if crate::error::exit_code(&e) != tether_proto::ErrorCode::Refused.exit_code() =>
             {
-                let text = format!("tether: {}\n", crate::error::message(&e));
+                let text = format!("tether: {}\n", crate::error::shown(&e));
                 say(&self.out, &self.crlf(&text), true).await;
                 Ok(code)
             }

@@ -7,6 +7,7 @@
 
 use super::{Caller, Input, Output, Pty, Shared, bridge, say};
 use crate::backend::{Backend, create_request};
+use crate::term::text::visible;
 use bytes::Bytes;
 use ratatui::backend::CrosstermBackend;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -149,7 +150,7 @@ impl Picker {
                     s.started.as_deref().map_or("-".into(), crate::clock::age),
                     s.clients,
                     s.watchers,
-                    s.command.join(" ")
+                    visible(&s.command.join(" "))
                 ))
             })
             .collect();
@@ -162,8 +163,10 @@ impl Picker {
         let mut state = ListState::default().with_selected(Some(self.selected));
         frame.render_stateful_widget(list, list_area, &mut state);
         let help = match (&self.naming, &self.message) {
-            (Some(name), _) => format!("new session name: {name}_   (Enter create · Esc cancel)"),
-            (None, Some(msg)) => msg.clone(),
+            (Some(name), _) => {
+                format!("new session name: {}_   (Enter create · Esc cancel)", visible(name))
+            }
+            (None, Some(msg)) => visible(msg).into_owned(),
             (None, None) => "↑/↓ choose · Enter attach · n new · r refresh · q quit".to_owned(),
         };
         frame.render_widget(Paragraph::new(Line::from(help)), help_area);
@@ -247,7 +250,7 @@ pub async fn run(
             match bridge::attach_or_show(shared, caller, &name, mode, size, &mut input, out).await {
                 Ok(code) => code,
                 Err(e) => {
-                    say(out, &format!("tether: {}\r\n", crate::error::message(&e)), true).await;
+                    say(out, &format!("tether: {}\r\n", crate::error::shown(&e)), true).await;
                     crate::error::exit_code(&e)
                 }
             }

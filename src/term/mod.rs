@@ -10,10 +10,13 @@
 //! * [`screen`]: the screen model (both screens, scrollback, the redraw).
 //! * [`view`]: a watcher's rendered, cropped view of a session.
 //! * [`detach`]: the detach key (pressed twice, sent once).
+//! * [`text`]: text from outside tether, made safe to print (every control
+//!   character shown, never executed).
 //! * [`tty`]: the local terminal: raw mode that is always undone, its size.
 
 pub mod detach;
 pub mod scan;
 pub mod screen;
+pub mod text;
 pub mod tty;
 pub mod view;

@@ -73,9 +73,54 @@ pub enum Action {
     /// Nobody sees it (clipboard reads, title reports).
     Drop,
     /// Interactive clients see it; read-only watchers do not: it would act
-    /// on the watcher's own machine (clipboard writes, file transfers,
-    /// notifications, graphics, passthrough to an outer terminal).
+    /// on the watcher's own machine (notifications, graphics, and the
+    /// clipboard writes, file transfers and passthrough an interactive
+    /// client's [`Passthrough`] allows).
     Unsafe,
+}
+
+/// What a job may make an interactive client's terminal do beyond the
+/// screen (config.toml `clipboard`, `file_transfer`, `passthrough`). What
+/// is not allowed reaches no client at all; the default allows nothing,
+/// as tmux's defaults do (docs/CONFIG.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Passthrough {
+    /// Clipboard writes: OSC 52, kitty's OSC 5522.
+    pub clipboard: bool,
+    /// File transfers: iTerm2's OSC 1337 `File=` (and its multipart and
+    /// upload forms), kitty's OSC 5113.
+    pub file_transfer: bool,
+    /// DCS `tmux;` passthrough to the terminal outside a multiplexer.
+    pub tmux: bool,
+}
+
+impl Passthrough {
+    /// Everything allowed (for tests and tools that want the raw stream).
+    pub const ALL: Passthrough = Passthrough { clipboard: true, file_transfer: true, tmux: true };
+
+    fn allows(self, class: Reach) -> bool {
+        match class {
+            Reach::Viewer => true,
+            Reach::Clipboard => self.clipboard,
+            Reach::FileTransfer => self.file_transfer,
+            Reach::Tmux => self.tmux,
+        }
+    }
+}
+
+/// What a sequence that acts beyond the screen reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// The viewer's machine (notifications, fonts, graphics): fine for
+    /// the interactive client that runs the job, never for a watcher.
+    Viewer,
+    /// The clipboard.
+    Clipboard,
+    /// Files on the viewer's machine.
+    FileTransfer,
+    /// The terminal outside a multiplexer, unfiltered.
+    Tmux,
 }
 
 /// A classified sequence within the scanned bytes.
@@ -90,7 +135,12 @@ pub struct Span {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Ground,
-    Utf8 { need: u8 },
+    /// Inside a multibyte character; `c1` when it began with `0xc2`, the
+    /// lead of the C1 controls U+0080..U+009F.
+    Utf8 {
+        need: u8,
+        c1: bool,
+    },
     Esc,
     EscInter,
     Csi,
@@ -205,11 +255,16 @@ pub struct VtScanner {
     collected: Vec<u8>,
     /// The current sequence outgrew `collected`; it will not be classified.
     overflow: bool,
+    /// The last byte of the string being scanned was `0xc2` (perhaps the
+    /// first half of ST written as U+009C).
+    after_c2: bool,
     /// Where the current sequence or character began in the scanned buffer.
     start: usize,
     /// A sequence too long to hold back is being passed through and is
-    /// unsafe for watchers: everything up to its end is.
-    carry_unsafe: bool,
+    /// unsafe for watchers (or for everyone): everything up to its end is.
+    carry: Option<Action>,
+    /// What interactive clients may receive of what acts beyond the screen.
+    passthrough: Passthrough,
     /// The modes seen so far.
     pub modes: Modes,
 }
@@ -220,8 +275,10 @@ impl Default for VtScanner {
             state: State::Ground,
             collected: Vec::new(),
             overflow: false,
+            after_c2: false,
             start: 0,
-            carry_unsafe: false,
+            carry: None,
+            passthrough: Passthrough::default(),
             modes: Modes::default(),
         }
     }
@@ -231,6 +288,12 @@ impl VtScanner {
     /// A scanner in the ground state.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A scanner whose spans let interactive clients have what
+    /// `passthrough` allows (the default allows nothing).
+    pub fn with_passthrough(passthrough: Passthrough) -> Self {
+        VtScanner { passthrough, ..Self::default() }
     }
 
     /// Scans `buf`, appending the classified sequences to `spans`, and
@@ -263,10 +326,10 @@ impl VtScanner {
             return buf.len();
         }
         let tail = buf.len() - self.start.min(buf.len());
-        if self.carry_unsafe {
+        if let Some(action) = self.carry {
             // Still inside a long unsafe string: all of this buffer is part of it.
             spans.truncate(first_span);
-            spans.push(Span { range: 0..buf.len(), action: Action::Unsafe });
+            spans.push(Span { range: 0..buf.len(), action });
             return buf.len();
         }
         if tail <= HOLDBACK_MAX {
@@ -276,9 +339,9 @@ impl VtScanner {
             // Keep scanning the oversized sequence from the next buffer on;
             // it can no longer be classified as a query, but a watcher must
             // still not receive an unsafe one.
-            if self.unsafe_prefix() {
-                self.carry_unsafe = true;
-                spans.push(Span { range: self.start..buf.len(), action: Action::Unsafe });
+            if let Some(action) = self.unsafe_prefix() {
+                self.carry = Some(action);
+                spans.push(Span { range: self.start..buf.len(), action });
             }
             self.overflow = true;
             self.start = 0;
@@ -286,14 +349,16 @@ impl VtScanner {
         }
     }
 
-    /// Whether the string being collected is one watchers must not get,
-    /// judged from its first bytes.
-    fn unsafe_prefix(&self) -> bool {
-        match self.state {
-            State::Osc | State::OscEsc => unsafe_osc(&self.collected),
-            State::Str | State::StrEsc => unsafe_string(&self.collected),
-            _ => false,
-        }
+    /// What to do with the string being collected, if watchers must not
+    /// get it, judged from its first bytes: [`Action::Unsafe`] when
+    /// interactive clients may, else [`Action::Drop`].
+    fn unsafe_prefix(&self) -> Option<Action> {
+        let reach = match self.state {
+            State::Osc | State::OscEsc => osc_reach(&self.collected),
+            State::Str | State::StrEsc => string_reach(&self.collected),
+            _ => None,
+        }?;
+        Some(if self.passthrough.allows(reach) { Action::Unsafe } else { Action::Drop })
     }
 
     fn reset_sequence_state(&mut self) {
@@ -314,6 +379,7 @@ impl VtScanner {
         self.state = state;
         self.collected.clear();
         self.overflow = false;
+        self.after_c2 = false;
     }
 
     fn step(&mut self, b: u8, i: usize, spans: &mut Vec<Span>) {
@@ -332,29 +398,32 @@ impl VtScanner {
         }
         match self.state {
             State::Ground => self.ground(b),
-            State::Utf8 { need } => self.utf8(b, need, i, spans),
+            State::Utf8 { need, c1 } => self.utf8(b, need, c1, i, spans),
             State::Esc => self.escape(b),
             State::EscInter => self.escape_intermediate(b),
             State::Csi => self.csi(b, i, spans),
             State::Osc => self.osc(b, i, spans),
             State::OscEsc | State::StrEsc => self.string_escape(b, i, spans),
-            State::Str => self.collect(b),
+            State::Str => self.string_byte(b, i, spans),
         }
     }
 
     fn ground(&mut self, b: u8) {
         match b {
             0x1b => self.begin(State::Esc),
-            0xc2..=0xdf => self.state = State::Utf8 { need: 1 },
-            0xe0..=0xef => self.state = State::Utf8 { need: 2 },
-            0xf0..=0xf4 => self.state = State::Utf8 { need: 3 },
+            0xc2..=0xdf => self.state = State::Utf8 { need: 1, c1: b == 0xc2 },
+            0xe0..=0xef => self.state = State::Utf8 { need: 2, c1: false },
+            0xf0..=0xf4 => self.state = State::Utf8 { need: 3, c1: false },
             _ => {}
         }
     }
 
-    fn utf8(&mut self, b: u8, need: u8, i: usize, spans: &mut Vec<Span>) {
-        if (0x80..=0xbf).contains(&b) {
-            self.state = if need > 1 { State::Utf8 { need: need - 1 } } else { State::Ground };
+    fn utf8(&mut self, b: u8, need: u8, c1: bool, i: usize, spans: &mut Vec<Span>) {
+        if c1 && (0x80..=0x9f).contains(&b) {
+            self.c1_control(b);
+        } else if (0x80..=0xbf).contains(&b) {
+            self.state =
+                if need > 1 { State::Utf8 { need: need - 1, c1: false } } else { State::Ground };
         } else {
             // Invalid continuation: the partial character is garbage (the
             // screen model shows U+FFFD); this byte starts afresh.
@@ -362,6 +431,43 @@ impl VtScanner {
             self.start = i;
             self.step(b, i, spans);
         }
+    }
+
+    /// A C1 control written as a UTF-8 character (`0xc2` then `b`): the
+    /// screen model, and terminals that honour them, take U+009B as CSI,
+    /// U+009D as OSC, U+0090 as DCS and so on, so they begin the same
+    /// sequences as their `ESC` forms (the sequence starts at the `0xc2`).
+    fn c1_control(&mut self, b: u8) {
+        match b {
+            0x9b => self.begin(State::Csi),
+            0x9d => self.begin(State::Osc),
+            0x90 | 0x98 | 0x9e | 0x9f => {
+                self.begin(State::Str);
+                self.collect(b - 0x40);
+            }
+            _ => self.state = State::Ground,
+        }
+    }
+
+    /// One byte of a DCS, SOS, PM or APC string.
+    fn string_byte(&mut self, b: u8, i: usize, spans: &mut Vec<Span>) {
+        if self.ends_with_c1_st(b) {
+            self.finish_string(i, spans);
+        } else {
+            self.collect(b);
+        }
+    }
+
+    /// Whether `b` completes ST written as a UTF-8 character (U+009C, the
+    /// bytes `0xc2 0x9c`) inside a string; the `0xc2` is dropped from what
+    /// was collected.
+    fn ends_with_c1_st(&mut self, b: u8) -> bool {
+        let st = b == 0x9c && self.after_c2;
+        self.after_c2 = b == 0xc2;
+        if st && self.collected.last() == Some(&0xc2) {
+            self.collected.pop();
+        }
+        st
     }
 
     fn escape(&mut self, b: u8) {
@@ -422,7 +528,7 @@ impl VtScanner {
     }
 
     fn osc(&mut self, b: u8, i: usize, spans: &mut Vec<Span>) {
-        if b == 0x07 {
+        if b == 0x07 || self.ends_with_c1_st(b) {
             self.finish_string(i, spans);
         } else {
             self.collect(b);
@@ -449,22 +555,22 @@ impl VtScanner {
 
     fn finish_string(&mut self, i: usize, spans: &mut Vec<Span>) {
         let osc = matches!(self.state, State::Osc | State::OscEsc);
-        if std::mem::take(&mut self.carry_unsafe) {
+        if let Some(action) = self.carry.take() {
             self.state = State::Ground;
-            spans.push(Span { range: 0..i + 1, action: Action::Unsafe });
+            spans.push(Span { range: 0..i + 1, action });
             return;
         }
         let risky = self.unsafe_prefix();
         self.state = State::Ground;
         if self.overflow {
-            if risky {
-                spans.push(Span { range: self.start..i + 1, action: Action::Unsafe });
+            if let Some(action) = risky {
+                spans.push(Span { range: self.start..i + 1, action });
             }
             return;
         }
         let body = std::mem::take(&mut self.collected);
         let action = if osc { self.osc_dispatch(&body) } else { dcs_dispatch(&body) };
-        let action = action.or(risky.then_some(Action::Unsafe));
+        let action = action.or(risky);
         if let Some(action) = action {
             spans.push(Span { range: self.start..i + 1, action });
         }
@@ -618,21 +724,40 @@ impl ModeTracker {
     }
 }
 
-/// OSC commands that act on the viewer's machine: 52 clipboard, 50 font,
-/// 9, 99 and 777 desktop notifications, 1337 iTerm2 (file downloads,
-/// user variables), 5113 kitty file transfer, 5522 kitty clipboard.
-fn unsafe_osc(body: &[u8]) -> bool {
-    let ps = body.split(|b| *b == b';').next().unwrap_or(b"");
-    matches!(parse_u16(ps), Some(9 | 50 | 52 | 99 | 777 | 1337 | 5113 | 5522))
+/// OSC commands that act on the viewer's machine, and what they reach:
+/// 52 clipboard, 5522 kitty clipboard; 1337 iTerm2 file downloads and
+/// uploads (`File=`, `MultipartFile=`, `FilePart=`, `FileEnd`,
+/// `RequestUpload=`), 5113 kitty file transfer; 50 font, 9, 99 and 777
+/// desktop notifications, the rest of 1337 (user variables, marks).
+fn osc_reach(body: &[u8]) -> Option<Reach> {
+    let mut fields = body.splitn(2, |b| *b == b';');
+    let ps = fields.next().unwrap_or(b"");
+    match parse_u16(ps)? {
+        52 | 5522 => Some(Reach::Clipboard),
+        5113 => Some(Reach::FileTransfer),
+        1337 => {
+            let pt = fields.next().unwrap_or(b"");
+            let files: [&[u8]; 5] =
+                [b"File=", b"MultipartFile=", b"FilePart=", b"FileEnd", b"RequestUpload"];
+            Some(if files.iter().any(|f| pt.starts_with(f)) {
+                Reach::FileTransfer
+            } else {
+                Reach::Viewer
+            })
+        }
+        9 | 50 | 99 | 777 => Some(Reach::Viewer),
+        _ => None,
+    }
 }
 
-/// APC strings (kitty graphics and protocols), SOS and PM, and DCS
-/// passthrough to an outer multiplexer's terminal (`tmux;`).
-fn unsafe_string(body: &[u8]) -> bool {
+/// APC strings (kitty graphics and protocols), SOS and PM reach the
+/// viewer's machine; DCS passthrough to an outer multiplexer's terminal
+/// (`tmux;`) reaches that terminal with anything in it.
+fn string_reach(body: &[u8]) -> Option<Reach> {
     match body {
-        [b'_' | b'X' | b'^', ..] => true,
-        [b'P', rest @ ..] => rest.starts_with(b"tmux;"),
-        _ => false,
+        [b'_' | b'X' | b'^', ..] => Some(Reach::Viewer),
+        [b'P', rest @ ..] if rest.starts_with(b"tmux;") => Some(Reach::Tmux),
+        _ => None,
     }
 }
 
@@ -684,6 +809,9 @@ mod tests {
             (b"\xff\xfe", 2),
             (b"\x1bP$q m", 0),
             (b"\x1b[1;2\x18rest", 10),
+            (b"x\xc2\x9d0;title", 1),
+            (b"x\xc2", 1),
+            (b"x\xc2\x9d0;t\xc2\x9cy", 9),
         ];
         for (input, want) in cases {
             assert_eq!(scan_all(input).0, *want, "{:?}", String::from_utf8_lossy(input));
@@ -738,7 +866,18 @@ mod tests {
             (b"\x1b]52;c;?\x07", Some(Action::Drop)),
             (b"\x1bP$qm\x1b\\", Some(Action::OneClient)),
             (b"\x1bP+q544e\x1b\\", Some(Action::OneClient)),
-            (b"\x1b]52;c;aGk=\x07", Some(Action::Unsafe)),
+            // Not allowed to interactive clients by default: nobody gets it.
+            (b"\x1b]52;c;aGk=\x07", Some(Action::Drop)),
+            (b"\x1b]9;hello\x07", Some(Action::Unsafe)),
+            // The same sequences with C1 controls written as UTF-8
+            // (U+009B CSI, U+009D OSC, U+0090 DCS, U+009C ST).
+            (b"\xc2\x9b6n", Some(Action::Answer(Query::CursorPosition { dec: false }))),
+            (b"\xc2\x9d52;c;aGk=\xc2\x9c", Some(Action::Drop)),
+            (b"\xc2\x9d52;c;aGk=\x07", Some(Action::Drop)),
+            (b"\xc2\x90tmux;\x1b\x1b]52;c;eA==\x07\xc2\x9c", Some(Action::Drop)),
+            (b"\xc2\x9d1337;File=name=eA==:QQ==\x1b\\", Some(Action::Drop)),
+            (b"\xc2\x9d11;?\xc2\x9c", Some(Action::OneClient)),
+            (b"\xc2\xa9 \xc2\x85", None),
             (b"\x1b[31m", None),
             (b"\x1b[8;24;80t", None),
             (b"\x1b]0;hi\x07", None),
@@ -756,21 +895,40 @@ mod tests {
 
     #[test]
     fn marks_what_watchers_must_not_get() {
-        let cases: &[&[u8]] = &[
-            b"\x1b]52;c;aGVsbG8=\x07",
-            b"\x1b]1337;File=name=eA==:AAAA\x07",
-            b"\x1b]777;notify;hi;there\x1b\\",
-            b"\x1b_Gf=100;AAAA\x1b\\",
-            b"\x1bPtmux;\x1b\x1b]52;c;eA==\x07\x1b\\",
+        // Each sequence, and what an interactive client gets of it with
+        // each single setting allowed (nothing, clipboard, files, tmux).
+        let u = Action::Unsafe;
+        let d = Action::Drop;
+        let cases: &[(&[u8], [Action; 4])] = &[
+            (b"\x1b]52;c;aGVsbG8=\x07", [d, u, d, d]),
+            (b"\x1b]5522;type=write\x1b\\", [d, u, d, d]),
+            (b"\x1b]1337;File=name=eA==:AAAA\x07", [d, d, u, d]),
+            (b"\x1b]1337;MultipartFile=name=eA==\x07", [d, d, u, d]),
+            (b"\x1b]1337;RequestUpload=format=tgz\x07", [d, d, u, d]),
+            (b"\x1b]5113;ac=send\x1b\\", [d, d, u, d]),
+            (b"\x1bPtmux;\x1b\x1b]52;c;eA==\x07\x1b\\", [d, d, d, u]),
+            (b"\x1b]1337;SetUserVar=a=Yg==\x07", [u, u, u, u]),
+            (b"\x1b]777;notify;hi;there\x1b\\", [u, u, u, u]),
+            (b"\x1b_Gf=100;AAAA\x1b\\", [u, u, u, u]),
         ];
-        for input in cases {
-            let (_, spans, _) = scan_all(input);
-            assert_eq!(
-                spans,
-                [Span { range: 0..input.len(), action: Action::Unsafe }],
-                "{:?}",
-                String::from_utf8_lossy(input)
-            );
+        let settings = [
+            Passthrough::default(),
+            Passthrough { clipboard: true, ..Passthrough::default() },
+            Passthrough { file_transfer: true, ..Passthrough::default() },
+            Passthrough { tmux: true, ..Passthrough::default() },
+        ];
+        for (input, wanted) in cases {
+            for (setting, want) in settings.iter().zip(wanted) {
+                let mut s = VtScanner::with_passthrough(*setting);
+                let mut spans = Vec::new();
+                assert_eq!(s.scan(input, &mut spans), input.len());
+                assert_eq!(
+                    spans,
+                    [Span { range: 0..input.len(), action: *want }],
+                    "{:?} with {setting:?}",
+                    String::from_utf8_lossy(input)
+                );
+            }
         }
         let (_, spans, _) = scan_all(b"\x1b]0;title\x07\x1b]8;;http://x\x07");
         assert!(spans.is_empty());
@@ -778,18 +936,31 @@ mod tests {
 
     #[test]
     fn long_unsafe_strings_are_marked_across_reads() {
+        // A big clipboard write passes to interactive clients in pieces
+        // when allowed, and none of it when not (the default).
+        for (setting, action) in
+            [(Passthrough::ALL, Action::Unsafe), (Passthrough::default(), Action::Drop)]
+        {
+            let mut s = VtScanner::with_passthrough(setting);
+            let mut spans = Vec::new();
+            let mut first = b"ok\x1b]52;c;".to_vec();
+            first.extend(std::iter::repeat_n(b'A', HOLDBACK_MAX + 10));
+            assert_eq!(s.scan(&first, &mut spans), first.len());
+            assert_eq!(spans, [Span { range: 2..first.len(), action }]);
+            spans.clear();
+            assert_eq!(s.scan(b"AAAA", &mut spans), 4);
+            assert_eq!(spans, [Span { range: 0..4, action }]);
+            spans.clear();
+            assert_eq!(s.scan(b"AA\x07after", &mut spans), 8);
+            assert_eq!(spans, [Span { range: 0..3, action }]);
+        }
+        // A long iTerm2 file transfer is judged from its first bytes.
         let mut s = VtScanner::new();
         let mut spans = Vec::new();
-        let mut first = b"ok\x1b]52;c;".to_vec();
-        first.extend(std::iter::repeat_n(b'A', HOLDBACK_MAX + 10));
-        assert_eq!(s.scan(&first, &mut spans), first.len());
-        assert_eq!(spans, [Span { range: 2..first.len(), action: Action::Unsafe }]);
-        spans.clear();
-        assert_eq!(s.scan(b"AAAA", &mut spans), 4);
-        assert_eq!(spans, [Span { range: 0..4, action: Action::Unsafe }]);
-        spans.clear();
-        assert_eq!(s.scan(b"AA\x07after", &mut spans), 8);
-        assert_eq!(spans, [Span { range: 0..3, action: Action::Unsafe }]);
+        let mut file = b"\x1b]1337;File=inline=0:".to_vec();
+        file.extend(std::iter::repeat_n(b'A', HOLDBACK_MAX + 10));
+        assert_eq!(s.scan(&file, &mut spans), file.len());
+        assert_eq!(spans, [Span { range: 0..file.len(), action: Action::Drop }]);
     }
 
     #[test]

@@ -161,6 +161,14 @@ impl Screen {
         }
     }
 
+    /// The same screen, whose routing lets interactive clients have what
+    /// `passthrough` allows of what acts beyond the screen (the keeper's
+    /// reader routes with the same setting: `keeper::stream::Router`).
+    pub fn with_passthrough(mut self, passthrough: crate::term::scan::Passthrough) -> Self {
+        self.scanner = VtScanner::with_passthrough(passthrough);
+        self
+    }
+
     /// From now on, keeps the primary-screen lines dropped off the top of
     /// the scrollback until [`Screen::take_evicted`] takes them.
     pub fn keep_evicted(&mut self) {

@@ -8,6 +8,7 @@
 //! smaller terminal never gets wrapped garbage.
 
 use crate::term::screen::{Screen, sgr};
+use crate::term::text::visible;
 use avt::Pen;
 use std::fmt::Write as _;
 use tether_proto::WindowSize;
@@ -81,14 +82,16 @@ impl WatchView {
         let size = self.screen.size();
         let mut s = format!(
             " watching {} (owner {}) · read-only · {} watching",
-            self.session, self.owner, self.watchers
+            visible(&self.session),
+            visible(&self.owner),
+            self.watchers
         );
         if size.cols > self.terminal.cols || size.rows + 1 > self.terminal.rows {
             let _ = write!(s, " · cropped {}x{}", size.cols, size.rows);
         }
         let _ = write!(s, " · {} leaves", self.detach);
         if let Some(note) = &self.note {
-            let _ = write!(s, " · {note}");
+            let _ = write!(s, " · {}", visible(note));
         }
         s
     }
@@ -110,23 +113,7 @@ impl WatchView {
         for r in 0..rows {
             let _ = write!(out, "\x1b[{};1H", r + 1);
             if let Some(line) = lines.get(usize::from(y0 + r)) {
-                let mut pen = Pen::default();
-                let mut width = 0;
-                for cell in line.cells().iter().skip(usize::from(x0)) {
-                    let w = u16::from(cell.width());
-                    if w == 0 {
-                        continue;
-                    }
-                    if width + w > cols {
-                        break;
-                    }
-                    if *cell.pen() != pen {
-                        pen = *cell.pen();
-                        out.push_str(&sgr(&pen));
-                    }
-                    out.push(cell.char());
-                    width += w;
-                }
+                draw_line(&mut out, line, x0, cols);
             }
             out.push_str("\x1b[0m\x1b[K");
         }
@@ -138,6 +125,54 @@ impl WatchView {
         }
         out.into_bytes()
     }
+}
+
+/// Draws the cells of `line` from column `x0` on, at most `cols` wide,
+/// with their colours and attributes: tether's own drawing, nothing of
+/// the session's bytes.
+fn draw_line(out: &mut String, line: &avt::Line, x0: u16, cols: u16) {
+    let mut pen = Pen::default();
+    let mut width = 0;
+    for cell in line.cells().iter().skip(usize::from(x0)) {
+        let w = u16::from(cell.width());
+        if w == 0 {
+            continue;
+        }
+        if width + w > cols {
+            break;
+        }
+        if *cell.pen() != pen {
+            pen = *cell.pen();
+            out.push_str(&sgr(&pen));
+        }
+        out.push(cell.char());
+        width += w;
+    }
+}
+
+/// A still picture of a screen of `size` from its `redraw`, as a
+/// read-only client is shown the final screen of an ended session: the
+/// lines drawn by tether from the screen model, one after the other from
+/// where the cursor is, so that nothing of the session's own sequences
+/// (its window title, modes, anything aimed at the viewer's machine)
+/// reaches the viewer.
+pub fn still(redraw: &[u8], size: WindowSize) -> Vec<u8> {
+    let mut screen = Screen::new(size, HISTORY_CELLS);
+    screen.feed(redraw);
+    let lines: Vec<_> = screen.visible_lines().collect();
+    let used = lines.iter().rposition(|l| !l.text().trim_end().is_empty()).map_or(0, |i| i + 1);
+    let mut out = String::from("\x1b[0m");
+    for line in &lines[..used] {
+        // Trailing blanks are left out: a narrower terminal would wrap them.
+        let cells = line.cells();
+        let width = cells
+            .iter()
+            .rposition(|c| c.char() != ' ' || *c.pen() != Pen::default())
+            .map_or(0, |i| i + usize::from(cells[i].width().max(1)));
+        draw_line(&mut out, line, 0, u16::try_from(width).unwrap_or(u16::MAX));
+        out.push_str("\x1b[0m\r\n");
+    }
+    out.into_bytes()
 }
 
 #[cfg(test)]
@@ -193,5 +228,27 @@ mod tests {
         assert_eq!(p.screen().cell(0, 0).unwrap().fgcolor(), vt100::Color::Idx(1));
         assert_eq!(p.screen().cursor_position(), (0, 8));
         assert!(!v.status().contains("cropped"));
+    }
+
+    #[test]
+    fn a_still_carries_the_screen_and_nothing_of_the_session() {
+        let size = WindowSize { cols: 30, rows: 5 };
+        let mut model = Screen::new(size, 0);
+        model.feed(b"\x1b]2;EVIL TITLE\x07\x1b[?2004h\x1b[?1000h\x1b[31mred\x1b[0m line\r\nsecond");
+        let redraw = model.redraw();
+        assert!(
+            String::from_utf8_lossy(&redraw).contains("EVIL TITLE"),
+            "the redraw keeps the title"
+        );
+        let out = still(&redraw, size);
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(
+            !text.contains("EVIL") && !text.contains("\x1b]") && !text.contains("?2004"),
+            "{text:?}"
+        );
+        let mut p = vt100::Parser::new(5.try_into().unwrap(), 30.try_into().unwrap(), 0);
+        p.process(&out);
+        assert_eq!(p.screen().contents(), "red line\nsecond");
+        assert_eq!(p.screen().cell(0, 0).unwrap().fgcolor(), vt100::Color::Idx(1));
     }
 }

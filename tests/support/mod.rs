@@ -62,6 +62,13 @@ impl Gate {
     }
 }
 
+/// The name of the user the tests run as, as tether names a local user
+/// (from the uid, never from `$USER`, which the tests set to `tester`).
+pub fn user_name() -> String {
+    let out = Command::new("id").arg("-un").output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
 /// Whether a process exists (and is not a zombie).
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
