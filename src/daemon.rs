@@ -187,6 +187,9 @@ fn serve(paths: Paths, config: Config, addr: SocketAddr, daemonized: bool) -> Re
     spawn_reaper();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Blocking threads (commands run over ssh) are not kept idle for
+        // long: a closed channel's thread should be gone, not parked.
+        .thread_keep_alive(Duration::from_secs(1))
         .enable_all()
         .build()
         .context("starting the async runtime")?;

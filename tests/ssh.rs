@@ -4,6 +4,7 @@
 use crate::support::ssh::{Daemon, Key, Ssh, authorize, known_hosts_line};
 use crate::support::*;
 use rustix::process::Signal;
+use std::time::Duration;
 
 /// A daemon with one owner key, and a client for it.
 fn setup() -> (TestEnv, Daemon, Key, Ssh) {
@@ -350,4 +351,90 @@ fn rss_kb(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap()
+}
+
+/// The options that make `ssh` share one connection (ControlMaster), with
+/// the control socket under `dir`.
+fn control_master(dir: &std::path::Path) -> Vec<String> {
+    vec![
+        "-o".into(),
+        "ControlMaster=auto".into(),
+        "-o".into(),
+        format!("ControlPath={}", dir.join("cm").display()),
+        "-o".into(),
+        "ControlPersist=60".into(),
+    ]
+}
+
+fn audit_events(env: &TestEnv, event: &str) -> usize {
+    let audit = std::fs::read_to_string(env.state_dir().join("audit.jsonl")).unwrap_or_default();
+    audit.matches(&format!("\"event\":\"{event}\"")).count()
+}
+
+#[test]
+fn a_control_master_runs_40_commands_over_one_connection() {
+    let (env, _daemon, _key, ssh) = setup();
+    let shared = control_master(env.root());
+    let shared: Vec<&str> = shared.iter().map(String::as_str).collect();
+    for i in 0..40 {
+        let out = ssh.run_with(&env, &shared, &["ls"]);
+        assert!(out.status.success(), "command {i}: {}", text(&out));
+        // A master that fell back to a new connection says so on stderr.
+        assert!(!text(&out).contains("refused"), "command {i}: {}", text(&out));
+    }
+    // One login, so one connection, served all 40.
+    assert_eq!(audit_events(&env, "auth_success"), 1);
+    let _ = ssh.run_with(&env, &[&shared[..], &["-O", "exit"]].concat(), &[]);
+}
+
+#[test]
+fn clients_killed_during_wait_or_tail_f_leave_no_thread_or_socket() {
+    let (env, daemon, _key, ssh) = setup();
+    env.start("forever", &["sleep", "600"]);
+    // A connection shared through a master stays up while its channels
+    // close; plain clients take their connection down with them.
+    let shared = control_master(env.root());
+    let shared: Vec<&str> = shared.iter().map(String::as_str).collect();
+    ssh.run_with(&env, &shared, &["ls"]);
+    // Idle blocking threads leave after 1 s.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (threads, fds) = daemon.threads_and_fds();
+    let mut clients = Vec::new();
+    for (extra, command) in [
+        (&[][..], &["wait", "forever"][..]),
+        (&[][..], &["tail", "-f", "forever"][..]),
+        (&shared[..], &["wait", "forever"][..]),
+        (&shared[..], &["tail", "-f", "forever"][..]),
+    ] {
+        for _ in 0..2 {
+            let argv = ssh.argv(extra, command);
+            let child = std::process::Command::new(&argv[0])
+                .args(&argv[1..])
+                .env_clear()
+                .envs(env.envs())
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            clients.push(child);
+        }
+    }
+    // Each command holds a keeper connection (two descriptors at least).
+    wait_until("the commands to reach the keeper", || {
+        daemon.threads_and_fds().1 >= fds + 2 * clients.len()
+    });
+    for c in &mut clients {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    wait_until("the daemon to release what the commands held", || {
+        let now = daemon.threads_and_fds();
+        now.0 <= threads && now.1 <= fds
+    });
+    assert_eq!(env.session("forever")["state"], "running");
+    // The shared connection still works.
+    let out = ssh.run_with(&env, &shared, &["ls"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let _ = ssh.run_with(&env, &[&shared[..], &["-O", "exit"]].concat(), &[]);
 }

@@ -1,32 +1,44 @@
 //! One SSH connection: authentication, channels, and the requests on them.
+//!
+//! russh calls these methods one message at a time for the whole
+//! connection, so none of them waits on a channel's program: input is
+//! offered to a bounded per-channel queue ([`super::channel`]), and a
+//! channel whose program falls too far behind is failed on its own. Every
+//! request that wants a reply gets one: what tether does not do (X11,
+//! signals, environment) is refused.
 
 use super::auth;
+use super::channel::{InputReceiver, InputSender, Line, Refused, input_queue};
 use super::exec::Exec;
-use super::{Caller, Input, Output, Pty, Shared, finish, say, window_size, writer_of};
+use super::{Caller, Input, Output, Pty, Shared, finish, say, window_size};
 use crate::audit::{Entry, Event};
 use crate::keys::fingerprint;
 use bytes::Bytes;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
-use russh::{Channel, ChannelId, ChannelOpenFailure};
+use russh::{Channel, ChannelId, ChannelOpenFailure, Sig};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use tether_proto::Identity;
-use tokio::sync::mpsc;
+use tether_proto::{ErrorCode, Identity};
 
-/// Input chunks queued for a channel's program. When it is full, the
-/// connection stops reading from the client (SSH's own backpressure).
-const INPUT_QUEUE: usize = 64;
-
-/// A channel before and while a program runs on it.
-#[derive(Default)]
+/// A channel before and while a program runs on it. Dropping it hangs the
+/// channel up (see [`Line`]).
 struct Slot {
     /// Taken by the program when it starts.
     out: Option<Output>,
     pty: Option<Pty>,
-    /// Set while a program runs; dropping it tells the program the client left.
-    input: Option<mpsc::Sender<Input>>,
+    /// Set while a program runs.
+    input: Option<InputSender>,
+    line: Line,
+}
+
+impl Slot {
+    /// Whether the channel still counts as open: a channel whose program
+    /// ended was closed by us, and russh tells us nothing more about it.
+    fn open(&self) -> bool {
+        !self.line.ended()
+    }
 }
 
 /// The per-connection handler russh calls.
@@ -96,12 +108,54 @@ impl Connection {
         found
     }
 
-    fn start(&mut self, id: ChannelId) -> Option<(Output, Option<Pty>, mpsc::Receiver<Input>)> {
+    /// The channel's output, terminal and input, to start a program on it.
+    fn start(&mut self, id: ChannelId) -> Option<(Output, Option<Pty>, InputReceiver)> {
         let slot = self.channels.get_mut(&id)?;
         let out = slot.out.take()?;
-        let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+        let (tx, rx) = input_queue();
         slot.input = Some(tx);
         Some((out, slot.pty.clone(), rx))
+    }
+
+    /// Queues client input for the channel's program. A program that takes
+    /// no input has dropped its queue: the bytes are discarded. One that
+    /// has fallen [`super::channel::INPUT_LIMIT`] behind fails its channel,
+    /// and only that one.
+    fn offer(
+        &mut self,
+        channel: ChannelId,
+        input: Input,
+        session: &mut Session,
+    ) -> Result<(), russh::Error> {
+        let Some(tx) = self.channels.get(&channel).and_then(|s| s.input.as_ref()) else {
+            return Ok(());
+        };
+        match tx.offer(input) {
+            Ok(()) | Err(Refused::Closed) => Ok(()),
+            Err(Refused::Full) => self.overflow(channel, session),
+        }
+    }
+
+    /// Ends a channel whose program does not take its input as fast as it
+    /// comes: says why on stderr, exit status 6, close. Dropping the slot
+    /// hangs the program up.
+    fn overflow(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), russh::Error> {
+        let Some(slot) = self.channels.remove(&channel) else { return Ok(()) };
+        tracing::warn!(
+            address = ?self.address(),
+            "closing a channel: {} MiB of its input are waiting for a program that does not take them",
+            super::channel::INPUT_LIMIT >> 20
+        );
+        let eol = if slot.pty.is_some() { "\r\n" } else { "\n" };
+        let text = format!(
+            "{eol}tether: closing this channel: more than {} MiB of input are waiting for a session that does not read them{eol}",
+            super::channel::INPUT_LIMIT >> 20
+        );
+        drop(slot);
+        session.extended_data(channel, 1, Bytes::from(text))?;
+        session.exit_status_request(channel, ErrorCode::Unavailable.exit_code() as u32)?;
+        session.eof(channel)?;
+        session.close(channel)
     }
 }
 
@@ -153,6 +207,11 @@ impl russh::server::Handler for Connection {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        // Channels whose programs ended were closed by us; russh does not
+        // report the client's answering close, so they are dropped here.
+        // (russh 0.65 itself keeps a small record of each such channel,
+        // about 3.5 KB, until the connection ends.)
+        self.channels.retain(|_, slot| slot.open());
         let max = self.shared.config().max_channels;
         if self.caller.is_none() || self.channels.len() >= max {
             tracing::warn!(address = ?self.address(), "refusing a channel ({max} open at most)");
@@ -160,7 +219,12 @@ impl russh::server::Handler for Connection {
             return Ok(());
         }
         let id = channel.id();
-        self.channels.insert(id, Slot { out: Some(writer_of(channel)), ..Slot::default() });
+        // Input arrives through the callbacks below; a read half nobody
+        // drains would stall the whole connection, so it is dropped.
+        let (read, write) = channel.split();
+        drop(read);
+        let (line, out) = Line::open(write);
+        self.channels.insert(id, Slot { out: Some(out), pty: None, input: None, line });
         reply.accept().await;
         Ok(())
     }
@@ -201,18 +265,23 @@ impl russh::server::Handler for Connection {
         row_height: u32,
         _pix_width: u32,
         _pix_height: u32,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), Self::Error> {
         let size = window_size(col_width, row_height);
-        if let Some(slot) = self.channels.get_mut(&channel) {
-            if let Some(pty) = &mut slot.pty {
-                pty.size = size;
-            }
-            if let Some(tx) = &slot.input {
-                // A resize is worth dropping rather than stalling the connection.
-                let _ = tx.try_send(Input::Resize(size));
-            }
+        let Some(slot) = self.channels.get_mut(&channel) else {
+            session.channel_failure(channel)?;
+            return Ok(());
+        };
+        if let Some(pty) = &mut slot.pty {
+            pty.size = size;
         }
+        if let Some(tx) = &slot.input {
+            // A resize is worth dropping (the next one carries the size)
+            // rather than failing the channel.
+            let _ = tx.offer(Input::Resize(size));
+        }
+        // Sent only if the client asked for a reply (OpenSSH does not).
+        session.channel_success(channel)?;
         Ok(())
     }
 
@@ -223,6 +292,32 @@ impl russh::server::Handler for Connection {
         _value: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
+    async fn x11_request(
+        &mut self,
+        channel: ChannelId,
+        _single_connection: bool,
+        _x11_auth_protocol: &str,
+        _x11_auth_cookie: &str,
+        _x11_screen_number: u32,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // tether forwards nothing.
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
+    async fn signal(
+        &mut self,
+        channel: ChannelId,
+        _signal: Sig,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // Not delivered: a job is reached through its keeper (`kill`), and
+        // an attached client types Ctrl-C to its terminal.
         session.channel_failure(channel)?;
         Ok(())
     }
@@ -260,6 +355,7 @@ impl russh::server::Handler for Connection {
         let shared = self.shared.clone();
         tokio::spawn(async move {
             let Some(pty) = pty else {
+                drop(input);
                 let text = "tether: the session picker needs a terminal: use `ssh -t`, or give a command such as `ls`\n";
                 say(&out, text, true).await;
                 finish(&out, 2).await;
@@ -296,24 +392,18 @@ impl russh::server::Handler for Connection {
         &mut self,
         channel: ChannelId,
         data: &[u8],
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let tx = self.channels.get(&channel).and_then(|s| s.input.clone());
-        if let Some(tx) = tx {
-            let _ = tx.send(Input::Data(Bytes::copy_from_slice(data))).await;
-        }
+        self.offer(channel, Input::Data(Bytes::copy_from_slice(data)), session)?;
         Ok(())
     }
 
     async fn channel_eof(
         &mut self,
         channel: ChannelId,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let tx = self.channels.get(&channel).and_then(|s| s.input.clone());
-        if let Some(tx) = tx {
-            let _ = tx.send(Input::Eof).await;
-        }
+        self.offer(channel, Input::Eof, session)?;
         Ok(())
     }
 
@@ -322,6 +412,7 @@ impl russh::server::Handler for Connection {
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        // Hangs up: the program's output fails, its keeper connections are cut.
         self.channels.remove(&channel);
         Ok(())
     }

@@ -18,10 +18,13 @@
 //! refusals audited. Every attach goes through [`bridge`], which drives the
 //! same attachment state machine as the local client and carries output
 //! with SSH flow control, so a client that stops reading costs the daemon a
-//! bounded amount of memory.
+//! bounded amount of memory. [`channel`] keeps channels apart: one whose
+//! program does not keep up never stalls the others, and one that closes
+//! releases what it held at once.
 
 pub mod auth;
 pub mod bridge;
+pub mod channel;
 pub mod exec;
 pub mod handler;
 pub mod picker;
@@ -33,8 +36,7 @@ use crate::client::access::{Access, Visibility};
 use crate::config::Config;
 use crate::paths::Paths;
 use bytes::Bytes;
-use russh::Channel;
-use russh::server::Msg;
+pub use channel::Output;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use tether_proto::{Identity, Role, WindowSize};
@@ -99,6 +101,12 @@ impl Shared {
                 caller.address.as_deref().unwrap_or("?")
             ))
     }
+
+    /// [`Shared::backend_for`], for a program on the channel `out`: the
+    /// keeper connections it makes are cut when the channel goes away.
+    pub fn channel_backend(&self, caller: &Caller, out: &Output) -> Local {
+        self.backend_for(caller).with_cancel(out.cancel().clone())
+    }
 }
 
 /// An authenticated key and what it may do.
@@ -152,9 +160,6 @@ pub enum Input {
     Eof,
 }
 
-/// The writing half of a channel: output waits for the client's window.
-pub type Output = russh::ChannelWriteHalf<Msg>;
-
 /// Ends a channel the way OpenSSH expects: exit status (always; OpenSSH
 /// ignores exit-signal), EOF, close.
 pub async fn finish(out: &Output, code: i32) {
@@ -168,14 +173,6 @@ pub async fn say(out: &Output, text: &str, stderr: bool) {
     let bytes = Bytes::copy_from_slice(text.as_bytes());
     let _ =
         if stderr { out.extended_data_bytes(1, bytes).await } else { out.data_bytes(bytes).await };
-}
-
-/// Splits an opened channel, keeping only the writing half: input arrives
-/// through the handler's callbacks, and a read half nobody drains would
-/// stall the whole connection.
-pub fn writer_of(channel: Channel<Msg>) -> Output {
-    let (_read, write) = channel.split();
-    write
 }
 
 /// The hello string of this daemon.

@@ -38,6 +38,16 @@ impl Daemon {
         self.child.id()
     }
 
+    /// Its threads and open file descriptors now.
+    pub fn threads_and_fds(&self) -> (usize, usize) {
+        let count = |what: &str| {
+            std::fs::read_dir(format!("/proc/{}/{what}", self.child.id()))
+                .map(|d| d.count())
+                .unwrap_or(0)
+        };
+        (count("task"), count("fd"))
+    }
+
     /// SIGKILLs the daemon.
     pub fn kill9(&mut self) {
         kill9(self.child.id());
@@ -100,10 +110,19 @@ impl Key {
     }
 }
 
-/// The daemon's host key as a known_hosts line for `port`.
+/// The daemon's public host key of a kind (`ed25519`, `rsa`).
+pub fn host_key(env: &TestEnv, kind: &str) -> PathBuf {
+    env.root().join(format!("data/tether/host_{kind}_key.pub"))
+}
+
+/// The daemon's Ed25519 host key as a known_hosts line for `port`.
 pub fn known_hosts_line(env: &TestEnv, port: u16) -> String {
-    let public =
-        std::fs::read_to_string(env.root().join("data/tether/host_ed25519_key.pub")).unwrap();
+    known_hosts_line_of(env, port, "ed25519")
+}
+
+/// The daemon's host key of a kind as a known_hosts line for `port`.
+pub fn known_hosts_line_of(env: &TestEnv, port: u16, kind: &str) -> String {
+    let public = std::fs::read_to_string(host_key(env, kind)).unwrap();
     format!("[127.0.0.1]:{port} {}\n", public.trim())
 }
 
