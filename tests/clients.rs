@@ -1,7 +1,7 @@
 //! Third-party SSH software against the daemon: paramiko (what Ansible,
-//! Fabric and many Python tools use), driven by `tests/py/paramiko_client.py`.
-//! It comes from PyPI (`.ci/run` installs it; `python3 -m pip install
-//! paramiko` does it by hand).
+//! Fabric and many Python tools use), driven by `tests/py/paramiko_client.py`,
+//! and the `ssh-audit` scanner. Both come from PyPI (`.ci/run` installs
+//! them; `python3 -m pip install paramiko ssh-audit` does it by hand).
 
 use crate::support::ssh::{Daemon, Key, authorize, host_key};
 use crate::support::*;
@@ -14,8 +14,8 @@ fn setup() -> (TestEnv, Daemon, Key) {
     with_env(TestEnv::new())
 }
 
-/// [`setup`] for a test that floods the daemon with megabytes of input:
-/// it runs alone, so that it neither
+/// [`setup`] for a test that floods the daemon (megabytes of input, or
+/// thousands of connections a second): it runs alone, so that it neither
 /// slows the other tests' timing nor is slowed by them.
 fn setup_alone() -> (TestEnv, Daemon, Key) {
     with_env(TestEnv::alone())
@@ -58,6 +58,13 @@ fn paramiko_runs_many_commands_over_one_connection() {
     assert_eq!(seen["commands"], 40);
     let audit = std::fs::read_to_string(env.state_dir().join("audit.jsonl")).unwrap();
     assert_eq!(audit.matches("\"auth_success\"").count(), 1, "{audit}");
+}
+
+#[test]
+fn a_client_without_ed25519_gets_the_rsa_host_key() {
+    let (env, daemon, key) = setup();
+    let seen = paramiko(&daemon, &key, &host_key(&env, "rsa"), &["hostkey"]);
+    assert_eq!(seen["host_key"], "ssh-rsa");
 }
 
 #[test]
@@ -121,4 +128,66 @@ fn an_attachment_flooded_past_its_bound_is_closed_alone() {
     // The daemon let go of the keeper connection (the keeper itself notices
     // once its job reads again: it is blocked writing to the job).
     wait_until("the daemon to let go", || daemon.threads_and_fds().1 <= fds);
+}
+
+/// Warnings `ssh-audit` gives that tether cannot fix without locking out
+/// every client older than OpenSSH 9.9 (the only post-quantum key exchange
+/// russh has is `mlkem768x25519-sha256`, offered first).
+const UNFIXABLE: &[&str] = &["does not provide protection against post-quantum attacks"];
+
+#[test]
+fn ssh_audit_finds_nothing_tether_can_fix() {
+    let (env, daemon, _key) = setup_alone();
+    let mut cmd = Command::new("python3");
+    cmd.args(["-m", "ssh_audit", "-j", "-p", &daemon.port.to_string(), "127.0.0.1"]);
+    // Its own connections include a 1.5 s connection-rate test (DHEat).
+    let out = run_with_timeout(cmd, Duration::from_secs(120));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("No module named"),
+        "ssh-audit is missing: python3 -m pip install ssh-audit ({stderr})"
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("ssh-audit: {e}: {}{stderr}", String::from_utf8_lossy(&out.stdout))
+    });
+    let mut problems = Vec::new();
+    for kind in ["kex", "key", "enc", "mac"] {
+        for alg in report[kind].as_array().unwrap() {
+            let name = alg["algorithm"].as_str().unwrap();
+            for fail in alg["notes"]["fail"].as_array().into_iter().flatten() {
+                problems.push(format!("{kind} {name}: fail: {fail}"));
+            }
+            for warn in alg["notes"]["warn"].as_array().into_iter().flatten() {
+                if !UNFIXABLE.contains(&warn.as_str().unwrap()) {
+                    problems.push(format!("{kind} {name}: warn: {warn}"));
+                }
+            }
+        }
+    }
+    for note in report["additional_notes"].as_array().into_iter().flatten() {
+        if note.as_str().unwrap().contains("DHEat") {
+            problems.push(format!("note: {note}"));
+        }
+    }
+    assert!(problems.is_empty(), "ssh-audit:\n{}", problems.join("\n"));
+    let names = |kind: &str| -> Vec<String> {
+        report[kind]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["algorithm"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names("kex")[0], "mlkem768x25519-sha256");
+    let keys = names("key");
+    assert!(
+        keys.contains(&"ssh-ed25519".into()) && keys.contains(&"rsa-sha2-512".into()),
+        "{keys:?}"
+    );
+    assert!(!keys.contains(&"ssh-rsa".into()), "{keys:?}");
+    assert!(names("mac").iter().all(|m| m.ends_with("-etm@openssh.com")), "{:?}", names("mac"));
+    let compression: Vec<&str> =
+        report["compression"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    assert!(!compression.contains(&"zlib"), "compression before login: {compression:?}");
+    let _ = env;
 }

@@ -438,3 +438,40 @@ fn clients_killed_during_wait_or_tail_f_leave_no_thread_or_socket() {
     assert!(out.status.success(), "{}", text(&out));
     let _ = ssh.run_with(&env, &[&shared[..], &["-O", "exit"]].concat(), &[]);
 }
+
+#[test]
+fn rsa_keys_sign_with_sha2_only_and_rsa_host_keys_serve_old_clients() {
+    let env = TestEnv::new();
+    let rsa = Key::new_rsa(&env.root().join("keys"), "rsa", "rsa@old-laptop");
+    authorize(&env, &[rsa.public()]);
+    let daemon = Daemon::start(&env, "127.0.0.1:0");
+    let ssh = Ssh::new(&env, &daemon, &rsa);
+    // rsa-sha2-512 with the same key works; `ssh-rsa` (SHA-1) is not even
+    // advertised, so OpenSSH will not use it.
+    let out = ssh.run_with(&env, &["-v"], &["ls"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let sig_algs = text(&out)
+        .lines()
+        .find_map(|l| l.split_once("server-sig-algs=").map(|(_, v)| v.to_owned()))
+        .expect("server-sig-algs in ssh -v");
+    assert!(sig_algs.contains("rsa-sha2-512"), "{sig_algs}");
+    assert!(!sig_algs.contains("ssh-rsa"), "{sig_algs}");
+    let out = ssh.run_with(&env, &["-o", "PubkeyAcceptedAlgorithms=ssh-rsa"], &["ls"]);
+    assert_eq!(out.status.code(), Some(255), "a SHA-1 signature was accepted: {}", text(&out));
+    // Compression is offered only from authentication on.
+    let out = ssh.run_with(&env, &["-C", "-v"], &["ls"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("compression: zlib@openssh.com"), "{}", text(&out));
+    // A client that only takes RSA host keys gets one, and it is the
+    // daemon's file (0600, created like the Ed25519 one).
+    // (`ssh -o` keeps the first value of an option: the RSA key is added
+    // to the known_hosts file the client already uses.)
+    let known = env.root().join(format!("known_hosts_{}", daemon.port));
+    let line = crate::support::ssh::known_hosts_line_of(&env, daemon.port, "rsa");
+    std::fs::write(&known, std::fs::read_to_string(&known).unwrap() + &line).unwrap();
+    let out = ssh.run_with(&env, &["-o", "HostKeyAlgorithms=rsa-sha2-512,rsa-sha2-256"], &["ls"]);
+    assert!(out.status.success(), "{}", text(&out));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(env.root().join("data/tether/host_rsa_key")).unwrap();
+    assert_eq!(mode.permissions().mode() & 0o777, 0o600);
+}

@@ -10,10 +10,12 @@
 use super::auth;
 use super::channel::{InputReceiver, InputSender, Line, Refused, input_queue};
 use super::exec::Exec;
+use super::throttle::Limits;
 use super::{Caller, Input, Output, Pty, Shared, finish, say, window_size};
 use crate::audit::{Entry, Event};
 use crate::keys::fingerprint;
 use bytes::Bytes;
+use russh::keys::Algorithm;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelOpenFailure, Sig};
 use std::collections::HashMap;
@@ -74,13 +76,22 @@ impl Connection {
         self.peer.map(|p| p.to_string())
     }
 
-    /// The key's entry if it may log in from this peer; logs and audits
-    /// refusals.
-    fn authorize(&mut self, key: &russh::keys::PublicKey) -> Option<auth::AuthorizedKey> {
+    /// The key's entry if it may log in from this peer with this signature
+    /// algorithm; logs and audits refusals.
+    fn authorize(
+        &mut self,
+        key: &russh::keys::PublicKey,
+        algorithm: &Algorithm,
+    ) -> Option<auth::AuthorizedKey> {
         let (path, file) = self.shared.authorized_keys();
         let found = auth::find(&file, key).cloned();
         let peer_ip = self.peer.map(|p| p.ip());
         let why = match &found {
+            // Plain `ssh-rsa` signs with SHA-1; rsa-sha2-256/512 use the
+            // same key (every OpenSSH since 7.2 does so unasked).
+            _ if *algorithm == (Algorithm::Rsa { hash: None }) => Some(
+                "ssh-rsa signatures (SHA-1) are refused; the same key works with rsa-sha2-256 or rsa-sha2-512".to_owned(),
+            ),
             None => Some(format!("key not in {}", path.display())),
             Some(k) if !k.allows_from(peer_ip) => {
                 Some(format!("from= on line {} refuses this address", k.line))
@@ -157,6 +168,11 @@ impl Connection {
         session.eof(channel)?;
         session.close(channel)
     }
+
+    fn limits(&self) -> Limits {
+        let config = self.shared.config();
+        Limits { burst: config.per_address_burst, rate: config.per_address_rate }
+    }
 }
 
 impl russh::server::Handler for Connection {
@@ -167,7 +183,7 @@ impl russh::server::Handler for Connection {
         _user: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
-        Ok(match self.authorize(offer.public_key) {
+        Ok(match self.authorize(offer.public_key, offer.algorithm) {
             Some(_) => Auth::Accept,
             None => Auth::reject(),
         })
@@ -178,7 +194,9 @@ impl russh::server::Handler for Connection {
         _user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        let Some(entry) = self.authorize(key.public_key) else { return Ok(Auth::reject()) };
+        let Some(entry) = self.authorize(key.public_key, key.algorithm) else {
+            return Ok(Auth::reject());
+        };
         let fp = fingerprint(key.public_key);
         let name = if entry.comment.is_empty() { fp.clone() } else { entry.comment.clone() };
         let caller = Caller {
@@ -198,6 +216,9 @@ impl russh::server::Handler for Connection {
         super::audit(&self.shared, &caller.audit(Event::AuthSuccess, None));
         self.caller = Some(caller);
         self.authenticated.store(true, Ordering::SeqCst);
+        if let Some(peer) = self.peer {
+            self.shared.throttle.logged_in(peer.ip(), self.limits());
+        }
         Ok(Auth::Accept)
     }
 

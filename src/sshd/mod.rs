@@ -20,7 +20,8 @@
 //! with SSH flow control, so a client that stops reading costs the daemon a
 //! bounded amount of memory. [`channel`] keeps channels apart: one whose
 //! program does not keep up never stalls the others, and one that closes
-//! releases what it held at once.
+//! releases what it held at once. [`throttle`] limits connections per
+//! source address before they cost a handshake.
 
 pub mod auth;
 pub mod bridge;
@@ -29,6 +30,7 @@ pub mod exec;
 pub mod handler;
 pub mod picker;
 pub mod subsystem;
+pub mod throttle;
 
 use crate::audit::{AuditLog, Entry, Event};
 use crate::backend::Local;
@@ -55,6 +57,8 @@ pub struct Shared {
     /// The last authorized_keys that was not broken, kept in effect while
     /// the file on disk is.
     pub last_keys: std::sync::Mutex<Option<auth::KeyFile>>,
+    /// Connections per source address, and their audit lines.
+    pub throttle: throttle::Throttle,
 }
 
 impl Shared {

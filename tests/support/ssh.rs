@@ -94,6 +94,19 @@ impl Key {
         Key { path }
     }
 
+    /// A new 3072-bit RSA key with `comment`, in `dir`.
+    pub fn new_rsa(dir: &Path, name: &str, comment: &str) -> Key {
+        std::fs::create_dir_all(dir).unwrap();
+        let path = dir.join(name);
+        let out = Command::new("ssh-keygen")
+            .args(["-q", "-t", "rsa", "-b", "3072", "-N", "", "-C", comment, "-f"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&out.stderr));
+        Key { path }
+    }
+
     /// The `.pub` line.
     pub fn public(&self) -> String {
         std::fs::read_to_string(self.path.with_extension("pub")).unwrap().trim().to_owned()
