@@ -5,6 +5,7 @@
 use crate::Failure;
 use crate::client::KeeperClient;
 use crate::client::access::{Access, Op, permits};
+use crate::client::cancel::Cancel;
 use crate::config::{Config, RecordingPolicy};
 use crate::keeper::launch::{KeeperSpec, launch};
 use crate::paths::Paths;
@@ -125,6 +126,9 @@ pub struct Local {
     creator: String,
     /// Who asks, in full, for evidence manifests; `None` for the local user.
     requester: Option<String>,
+    /// Cuts the keeper connections made here when the caller goes away
+    /// (an SSH channel closed mid-`wait`); `None` for the local user.
+    cancel: Option<Cancel>,
 }
 
 impl Local {
@@ -140,7 +144,14 @@ impl Local {
             access: Access::owner(),
             creator,
             requester: None,
+            cancel: None,
         }
+    }
+
+    /// Keeper connections made from now on are watched by `cancel`.
+    pub fn with_cancel(mut self, cancel: Cancel) -> Self {
+        self.cancel = Some(cancel);
+        self
     }
 
     /// Who asks (an SSH key, described in full).
@@ -393,7 +404,11 @@ impl Backend for Local {
     fn connect(&self, name: &SessionName, op: Op) -> Result<KeeperClient> {
         self.access.require(op, Some(name))?;
         self.refuse_probe_attach(name, op)?;
-        KeeperClient::connect(&self.paths, name)
+        let client = KeeperClient::connect(&self.paths, name)?;
+        if let Some(cancel) = &self.cancel {
+            cancel.watch(client.reader.stream());
+        }
+        Ok(client)
     }
 
     fn require(&self, op: Op, session: Option<&SessionName>) -> Result<()> {

@@ -18,13 +18,16 @@ use crate::Failure;
 use crate::audit::{Entry, Event};
 use crate::config::Config;
 use crate::keeper::launch::DAEMONIZED_ENV;
+use crate::keys::KeyKind;
 use crate::paths::Paths;
 use crate::sshd::Shared;
 use crate::sshd::handler::Connection;
+use crate::sshd::throttle::{AUDIT_INTERVAL, Limits, Summary, Verdict};
 use anyhow::{Context, Result};
-use russh::keys::PrivateKey;
-use russh::{MethodKind, MethodSet, SshId};
+use russh::keys::{Algorithm, PrivateKey};
+use russh::{MethodKind, MethodSet, Preferred, SshId};
 use rustix::fs::FlockOperation;
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
@@ -33,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tether_proto::ErrorCode;
 
 /// How long `tether daemon` waits for its detached child to listen.
@@ -168,13 +171,17 @@ fn serve(paths: Paths, config: Config, addr: SocketAddr, daemonized: bool) -> Re
     paths.prepare()?;
     crate::fsutil::ensure_private_dir(&paths.data_dir)?;
     let pid_file = PidFile::acquire(&paths.daemon_pid_file())?;
-    let key_path = paths.data_dir.join("host_ed25519_key");
-    let host_key = crate::keys::load_or_create(&key_path)?;
-    tracing::info!(
-        "host key {} ({})",
-        crate::keys::fingerprint(host_key.public_key()),
-        key_path.display()
-    );
+    let mut host_keys = Vec::new();
+    for kind in [KeyKind::Ed25519, KeyKind::Rsa] {
+        let key_path = paths.data_dir.join(kind.file_name());
+        let key = crate::keys::load_or_create(&key_path, kind)?;
+        tracing::info!(
+            "host key {} ({})",
+            crate::keys::fingerprint(key.public_key()),
+            key_path.display()
+        );
+        host_keys.push(key);
+    }
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from);
     let shared = Arc::new(Shared::new(paths, config, home));
     // Reads authorized_keys once now, so that its problems are logged at start.
@@ -182,10 +189,13 @@ fn serve(paths: Paths, config: Config, addr: SocketAddr, daemonized: bool) -> Re
     spawn_reaper();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Blocking threads (commands run over ssh) are not kept idle for
+        // long: a closed channel's thread should be gone, not parked.
+        .thread_keep_alive(Duration::from_secs(1))
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let result = runtime.block_on(accept_loop(shared, host_key, addr, daemonized));
+    let result = runtime.block_on(accept_loop(shared, host_keys, addr, daemonized));
     drop(pid_file);
     // Connections still open are dropped with the runtime: their clients
     // see the connection close; their sessions are untouched.
@@ -207,7 +217,37 @@ fn spawn_reaper() {
     });
 }
 
-fn ssh_config(host_key: PrivateKey, config: &Config) -> russh::server::Config {
+/// The algorithms offered, strongest first, each list cut to what leaves
+/// `ssh-audit` nothing to warn about that tether can change:
+///
+/// * key exchange: the post-quantum hybrid `mlkem768x25519-sha256` first
+///   (OpenSSH 9.9+), then the classical ones older clients need, without
+///   `diffie-hellman-group14-sha256` (2048 bits);
+/// * MACs: encrypt-then-MAC only (the ciphers that need a MAC are all
+///   CTR; the AEAD ones need none);
+/// * compression: none, or `zlib@openssh.com`, which starts only after
+///   authentication (plain `zlib` would decompress a stranger's data);
+/// * host keys and `server-sig-algs`: no `ssh-rsa`, which signs with SHA-1.
+fn preferred() -> Preferred {
+    use russh::{compression, kex, mac};
+    let kex = Preferred::DEFAULT.kex.iter().copied().filter(|k| *k != kex::DH_G14_SHA256);
+    Preferred {
+        kex: Cow::Owned(kex.collect()),
+        key: Cow::Owned(
+            Preferred::DEFAULT
+                .key
+                .iter()
+                .filter(|a| **a != Algorithm::Rsa { hash: None })
+                .cloned()
+                .collect(),
+        ),
+        mac: Cow::Borrowed(&[mac::HMAC_SHA512_ETM, mac::HMAC_SHA256_ETM]),
+        compression: Cow::Borrowed(&[compression::NONE, compression::ZLIB_LEGACY]),
+        ..Preferred::DEFAULT
+    }
+}
+
+fn ssh_config(host_keys: Vec<PrivateKey>, config: &Config) -> russh::server::Config {
     russh::server::Config {
         server_id: SshId::Standard(format!("SSH-2.0-tether_{}", env!("CARGO_PKG_VERSION")).into()),
         methods: MethodSet::from(&[MethodKind::PublicKey][..]),
@@ -215,7 +255,10 @@ fn ssh_config(host_key: PrivateKey, config: &Config) -> russh::server::Config {
         // second per connection. Real refusals still take constant time.
         auth_rejection_time: Duration::from_millis(500),
         auth_rejection_time_initial: Some(Duration::ZERO),
-        keys: vec![host_key],
+        // The client's preference picks one; every current client puts
+        // Ed25519 first.
+        keys: host_keys,
+        preferred: preferred(),
         max_auth_attempts: config.max_auth_attempts,
         // Attached clients may be idle for days; keepalives find dead peers.
         inactivity_timeout: None,
@@ -228,7 +271,7 @@ fn ssh_config(host_key: PrivateKey, config: &Config) -> russh::server::Config {
 
 async fn accept_loop(
     shared: Arc<Shared>,
-    host_key: PrivateKey,
+    host_keys: Vec<PrivateKey>,
     addr: SocketAddr,
     daemonized: bool,
 ) -> Result<()> {
@@ -236,7 +279,7 @@ async fn accept_loop(
         .await
         .map_err(|e| Failure::new(ErrorCode::Conflict, format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr()?;
-    let ssh = Arc::new(ssh_config(host_key, &shared.config()));
+    let ssh = Arc::new(ssh_config(host_keys, &shared.config()));
     println!("listening on {local}");
     let _ = std::io::stdout().flush();
     if daemonized {
@@ -249,6 +292,8 @@ async fn accept_loop(
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut summaries = tokio::time::interval(AUDIT_INTERVAL);
+    summaries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -269,8 +314,10 @@ async fn accept_loop(
             }
             // Sent from the accept loop itself: it proves the loop turns.
             _ = tick(&mut watchdog) => notify("WATCHDOG=1"),
+            _ = summaries.tick() => audit_summaries(&shared, false),
         }
     }
+    audit_summaries(&shared, true);
     notify("STOPPING=1");
     tracing::info!("stopping; sessions keep running");
     Ok(())
@@ -341,7 +388,33 @@ fn reload(shared: &Arc<Shared>) {
     tracing::info!("{}: {} keys in effect", path.display(), keys.keys.len());
 }
 
-/// Serves one TCP connection, unless too many are open.
+/// The per-address limits in effect.
+fn limits(config: &Config) -> Limits {
+    Limits { burst: config.per_address_burst, rate: config.per_address_rate }
+}
+
+/// Writes the audit summaries of connections not audited one by one.
+fn audit_summaries(shared: &Shared, all: bool) {
+    let config = shared.config();
+    for summary in shared.throttle.flush(Instant::now(), limits(&config), all) {
+        audit_summary(shared, &summary);
+    }
+}
+
+fn audit_summary(shared: &Shared, summary: &Summary) {
+    shared.audit.record(&Entry {
+        address: Some(summary.source.to_string()),
+        detail: Some(summary.describe()),
+        ..Entry::new(Event::Connection)
+    });
+}
+
+/// What a refused client reads before the connection closes (`ssh -v`
+/// shows it; RFC 4253 allows lines before the version).
+const REFUSED_LINE: &[u8] = b"tether: too many connections from this address; try again later\r\n";
+
+/// Serves one TCP connection, unless too many are open or its address
+/// opens connections faster than its limit allows.
 fn admit(
     shared: &Arc<Shared>,
     ssh: &Arc<russh::server::Config>,
@@ -349,15 +422,36 @@ fn admit(
     socket: tokio::net::TcpStream,
     peer: SocketAddr,
 ) {
-    let max = shared.config().max_connections;
+    let config = shared.config();
+    let max = config.max_connections;
     if active.load(Ordering::SeqCst) >= max {
         tracing::warn!(%peer, "refusing a connection: {max} already open");
         return;
     }
+    let (verdict, earlier) = shared.throttle.admit(peer.ip(), Instant::now(), limits(&config));
+    if let Some(summary) = earlier {
+        audit_summary(shared, &summary);
+    }
+    match verdict {
+        Verdict::Refuse { log } => {
+            if let Some(refused) = log {
+                tracing::warn!(
+                    address = %peer.ip(),
+                    "refusing connections: more than {} at once or {} a second from this address ({refused} refused since the last message)",
+                    config.per_address_burst,
+                    config.per_address_rate
+                );
+            }
+            // Never waits: whatever the socket does not take is dropped.
+            let _ = socket.try_write(REFUSED_LINE);
+            return;
+        }
+        Verdict::Admit { audit: true } => shared
+            .audit
+            .record(&Entry { address: Some(peer.to_string()), ..Entry::new(Event::Connection) }),
+        Verdict::Admit { audit: false } => {}
+    }
     active.fetch_add(1, Ordering::SeqCst);
-    shared
-        .audit
-        .record(&Entry { address: Some(peer.to_string()), ..Entry::new(Event::Connection) });
     let (shared, ssh, active) = (shared.clone(), ssh.clone(), active.clone());
     tokio::spawn(async move {
         let _ = socket.set_nodelay(true);

@@ -1,5 +1,6 @@
-//! Ed25519 key pairs tether creates for itself: the SSH host key (and, with
-//! the recording issue, the signing key).
+//! The SSH host keys tether creates for itself: Ed25519, which every
+//! current client prefers, and RSA (signing with SHA-2 only) for clients
+//! that cannot verify Ed25519 (older JSch, as embedded in Java tools).
 //!
 //! A key is created atomically by whichever process needs it first: written
 //! to a private temporary file, then hard-linked into place, which fails if
@@ -7,16 +8,51 @@
 
 use anyhow::{Context, Result};
 use russh::keys::ssh_key::LineEnding;
+use russh::keys::ssh_key::private::RsaKeypair;
 use russh::keys::{Algorithm, HashAlg, PrivateKey, PublicKey};
 use std::path::Path;
 
-/// Loads the key at `path`, creating it (0600, with a `.pub` beside it) if
-/// it does not exist.
+/// The RSA modulus of a new host key: OpenSSH's own default, and the
+/// smallest that ssh-audit does not warn about (2048 bits give 112 bits of
+/// strength).
+const RSA_BITS: usize = 3072;
+
+/// A kind of host key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// `ssh-ed25519`.
+    Ed25519,
+    /// An RSA key, offered as `rsa-sha2-512` and `rsa-sha2-256`.
+    Rsa,
+}
+
+impl KeyKind {
+    /// The file name under the data directory.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            KeyKind::Ed25519 => "host_ed25519_key",
+            KeyKind::Rsa => "host_rsa_key",
+        }
+    }
+
+    fn generate(self) -> Result<PrivateKey> {
+        Ok(match self {
+            KeyKind::Ed25519 => PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
+                .context("generating an Ed25519 key")?,
+            KeyKind::Rsa => PrivateKey::from(
+                RsaKeypair::random(&mut rand::rng(), RSA_BITS).context("generating an RSA key")?,
+            ),
+        })
+    }
+}
+
+/// Loads the key at `path`, creating one of `kind` (0600, with a `.pub`
+/// beside it) if it does not exist.
 ///
 /// # Errors
 ///
 /// The key cannot be read, parsed, generated or written.
-pub fn load_or_create(path: &Path) -> Result<PrivateKey> {
+pub fn load_or_create(path: &Path, kind: KeyKind) -> Result<PrivateKey> {
     if let Ok(key) = PrivateKey::read_openssh_file(path) {
         return Ok(key);
     }
@@ -26,8 +62,7 @@ pub fn load_or_create(path: &Path) -> Result<PrivateKey> {
     }
     let dir = path.parent().context("a key path has a directory")?;
     crate::fsutil::ensure_private_dir(dir)?;
-    let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
-        .context("generating an Ed25519 key")?;
+    let key = kind.generate()?;
     // A random name: a leftover of a crashed process must not stand in the way.
     let tmp = path.with_extension(format!("tmp{}", rand::random::<u64>()));
     // ssh-key creates the file with mode 0600.
@@ -73,13 +108,26 @@ mod tests {
     fn creates_once_then_loads() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/host_ed25519_key");
-        let a = load_or_create(&path).unwrap();
-        let b = load_or_create(&path).unwrap();
+        let a = load_or_create(&path, KeyKind::Ed25519).unwrap();
+        let b = load_or_create(&path, KeyKind::Ed25519).unwrap();
         assert_eq!(a.public_key().key_data(), b.public_key().key_data());
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
         assert!(public.starts_with("ssh-ed25519 "));
         assert!(fingerprint(a.public_key()).starts_with("SHA256:"));
+    }
+
+    #[test]
+    fn rsa_host_keys_have_3072_bits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("host_rsa_key");
+        let key = load_or_create(&path, KeyKind::Rsa).unwrap();
+        let rsa = key.key_data().rsa().unwrap();
+        assert_eq!(rsa.key_size(), 3072);
+        let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+        assert!(public.starts_with("ssh-rsa "));
+        let again = load_or_create(&path, KeyKind::Rsa).unwrap();
+        assert_eq!(again.public_key().key_data(), key.public_key().key_data());
     }
 }

@@ -356,3 +356,58 @@ fn control_characters_in_key_comments_and_commands_reach_no_terminal() {
     picker.send(b"q");
     picker.wait_exit();
 }
+
+#[test]
+fn a_connection_flood_from_one_address_is_cut_before_the_handshake() {
+    // The default limits: 10 at once, then 5 a second.
+    let r = remote("");
+    let addr = format!("127.0.0.1:{}", r.daemon.port);
+    // ssh-audit's DHEat test: connections as fast as they come.
+    let socks: Vec<TcpStream> = (0..50).filter_map(|_| TcpStream::connect(&addr).ok()).collect();
+    let (mut banners, mut cut) = (0, 0);
+    for mut s in socks {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut first = [0u8; 4];
+        match s.read_exact(&mut first) {
+            Ok(()) if &first == b"SSH-" => banners += 1,
+            _ => cut += 1,
+        }
+    }
+    assert!(banners <= 12, "{banners} of 50 connections got a handshake");
+    assert!(cut >= 38, "{cut}");
+    // The audit log has the first connection and a summary, not 50 lines.
+    let audit = || std::fs::read_to_string(r.env.state_dir().join("audit.jsonl")).unwrap();
+    wait_until("the summary line", || audit().contains("refused"));
+    let lines = audit().matches("\"event\":\"connection\"").count();
+    assert!(lines <= 4, "{lines} connection lines:\n{}", audit());
+    // Logins are not limited, and each one is audited.
+    wait_until("the address to be served again", || {
+        let ssh = Ssh::new(&r.env, &r.daemon, &r.key);
+        ssh.run(&r.env, &["ls"]).status.success()
+    });
+    let before = audit().matches("\"auth_success\"").count();
+    let ssh = Ssh::new(&r.env, &r.daemon, &r.key);
+    for i in 0..25 {
+        let out = ssh.run(&r.env, &["ls"]);
+        assert!(out.status.success(), "login {i}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert_eq!(audit().matches("\"auth_success\"").count(), before + 25);
+}
+
+#[test]
+fn sha1_rsa_signatures_are_refused_sha2_ones_accepted() {
+    let env = TestEnv::new();
+    let key = Key::new_rsa(env.root(), "rsa", "rsa@test");
+    authorize(&env, &[key.public()]);
+    let daemon = Daemon::start(&env, "127.0.0.1:0");
+    let rt = rssh::runtime();
+    rt.block_on(async {
+        let (_h, accepted) = rssh::connect_signing(daemon.port, &key.path, None).await;
+        assert!(!accepted, "an ssh-rsa (SHA-1) signature was accepted");
+        let sha512 = Some(russh::keys::HashAlg::Sha512);
+        let (_h, accepted) = rssh::connect_signing(daemon.port, &key.path, sha512).await;
+        assert!(accepted, "rsa-sha2-512 was refused");
+    });
+    let audit = std::fs::read_to_string(env.state_dir().join("audit.jsonl")).unwrap();
+    assert!(audit.contains("ssh-rsa signatures (SHA-1) are refused"), "{audit}");
+}

@@ -8,6 +8,7 @@ mod support;
 
 mod access;
 mod attach;
+mod clients;
 mod faults;
 mod forensic;
 mod hostile;

@@ -4,6 +4,7 @@
 use crate::support::ssh::{Daemon, Key, Ssh, authorize, known_hosts_line};
 use crate::support::*;
 use rustix::process::Signal;
+use std::time::Duration;
 
 /// A daemon with one owner key, and a client for it.
 fn setup() -> (TestEnv, Daemon, Key, Ssh) {
@@ -507,4 +508,122 @@ fn a_demoted_or_revoked_key_loses_its_rights_on_an_open_connection() {
     assert_eq!(revoked.len(), 2, "{revoked:?}");
     assert!(revoked[1]["detail"].as_str().unwrap().contains("key not in"), "{revoked:?}");
     assert_eq!(env.session("a")["state"], "running");
+}
+
+/// The options that make `ssh` share one connection (ControlMaster), with
+/// the control socket under `dir`.
+fn control_master(dir: &std::path::Path) -> Vec<String> {
+    vec![
+        "-o".into(),
+        "ControlMaster=auto".into(),
+        "-o".into(),
+        format!("ControlPath={}", dir.join("cm").display()),
+        "-o".into(),
+        "ControlPersist=60".into(),
+    ]
+}
+
+#[test]
+fn a_control_master_runs_40_commands_over_one_connection() {
+    let (env, _daemon, _key, ssh) = setup();
+    let shared = control_master(env.root());
+    let shared: Vec<&str> = shared.iter().map(String::as_str).collect();
+    for i in 0..40 {
+        let out = ssh.run_with(&env, &shared, &["ls"]);
+        assert!(out.status.success(), "command {i}: {}", text(&out));
+        // A master that fell back to a new connection says so on stderr.
+        assert!(!text(&out).contains("refused"), "command {i}: {}", text(&out));
+    }
+    // One login, so one connection, served all 40.
+    assert_eq!(audit_events(&env, "auth_success").len(), 1);
+    let _ = ssh.run_with(&env, &[&shared[..], &["-O", "exit"]].concat(), &[]);
+}
+
+#[test]
+fn clients_killed_during_wait_or_tail_f_leave_no_thread_or_socket() {
+    let (env, daemon, _key, ssh) = setup();
+    env.start("forever", &["sleep", "600"]);
+    // A connection shared through a master stays up while its channels
+    // close; plain clients take their connection down with them.
+    let shared = control_master(env.root());
+    let shared: Vec<&str> = shared.iter().map(String::as_str).collect();
+    ssh.run_with(&env, &shared, &["ls"]);
+    // Idle blocking threads leave after 1 s.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (threads, fds) = daemon.threads_and_fds();
+    let mut clients = Vec::new();
+    for (extra, command) in [
+        (&[][..], &["wait", "forever"][..]),
+        (&[][..], &["tail", "-f", "forever"][..]),
+        (&shared[..], &["wait", "forever"][..]),
+        (&shared[..], &["tail", "-f", "forever"][..]),
+    ] {
+        for _ in 0..2 {
+            let argv = ssh.argv(extra, command);
+            let child = std::process::Command::new(&argv[0])
+                .args(&argv[1..])
+                .env_clear()
+                .envs(env.envs())
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            clients.push(child);
+        }
+    }
+    // Each command holds a keeper connection (two descriptors at least).
+    wait_until("the commands to reach the keeper", || {
+        daemon.threads_and_fds().1 >= fds + 2 * clients.len()
+    });
+    for c in &mut clients {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    wait_until("the daemon to release what the commands held", || {
+        let now = daemon.threads_and_fds();
+        now.0 <= threads && now.1 <= fds
+    });
+    assert_eq!(env.session("forever")["state"], "running");
+    // The shared connection still works.
+    let out = ssh.run_with(&env, &shared, &["ls"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let _ = ssh.run_with(&env, &[&shared[..], &["-O", "exit"]].concat(), &[]);
+}
+
+#[test]
+fn rsa_keys_sign_with_sha2_only_and_rsa_host_keys_serve_old_clients() {
+    let env = TestEnv::new();
+    let rsa = Key::new_rsa(&env.root().join("keys"), "rsa", "rsa@old-laptop");
+    authorize(&env, &[rsa.public()]);
+    let daemon = Daemon::start(&env, "127.0.0.1:0");
+    let ssh = Ssh::new(&env, &daemon, &rsa);
+    // rsa-sha2-512 with the same key works; `ssh-rsa` (SHA-1) is not even
+    // advertised, so OpenSSH will not use it.
+    let out = ssh.run_with(&env, &["-v"], &["ls"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let sig_algs = text(&out)
+        .lines()
+        .find_map(|l| l.split_once("server-sig-algs=").map(|(_, v)| v.to_owned()))
+        .expect("server-sig-algs in ssh -v");
+    assert!(sig_algs.contains("rsa-sha2-512"), "{sig_algs}");
+    assert!(!sig_algs.contains("ssh-rsa"), "{sig_algs}");
+    let out = ssh.run_with(&env, &["-o", "PubkeyAcceptedAlgorithms=ssh-rsa"], &["ls"]);
+    assert_eq!(out.status.code(), Some(255), "a SHA-1 signature was accepted: {}", text(&out));
+    // Compression is offered only from authentication on.
+    let out = ssh.run_with(&env, &["-C", "-v"], &["ls"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("compression: zlib@openssh.com"), "{}", text(&out));
+    // A client that only takes RSA host keys gets one, and it is the
+    // daemon's file (0600, created like the Ed25519 one).
+    // (`ssh -o` keeps the first value of an option: the RSA key is added
+    // to the known_hosts file the client already uses.)
+    let known = env.root().join(format!("known_hosts_{}", daemon.port));
+    let line = crate::support::ssh::known_hosts_line_of(&env, daemon.port, "rsa");
+    std::fs::write(&known, std::fs::read_to_string(&known).unwrap() + &line).unwrap();
+    let out = ssh.run_with(&env, &["-o", "HostKeyAlgorithms=rsa-sha2-512,rsa-sha2-256"], &["ls"]);
+    assert!(out.status.success(), "{}", text(&out));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(env.root().join("data/tether/host_rsa_key")).unwrap();
+    assert_eq!(mode.permissions().mode() & 0o777, 0o600);
 }

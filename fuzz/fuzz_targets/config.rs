@@ -14,6 +14,8 @@ fuzz_target!(|data: &[u8]| {
             assert!(config.scrollback_cells <= tether::config::MAX_SCROLLBACK_CELLS);
             assert!((1..=100_000).contains(&config.max_connections));
             assert!((1..=1024).contains(&config.max_channels));
+            assert!(config.per_address_burst <= 100_000);
+            assert!((1..=100_000).contains(&config.per_address_rate));
             assert!(config.segment_bytes >= 64 * 1024);
             assert!(config.listen.parse::<std::net::SocketAddr>().is_ok());
             assert!(!config.default_term.is_empty());

@@ -9,10 +9,12 @@
 //! * [`access`]: roles and the sessions a key may reach.
 //! * [`attachment`]: one attachment as a state machine with no I/O, driven
 //!   by [`attach`] (the local terminal) and by the SSH bridge alike.
+//! * [`cancel`]: cutting a caller's keeper connections when it goes away.
 
 pub mod access;
 pub mod attach;
 pub mod attachment;
+pub mod cancel;
 pub mod nonblocking;
 
 use crate::Failure;

@@ -12,6 +12,7 @@
 //! state machine renders them into a cropped view with its status line,
 //! and nothing typed reaches the keeper.
 
+use super::channel::InputReceiver;
 use super::{Caller, Input, Output, Shared};
 use crate::Failure;
 use crate::audit::Event;
@@ -26,7 +27,6 @@ use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Instant;
 use tether_proto::{AttachMode, ErrorCode, SessionName, WindowSize};
-use tokio::sync::mpsc::Receiver;
 
 /// Attaches the channel to `name` until detach, disconnect or the job's
 /// end; returns how it ended (the terminal has been put back and told).
@@ -40,10 +40,12 @@ pub async fn attach(
     name: &SessionName,
     mode: AttachMode,
     size: WindowSize,
-    input: &mut Receiver<Input>,
+    input: &mut InputReceiver,
     out: &Output,
 ) -> Result<Outcome> {
-    let backend = shared.backend_for(caller);
+    // The keeper connection is cut if the channel goes away, even while
+    // we wait for a keeper that does not read what we write.
+    let backend = shared.channel_backend(caller, out);
     let op = if mode == AttachMode::ReadOnly { Op::Watch } else { Op::Attach };
     let client = {
         let name = name.clone();
@@ -131,7 +133,7 @@ pub async fn attach_or_show(
     name: &SessionName,
     mode: AttachMode,
     size: WindowSize,
-    input: &mut Receiver<Input>,
+    input: &mut InputReceiver,
     out: &Output,
 ) -> Result<i32> {
     let err = match attach(shared, caller, name, mode, size, input, out).await {

@@ -5,9 +5,12 @@
 //! like a shell would (quotes survive) and parsed by the CLI's own parser.
 //! Interactive commands (`attach`, `watch`, `new` without `-d`) need a PTY
 //! and go through [`super::bridge`]; the others run the CLI's code on a
-//! blocking thread, their output streamed to the channel.
+//! blocking thread, their output streamed to the channel. Those read no
+//! input (what the client sends is discarded), and the ones that wait for
+//! a job (`wait`, `tail -f`) are cut off the moment the channel goes away.
 
-use super::{Caller, Input, Output, Pty, Shared, bridge, finish, say};
+use super::channel::InputReceiver;
+use super::{Caller, Output, Pty, Shared, bridge, finish, say};
 use crate::Failure;
 use crate::audit::Event;
 use crate::backend::{Backend, create_request};
@@ -20,7 +23,7 @@ use clap::Parser;
 use std::io::Write;
 use std::sync::Arc;
 use tether_proto::{AttachMode, CreateRequest, SessionName, WindowSize};
-use tokio::sync::mpsc::{self, Receiver};
+use tokio::sync::mpsc;
 
 /// Output chunks in flight from a blocking command to the channel.
 const OUTPUT_QUEUE: usize = 64;
@@ -34,7 +37,7 @@ pub struct Exec {
     /// The PTY, if the client asked for one.
     pub pty: Option<Pty>,
     /// The channel's input.
-    pub input: Receiver<Input>,
+    pub input: InputReceiver,
     /// The channel's output.
     pub out: Output,
 }
@@ -184,6 +187,12 @@ impl Exec {
 
     /// Runs a non-interactive command with the CLI's code.
     async fn run_blocking(&mut self, command: Command) -> Result<i32> {
+        // No command here reads its input: what the client sends is
+        // discarded instead of waiting for a reader that never comes.
+        self.input.close();
+        // Commands that wait for a job are cut off when the client goes;
+        // the others (kill, rm, …) finish, so that what they did is audited.
+        let waits = matches!(command, Command::Wait { .. } | Command::Tail { follow: true, .. });
         let (op, session) = right_needed(&command);
         let session = session.map(|s| s.to_string());
         let own_failure = matches!(command, Command::Wait { .. }).then_some(125);
@@ -194,8 +203,13 @@ impl Exec {
         };
         let (tx, mut rx) = mpsc::channel::<(bool, Bytes)>(OUTPUT_QUEUE);
         let crlf = self.pty.is_some();
+        let backend = if waits {
+            self.shared.channel_backend(&self.caller, &self.out)
+        } else {
+            self.shared.backend_for(&self.caller)
+        };
         let mut ctx = Ctx {
-            backend: Box::new(self.shared.backend_for(&self.caller)),
+            backend: Box::new(backend),
             config: self.shared.config(),
             out: Box::new(ChannelSink { tx: tx.clone(), stderr: false, crlf }),
             err: Box::new(ChannelSink { tx, stderr: true, crlf }),

@@ -18,14 +18,19 @@
 //! refusals audited. Every attach goes through [`bridge`], which drives the
 //! same attachment state machine as the local client and carries output
 //! with SSH flow control, so a client that stops reading costs the daemon a
-//! bounded amount of memory.
+//! bounded amount of memory. [`channel`] keeps channels apart: one whose
+//! program does not keep up never stalls the others, and one that closes
+//! releases what it held at once. [`throttle`] limits connections per
+//! source address before they cost a handshake.
 
 pub mod auth;
 pub mod bridge;
+pub mod channel;
 pub mod exec;
 pub mod handler;
 pub mod picker;
 pub mod subsystem;
+pub mod throttle;
 
 use crate::audit::{AuditLog, Entry, Event};
 use crate::backend::Local;
@@ -33,9 +38,8 @@ use crate::client::access::{Access, Visibility};
 use crate::config::Config;
 use crate::paths::Paths;
 use bytes::Bytes;
-use russh::Channel;
+pub use channel::Output;
 use russh::keys::PublicKey;
-use russh::server::Msg;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -61,6 +65,8 @@ pub struct Shared {
     /// The open connections, to check again at SIGHUP.
     connections: Mutex<HashMap<u64, Arc<Live>>>,
     next_connection: AtomicU64,
+    /// Connections per source address, and their audit lines.
+    pub throttle: throttle::Throttle,
 }
 
 impl Shared {
@@ -74,6 +80,7 @@ impl Shared {
             logged: Mutex::new(None),
             connections: Mutex::new(HashMap::new()),
             next_connection: AtomicU64::new(1),
+            throttle: throttle::Throttle::new(),
         }
     }
 
@@ -224,6 +231,12 @@ impl Shared {
                 caller.role.name(),
                 caller.address.as_deref().unwrap_or("?")
             ))
+    }
+
+    /// [`Shared::backend_for`], for a program on the channel `out`: the
+    /// keeper connections it makes are cut when the channel goes away.
+    pub fn channel_backend(&self, caller: &Caller, out: &Output) -> Local {
+        self.backend_for(caller).with_cancel(out.cancel().clone())
     }
 }
 
@@ -383,9 +396,6 @@ pub enum Input {
     Eof,
 }
 
-/// The writing half of a channel: output waits for the client's window.
-pub type Output = russh::ChannelWriteHalf<Msg>;
-
 /// Ends a channel the way OpenSSH expects: exit status (always; OpenSSH
 /// ignores exit-signal), EOF, close.
 pub async fn finish(out: &Output, code: i32) {
@@ -399,14 +409,6 @@ pub async fn say(out: &Output, text: &str, stderr: bool) {
     let bytes = Bytes::copy_from_slice(text.as_bytes());
     let _ =
         if stderr { out.extended_data_bytes(1, bytes).await } else { out.data_bytes(bytes).await };
-}
-
-/// Splits an opened channel, keeping only the writing half: input arrives
-/// through the handler's callbacks, and a read half nobody drains would
-/// stall the whole connection.
-pub fn writer_of(channel: Channel<Msg>) -> Output {
-    let (_read, write) = channel.split();
-    write
 }
 
 /// The hello string of this daemon.

@@ -5,6 +5,7 @@
 //! Enter), `r` refreshes, `q` quits. The state ([`Picker`]) is pure and
 //! rendered to bytes; the loop only moves bytes and keys.
 
+use super::channel::InputReceiver;
 use super::{Caller, Input, Output, Pty, Shared, bridge, say};
 use crate::backend::{Backend, create_request};
 use crate::term::text::visible;
@@ -18,7 +19,6 @@ use ratatui::{Terminal, TerminalOptions, Viewport};
 use std::io::Write;
 use std::sync::{Arc, Mutex, PoisonError};
 use tether_proto::{AttachMode, SessionInfo, SessionName, WindowSize};
-use tokio::sync::mpsc::Receiver;
 
 /// A key the picker understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,7 +202,7 @@ pub async fn run(
     shared: &Arc<Shared>,
     caller: &Caller,
     pty: Pty,
-    mut input: Receiver<Input>,
+    mut input: InputReceiver,
     out: &Output,
 ) -> i32 {
     let sink = Sink::default();

@@ -7,6 +7,7 @@
 //! against the key's role and replaces the identity in attach requests by
 //! the authenticated one (a client cannot claim to be someone else).
 
+use super::channel::InputReceiver;
 use super::{Caller, Input, Output, Shared, finish};
 use crate::Failure;
 use crate::audit::Event;
@@ -18,14 +19,13 @@ use std::sync::Arc;
 use tether_proto::{
     AttachMode, ErrorReply, FrameDecoder, Message, Reply, Request, SessionName, encode,
 };
-use tokio::sync::mpsc::Receiver;
 
 /// The subsystem's name: `ssh -s host tether`.
 pub const NAME: &str = tether_proto::SSH_SUBSYSTEM;
 
 /// The client side of a subsystem channel: decoded frames in, frames out.
 struct Client {
-    input: Receiver<Input>,
+    input: InputReceiver,
     decoder: FrameDecoder,
     out: Output,
 }
@@ -63,7 +63,7 @@ impl Client {
 }
 
 /// Serves one subsystem channel to its end.
-pub async fn serve(shared: Arc<Shared>, caller: Caller, input: Receiver<Input>, out: Output) {
+pub async fn serve(shared: Arc<Shared>, caller: Caller, input: InputReceiver, out: Output) {
     let mut client = Client { input, decoder: FrameDecoder::new(), out };
     if let Err(e) = conversation(&shared, &caller, &mut client).await {
         tracing::debug!("subsystem: {e:#}");
@@ -169,10 +169,16 @@ async fn routed(
         tokio::task::spawn_blocking(move || backend.connect(&name, Op::Who)).await??
     };
     client.send(&Message::HelloReply(keeper.hello.clone())).await?;
-    let (mut from_keeper, mut to_keeper) = keeper.into_async()?;
     let Some(mut first) = client.read().await? else { return Ok(()) };
     let op = op_of(&first).ok_or_else(|| Failure::invalid("expected an attach or a request"))?;
     backend.require(op, Some(name))?;
+    // If the client goes away, a conversation that only waits or watches
+    // (an attachment, `wait`, `tail -f`) is cut at once; one that changes
+    // something (kill, snapshot) runs to its answer, which is audited.
+    if !matches!(op, Op::Kill | Op::Forensics) {
+        client.out.cancel().watch(keeper.reader.stream());
+    }
+    let (mut from_keeper, mut to_keeper) = keeper.into_async()?;
     let attach_mode = match &mut first {
         Message::Attach(a) => {
             a.identity = caller.identity.clone();

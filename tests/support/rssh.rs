@@ -29,6 +29,18 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 /// Connects to 127.0.0.1:`port` and authenticates with the key at `key`.
 pub async fn connect(port: u16, key: &Path) -> Handle<Trusting> {
+    let (handle, accepted) = connect_signing(port, key, None).await;
+    assert!(accepted, "the test key was refused");
+    handle
+}
+
+/// Connects and tries the key at `key`, signing with `hash` (for an RSA
+/// key: `None` is `ssh-rsa`, SHA-1); says whether the key was accepted.
+pub async fn connect_signing(
+    port: u16,
+    key: &Path,
+    hash: Option<russh::keys::HashAlg>,
+) -> (Handle<Trusting>, bool) {
     let config = Arc::new(client::Config {
         inactivity_timeout: Some(Duration::from_secs(30)),
         ..Default::default()
@@ -36,11 +48,10 @@ pub async fn connect(port: u16, key: &Path) -> Handle<Trusting> {
     let mut handle = client::connect(config, ("127.0.0.1", port), Trusting).await.unwrap();
     let key = load_secret_key(key, None).unwrap();
     let auth = handle
-        .authenticate_publickey("tester", PrivateKeyWithHashAlg::new(Arc::new(key), None))
+        .authenticate_publickey("tester", PrivateKeyWithHashAlg::new(Arc::new(key), hash))
         .await
         .unwrap();
-    assert!(auth.success(), "the test key was refused");
-    handle
+    (handle, auth.success())
 }
 
 /// What a channel said until it closed: its data and exit status.

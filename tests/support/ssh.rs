@@ -43,6 +43,16 @@ impl Daemon {
         self.child.id()
     }
 
+    /// Its threads and open file descriptors now.
+    pub fn threads_and_fds(&self) -> (usize, usize) {
+        let count = |what: &str| {
+            std::fs::read_dir(format!("/proc/{}/{what}", self.child.id()))
+                .map(|d| d.count())
+                .unwrap_or(0)
+        };
+        (count("task"), count("fd"))
+    }
+
     /// SIGKILLs the daemon.
     pub fn kill9(&mut self) {
         kill9(self.child.id());
@@ -89,6 +99,19 @@ impl Key {
         Key { path }
     }
 
+    /// A new 3072-bit RSA key with `comment`, in `dir`.
+    pub fn new_rsa(dir: &Path, name: &str, comment: &str) -> Key {
+        std::fs::create_dir_all(dir).unwrap();
+        let path = dir.join(name);
+        let out = Command::new("ssh-keygen")
+            .args(["-q", "-t", "rsa", "-b", "3072", "-N", "", "-C", comment, "-f"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&out.stderr));
+        Key { path }
+    }
+
     /// The `.pub` line.
     pub fn public(&self) -> String {
         std::fs::read_to_string(self.path.with_extension("pub")).unwrap().trim().to_owned()
@@ -110,10 +133,19 @@ pub fn daemon_log(env: &TestEnv) -> String {
     std::fs::read_to_string(env.root().join("daemon.log")).unwrap_or_default()
 }
 
-/// The daemon's host key as a known_hosts line for `port`.
+/// The daemon's public host key of a kind (`ed25519`, `rsa`).
+pub fn host_key(env: &TestEnv, kind: &str) -> PathBuf {
+    env.root().join(format!("data/tether/host_{kind}_key.pub"))
+}
+
+/// The daemon's Ed25519 host key as a known_hosts line for `port`.
 pub fn known_hosts_line(env: &TestEnv, port: u16) -> String {
-    let public =
-        std::fs::read_to_string(env.root().join("data/tether/host_ed25519_key.pub")).unwrap();
+    known_hosts_line_of(env, port, "ed25519")
+}
+
+/// The daemon's host key of a kind as a known_hosts line for `port`.
+pub fn known_hosts_line_of(env: &TestEnv, port: u16, kind: &str) -> String {
+    let public = std::fs::read_to_string(host_key(env, kind)).unwrap();
     format!("[127.0.0.1]:{port} {}\n", public.trim())
 }
 
