@@ -231,7 +231,7 @@ impl Local {
     /// Refuses interactive attachments to a probe: it exists for `check`
     /// alone, and what is typed into it would go to the scratch recording.
     fn refuse_probe_attach(&self, name: &SessionName, op: Op) -> Result<(), Failure> {
-        if op != Op::Attach || !self.registry.get(name).ok().flatten().is_some_and(|s| s.probe) {
+        if op != Op::Attach || !self.is_probe(name) {
             return Ok(());
         }
         Err(self.access.refuse(

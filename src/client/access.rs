@@ -175,28 +175,26 @@ pub struct Access {
     /// The sessions it may reach.
     pub visibility: Visibility,
     /// The audit log and the caller's part of every entry (SSH callers);
-    /// `None` for the local user.
+    /// `None` for the local user, which is how the local user is told
+    /// from an SSH caller.
     audit: Option<(AuditLog, Entry)>,
-    /// The local user (a process of the user the sessions belong to), as
-    /// opposed to an SSH caller.
-    local: bool,
 }
 
 impl Access {
     /// The local user: the owner of every session.
     pub fn owner() -> Self {
-        Access { role: Role::Owner, visibility: Visibility::all(), audit: None, local: true }
+        Access { role: Role::Owner, visibility: Visibility::all(), audit: None }
     }
 
     /// A remote caller; refusals go to `log` as `caller`'s entries.
     pub fn remote(role: Role, visibility: Visibility, log: AuditLog, caller: Entry) -> Self {
-        Access { role, visibility, audit: Some((log, caller)), local: false }
+        Access { role, visibility, audit: Some((log, caller)) }
     }
 
     /// Whether this is the local user rather than an SSH caller: only
     /// the local user may create `tether check` probes.
     pub fn is_local(&self) -> bool {
-        self.local
+        self.audit.is_none()
     }
 
     /// Whether `name` may be seen at all (for filtering lists).

@@ -119,6 +119,18 @@ pub struct Recorder {
 const OK: u8 = 0;
 const DEGRADED: u8 = 1;
 
+impl Shared {
+    fn new() -> Self {
+        Shared {
+            queue: Mutex::default(),
+            changed: Condvar::new(),
+            status: AtomicU8::new(OK),
+            on_change: std::sync::OnceLock::new(),
+            dead: AtomicBool::new(false),
+        }
+    }
+}
+
 impl Recorder {
     /// Creates the first segment (0600 in a 0700 directory) and starts the
     /// recorder thread.
@@ -131,13 +143,7 @@ impl Recorder {
         let start = Instant::now();
         let path = spec.path.clone();
         let writer = writer::Writer::create(spec, start)?;
-        let shared = Arc::new(Shared {
-            queue: Mutex::default(),
-            changed: Condvar::new(),
-            status: AtomicU8::new(OK),
-            on_change: std::sync::OnceLock::new(),
-            dead: AtomicBool::new(false),
-        });
+        let shared = Arc::new(Shared::new());
         let thread_shared = shared.clone();
         std::thread::Builder::new()
             .name("recorder".into())
@@ -404,13 +410,7 @@ mod tests {
 
     #[test]
     fn a_dead_recorder_thread_makes_nobody_wait() {
-        let shared = Arc::new(Shared {
-            queue: Mutex::default(),
-            changed: Condvar::new(),
-            status: AtomicU8::new(OK),
-            on_change: std::sync::OnceLock::new(),
-            dead: AtomicBool::new(false),
-        });
+        let shared = Arc::new(Shared::new());
         let r = Recorder { shared: shared.clone(), start: Instant::now(), path: PathBuf::new() };
         // Queued before the death: a finish whose reply must not hang.
         let (tx, rx) = std::sync::mpsc::sync_channel(1);

@@ -34,7 +34,7 @@ use tether_proto::{AttachMode, ErrorCode, SessionName, WindowSize};
 /// # Errors
 ///
 /// The caller may not (exit 5), or the keeper cannot be reached or refuses.
-pub async fn attach(
+async fn attach(
     shared: &Arc<Shared>,
     caller: &Caller,
     name: &SessionName,
