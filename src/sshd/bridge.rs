@@ -120,7 +120,7 @@ async fn attach(
     Ok(outcome)
 }
 
-/// [`attach`], and what the local CLI does when that fails: a session that
+/// `attach`, and what the local CLI does when that fails: a session that
 /// has ended shows its final screen (with the terminal put back), anything
 /// else is explained from its record. Returns the channel's exit status.
 ///
