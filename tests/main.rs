@@ -10,6 +10,7 @@ mod access;
 mod attach;
 mod clients;
 mod faults;
+mod fidelity;
 mod forensic;
 mod hostile;
 mod lifecycle;

@@ -326,7 +326,7 @@ fn an_ended_sessions_title_never_reaches_a_watcher() {
         let raw = String::from_utf8_lossy(&watcher.raw()).into_owned();
         assert!(!raw.contains("EVIL-TITLE") && !raw.contains("\x1b[?2004h"), "{path}: {raw:?}");
         // Drawn with its colours.
-        assert!(raw.contains("\x1b[0;38;5;1mfinal words"), "{path}: {raw:?}");
+        assert!(raw.contains("\x1b[0;31mfinal words"), "{path}: {raw:?}");
     }
     // An interactive client gets the screen as the job left it (then the
     // modes undone).

@@ -7,7 +7,11 @@
 //! * [`scan`]: the escape-sequence scanner: boundaries of sequences and
 //!   characters, the queries a keeper answers, what read-only streams must
 //!   not carry, and the input modes a job turns on ([`scan::ModeTracker`]).
+//! * [`feed`]: the job's text as the screen model reads it right (zero-width
+//!   characters joined to their cell, SGR forms avt misparses).
 //! * [`screen`]: the screen model (both screens, scrollback, the redraw).
+//! * [`redraw`]: the redraw written for every common terminal (no REP, SGR
+//!   in the `;` form, portable tab stops), and the one SGR writer.
 //! * [`view`]: a watcher's rendered, cropped view of a session.
 //! * [`detach`]: the detach key (pressed twice, sent once).
 //! * [`text`]: text from outside tether, made safe to print (every control
@@ -15,6 +19,8 @@
 //! * [`tty`]: the local terminal: raw mode that is always undone, its size.
 
 pub mod detach;
+pub mod feed;
+pub mod redraw;
 pub mod scan;
 pub mod screen;
 pub mod text;

@@ -39,10 +39,14 @@ const TITLE_MAX: usize = 256;
 const KITTY_STACK_MAX: usize = 16;
 
 /// Private modes tracked for redraw and reset, besides the alternate screen:
-/// X10 mouse, DECCKM is kept by the screen model but must be undone on
-/// detach, mouse tracking and encodings, focus events, alternate scroll,
-/// bracketed paste.
-const TRACKED_MODES: [u16; 12] = [1, 9, 1000, 1002, 1003, 1004, 1005, 1006, 1007, 1015, 1016, 2004];
+/// DECCKM is kept by the screen model but must be undone on detach; reverse
+/// video, cursor blink, X10 mouse, mouse tracking and encodings, focus
+/// events, alternate scroll, bracketed paste.
+const TRACKED_MODES: [u16; 14] =
+    [1, 5, 9, 12, 1000, 1002, 1003, 1004, 1005, 1006, 1007, 1015, 1016, 2004];
+
+/// The longest OSC 8 hyperlink (parameters and target) kept for redraws.
+const LINK_MAX: usize = 2048;
 
 /// A query the keeper answers itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,6 +169,14 @@ pub struct Modes {
     title: Option<String>,
     /// kitty keyboard protocol flag stack; the top is in effect.
     kitty: Vec<u16>,
+    /// xterm's modifyOtherKeys level (`CSI > 4 ; n m`), when not 0.
+    modify_other_keys: Option<u16>,
+    /// Colours set with OSC 10, 11 and 12 (text, background, cursor), as
+    /// the job wrote them.
+    colors: [Option<String>; 3],
+    /// The OSC 8 hyperlink open at the end of the output so far
+    /// (`params;target`): text written next belongs to it.
+    hyperlink: Option<String>,
 }
 
 impl Modes {
@@ -215,6 +227,17 @@ impl Modes {
         if let Some(flags) = self.kitty.last().filter(|f| **f != 0) {
             let _ = write!(s, "\x1b[={flags};1u");
         }
+        if let Some(level) = self.modify_other_keys {
+            let _ = write!(s, "\x1b[>4;{level}m");
+        }
+        for (i, color) in self.colors.iter().enumerate() {
+            if let Some(color) = color {
+                let _ = write!(s, "\x1b]{};{color}\x1b\\", 10 + i);
+            }
+        }
+        if let Some(link) = &self.hyperlink {
+            let _ = write!(s, "\x1b]8;{link}\x1b\\");
+        }
         s
     }
 
@@ -239,6 +262,17 @@ impl Modes {
         }
         if self.kitty.last().is_some_and(|f| *f != 0) {
             s.push_str("\x1b[=0;1u");
+        }
+        if self.modify_other_keys.is_some() {
+            s.push_str("\x1b[>4m");
+        }
+        for (i, color) in self.colors.iter().enumerate() {
+            if color.is_some() {
+                let _ = write!(s, "\x1b]{}\x1b\\", 110 + i);
+            }
+        }
+        if self.hyperlink.is_some() {
+            s.push_str("\x1b]8;;\x1b\\");
         }
         // Full scrolling region without moving the cursor, visible cursor,
         // default attributes.
@@ -635,6 +669,14 @@ impl VtScanner {
                 self.kitty_keyboard(p, params);
                 None
             }
+            // xterm's key modifier options: only modifyOtherKeys (4) changes
+            // what keys send; `CSI > 4 n` resets it like `CSI > 4 m`.
+            (Some(b'>'), b"", b'm' | b'n') if first == Some(4) => {
+                let level = params.split(|b| *b == b';').nth(1).and_then(parse_u16);
+                self.modes.modify_other_keys =
+                    if fin == b'm' { level.filter(|l| *l != 0) } else { None };
+                None
+            }
             _ => None,
         }
     }
@@ -677,17 +719,32 @@ impl VtScanner {
         };
         match parse_u16(ps)? {
             0 | 2 => {
-                let title: String = String::from_utf8_lossy(pt)
-                    .chars()
-                    .filter(|c| !c.is_control())
-                    .take(TITLE_MAX)
-                    .collect();
-                self.modes.title = Some(title);
+                self.modes.title = Some(clean(pt, TITLE_MAX));
                 None
             }
             // Colour queries: a palette entry, foreground, background, cursor…
             4 | 5 if pt.split(|b| *b == b';').any(|f| f == b"?") => Some(Action::OneClient),
             10..=19 if pt == b"?" => Some(Action::OneClient),
+            n @ 10..=12 => {
+                // Each further `;` value sets the next colour (OSC 10;fg;bg).
+                for (i, value) in pt.split(|b| *b == b';').enumerate() {
+                    let slot = usize::from(n - 10) + i;
+                    if slot < 3 && value != b"?" {
+                        self.modes.colors[slot] = Some(clean(value, TITLE_MAX));
+                    }
+                }
+                pt.split(|b| *b == b';').any(|f| f == b"?").then_some(Action::OneClient)
+            }
+            n @ 110..=112 => {
+                self.modes.colors[usize::from(n - 110)] = None;
+                None
+            }
+            8 => {
+                let target = pt.splitn(2, |b| *b == b';').nth(1).unwrap_or(b"");
+                self.modes.hyperlink =
+                    (!target.is_empty() && pt.len() <= LINK_MAX).then(|| clean(pt, LINK_MAX));
+                None
+            }
             // A clipboard read would hand the client's clipboard to the job.
             52 if pt.split(|b| *b == b';').nth(1) == Some(b"?") => Some(Action::Drop),
             _ => None,
@@ -769,6 +826,12 @@ fn dcs_dispatch(body: &[u8]) -> Option<Action> {
         }
         _ => None,
     }
+}
+
+/// Text from a sequence, kept to be written back in another one: control
+/// characters removed, at most `max` characters.
+fn clean(bytes: &[u8], max: usize) -> String {
+    String::from_utf8_lossy(bytes).chars().filter(|c| !c.is_control()).take(max).collect()
 }
 
 fn first_param(params: &[u8]) -> Option<u16> {

@@ -11,10 +11,10 @@
 //! `scrollback_cells / cols`, recomputed (and the history rebuilt) when the
 //! screen grows wider.
 
+use crate::term::redraw::{Style, portable, sets_tabs, write_default_tabs};
 use crate::term::scan::{Action, Modes, Query, Span, VtScanner};
-use avt::{Color, Line, Observation, Observer, Pen, ScreenKind, Terminal};
+use avt::{Line, Observation, Observer, Pen, ScreenKind, Terminal};
 use bytes::Bytes;
-use std::fmt::Write as _;
 use tether_proto::{AttachMode, WindowSize};
 
 /// What one PTY read turned into.
@@ -275,6 +275,7 @@ impl Screen {
         // The scanner only passes whole UTF-8 characters; invalid bytes
         // become U+FFFD on screen (the recording keeps them).
         let text = String::from_utf8_lossy(bytes);
+        let text = crate::term::feed::for_model(&text);
         let mut counter = EvictionCounter { count: 0, kept: self.kept.as_mut() };
         self.term.feed_with(text.as_ref(), &mut counter);
         self.evicted += counter.count;
@@ -344,7 +345,8 @@ impl Screen {
 
     /// Bytes that repaint a terminal of the session's size from any state:
     /// both screens, colours and attributes, cursor position and
-    /// visibility, scrolling region, input modes and title.
+    /// visibility, scrolling region, tab stops, input modes and title;
+    /// written for every common terminal ([`crate::term::redraw`]).
     pub fn redraw(&self) -> Vec<u8> {
         let mut dump = self.term.dump();
         if self.term.active_screen_kind() == ScreenKind::Alternate {
@@ -353,9 +355,13 @@ impl Screen {
             // 1049 did, so its eventual 1049l puts the cursor back.
             dump = dump.replacen("\x1b[?1047h", "\x1b[?1049h", 1);
         }
-        let mut out = String::with_capacity(REDRAW_PREFIX.len() + dump.len() + 64);
+        let mut out = String::with_capacity(REDRAW_PREFIX.len() + dump.len() + 256);
         out.push_str(REDRAW_PREFIX);
-        out.push_str(&dump);
+        if !sets_tabs(&dump) {
+            // The terminal may hold another session's stops.
+            write_default_tabs(self.term.size().0, &mut out);
+        }
+        portable(&dump, &mut out);
         out.push_str(&self.scanner.modes.restore_sequence());
         out.into_bytes()
     }
@@ -441,43 +447,10 @@ fn line_to_ansi(line: &Line, out: &mut String) {
         }
         if *cell.pen() != pen {
             pen = *cell.pen();
-            out.push_str(&sgr(&pen));
+            Style::of(&pen).write_sgr(out);
         }
         out.push(cell.char());
     }
-}
-
-/// A full SGR sequence for `pen`, starting from a reset.
-pub fn sgr(pen: &Pen) -> String {
-    let mut s = String::from("\x1b[0");
-    let flags = [
-        (pen.is_bold(), "1"),
-        (pen.is_faint(), "2"),
-        (pen.is_italic(), "3"),
-        (pen.is_underline(), "4"),
-        (pen.is_blink(), "5"),
-        (pen.is_inverse(), "7"),
-        (pen.is_strikethrough(), "9"),
-    ];
-    for (on, code) in flags {
-        if on {
-            s.push(';');
-            s.push_str(code);
-        }
-    }
-    for (color, base) in [(pen.foreground(), 38), (pen.background(), 48)] {
-        match color {
-            Some(Color::Indexed(i)) => {
-                let _ = write!(s, ";{base};5;{i}");
-            }
-            Some(Color::RGB(c)) => {
-                let _ = write!(s, ";{base};2;{};{};{}", c.r, c.g, c.b);
-            }
-            None => {}
-        }
-    }
-    s.push('m');
-    s
 }
 
 struct EvictionCounter<'a> {
@@ -507,6 +480,7 @@ fn new_terminal(size: WindowSize, scrollback_cells: usize) -> Terminal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use avt::Color;
 
     fn size(cols: u16, rows: u16) -> WindowSize {
         WindowSize { cols, rows }
@@ -553,6 +527,133 @@ mod tests {
         for seq in ["\x1b[?2004h", "\x1b[?1000h", "\x1b[?1006h", "\x1b]2;my title\x07"] {
             assert!(tail.contains(seq), "{seq:?} missing from {tail:?}");
         }
+    }
+
+    /// Replays `redraw` in vt100, an emulator other than the model's.
+    fn vt100_of(redraw: &[u8], s: WindowSize) -> vt100::Parser {
+        let mut p = vt100::Parser::new(s.rows.try_into().unwrap(), s.cols.try_into().unwrap(), 0);
+        p.process(redraw);
+        p
+    }
+
+    fn has_rep(text: &str) -> bool {
+        text.split("\x1b[").skip(1).any(|seq| {
+            let end = seq.find(|c: char| ('@'..='~').contains(&c)).unwrap_or(seq.len());
+            seq[end..].starts_with('b') && seq[..end].bytes().all(|b| b.is_ascii_digit())
+        })
+    }
+
+    #[test]
+    fn redraw_writes_runs_out_for_terminals_without_rep() {
+        let s = size(60, 6);
+        let mut screen = Screen::new(s, 1000);
+        let feed = "CPU[||||||||||||        45.0%]\r\n        indented\r\n\
+                    ┌──────────────┐\r\n\x1b[44m          \x1b[0m|\r\n\
+                    a          b          c";
+        screen.feed(feed.as_bytes());
+        let redraw = String::from_utf8(screen.redraw()).unwrap();
+        assert!(!has_rep(&redraw), "{redraw:?}");
+        let p = vt100_of(redraw.as_bytes(), s);
+        let mut direct = vt100::Parser::new(6.try_into().unwrap(), 60.try_into().unwrap(), 0);
+        direct.process(feed.as_bytes());
+        assert_eq!(p.screen().contents(), direct.screen().contents());
+        assert_eq!(p.screen().cursor_position(), direct.screen().cursor_position());
+        assert_eq!(p.screen().cell(3, 5).unwrap().bgcolor(), vt100::Color::Idx(4));
+    }
+
+    #[test]
+    fn zero_width_characters_take_no_cell() {
+        let s = size(30, 4);
+        let mut screen = Screen::new(s, 1000);
+        screen.feed("e\u{301}x|\u{2714}\u{fe0f}y|a\u{200d}b|c\u{200b}d".as_bytes());
+        assert_eq!(screen.text(None), ["éx|\u{2714}y|ab|cd"]);
+        assert_eq!(screen.cursor().0, 11, "one cell per base character");
+        let p = vt100_of(&screen.redraw(), s);
+        assert_eq!(p.screen().cursor_position(), (0, 11));
+        assert_eq!(p.screen().cell(0, 1).unwrap().contents(), "x");
+    }
+
+    #[test]
+    fn colours_are_redrawn_in_the_semicolon_form() {
+        let s = size(20, 3);
+        let mut screen = Screen::new(s, 1000);
+        screen.feed(b"\x1b[38:5:208mA\x1b[38:2::10:20:30mB\x1b[48:2:1:2:3mC\x1b[0m");
+        let redraw = String::from_utf8(screen.redraw()).unwrap();
+        assert!(redraw.contains("38;5;208m"), "{redraw:?}");
+        assert!(redraw.contains("38;2;10;20;30m"), "{redraw:?}");
+        assert!(!redraw.split("\x1b[").any(|q| q.contains(':')), "{redraw:?}");
+        let p = vt100_of(redraw.as_bytes(), s);
+        assert_eq!(p.screen().cell(0, 0).unwrap().fgcolor(), vt100::Color::Idx(208));
+        assert_eq!(p.screen().cell(0, 1).unwrap().fgcolor(), vt100::Color::Rgb(10, 20, 30));
+        assert_eq!(p.screen().cell(0, 2).unwrap().bgcolor(), vt100::Color::Rgb(1, 2, 3));
+    }
+
+    #[test]
+    fn underline_colours_and_styles_do_not_turn_into_other_attributes() {
+        let mut screen = Screen::new(size(20, 3), 1000);
+        screen.feed(b"\x1b[58;5;196mA\x1b[58;2;1;2;3mB\x1b[4:3mC\x1b[0;21mD");
+        let line = screen.visible_lines().next().unwrap().clone();
+        let cells = line.cells();
+        assert!(!cells[0].pen().is_blink(), "58;5;196 is not blink");
+        assert!(!cells[1].pen().is_faint(), "58;2;… is not faint");
+        assert!(cells[2].pen().is_underline(), "curly underline is an underline");
+        assert!(cells[3].pen().is_underline(), "21 is a double underline");
+    }
+
+    #[test]
+    fn modes_the_model_lacks_are_redrawn_and_undone() {
+        let mut screen = Screen::new(size(20, 3), 1000);
+        screen.feed(b"\x1b[>4;2m\x1b[?12h\x1b[?5h\x1b]11;#102030\x07\x1b]12;red\x07");
+        screen.feed(b"\x1b]8;id=1;http://example.com/\x1b\\link");
+        let redraw = String::from_utf8(screen.redraw()).unwrap();
+        for seq in [
+            "\x1b[>4;2m",
+            "\x1b[?12h",
+            "\x1b[?5h",
+            "\x1b]11;#102030\x1b\\",
+            "\x1b]12;red\x1b\\",
+            "\x1b]8;id=1;http://example.com/\x1b\\",
+        ] {
+            assert!(redraw.contains(seq), "{seq:?} missing from {redraw:?}");
+        }
+        let reset = screen.modes().reset_sequence();
+        for seq in ["\x1b[>4m", "\x1b[?12l", "\x1b[?5l", "\x1b]111\x1b\\", "\x1b]8;;\x1b\\"] {
+            assert!(reset.contains(seq), "{seq:?} missing from {reset:?}");
+        }
+        screen.feed(b"\x1b]8;;\x1b\\\x1b[>4;0m\x1b]111\x07");
+        let redraw = String::from_utf8(screen.redraw()).unwrap();
+        assert!(
+            !redraw.contains("\x1b]8;id") && !redraw.contains(">4;") && !redraw.contains("]11;")
+        );
+    }
+
+    /// The columns (1-based) where `redraw` sets tab stops after clearing
+    /// them all.
+    fn tab_stops_set(redraw: &str) -> Vec<usize> {
+        let after = &redraw[redraw.rfind("\x1b[3g").expect("clears the stops") + 4..];
+        after
+            .split("\x1bH")
+            .map_while(|s| s.strip_prefix("\x1b[")?.strip_suffix('G')?.parse().ok())
+            .collect()
+    }
+
+    #[test]
+    fn tab_stops_are_redrawn_with_hts() {
+        let s = size(40, 3);
+        let mut screen = Screen::new(s, 1000);
+        // What `tabs 4` does.
+        let mut tabs = String::from("\x1b[3g");
+        for col in (4..40).step_by(4) {
+            tabs.push_str(&format!("\x1b[{}G\x1bH", col + 1));
+        }
+        tabs.push('\r');
+        screen.feed(tabs.as_bytes());
+        let redraw = String::from_utf8(screen.redraw()).unwrap();
+        assert!(!redraw.contains('W'), "no CTC: {redraw:?}");
+        assert_eq!(tab_stops_set(&redraw), (5..40).step_by(4).collect::<Vec<_>>());
+        // Default stops are set too, undoing another session's.
+        let plain = String::from_utf8(Screen::new(s, 1000).redraw()).unwrap();
+        assert_eq!(tab_stops_set(&plain), [9, 17, 25, 33]);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! nothing the session prints can act on the watcher's machine, and a
 //! smaller terminal never gets wrapped garbage.
 
-use crate::term::screen::{Screen, sgr};
+use crate::term::redraw::Style;
+use crate::term::screen::Screen;
 use crate::term::text::visible;
 use avt::Pen;
 use std::fmt::Write as _;
@@ -143,7 +144,7 @@ fn draw_line(out: &mut String, line: &avt::Line, x0: u16, cols: u16) {
         }
         if *cell.pen() != pen {
             pen = *cell.pen();
-            out.push_str(&sgr(&pen));
+            Style::of(&pen).write_sgr(out);
         }
         out.push(cell.char());
         width += w;
