@@ -26,7 +26,9 @@ use unicode_width::UnicodeWidthChar;
 pub fn for_model(text: &str) -> Cow<'_, str> {
     let bytes = text.as_bytes();
     let sgr_suspect = has_sgr_suspect(bytes);
-    if bytes.is_ascii() && !sgr_suspect {
+    // Most text has no zero-width character: look before copying.
+    let zero_width = !bytes.is_ascii() && text.chars().any(is_zero_width);
+    if !zero_width && !sgr_suspect {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len());
@@ -63,7 +65,7 @@ pub fn for_model(text: &str) -> Cow<'_, str> {
             continue;
         }
         rest = &rest[c.len_utf8()..];
-        if !c.is_ascii() && c.width() == Some(0) {
+        if is_zero_width(c) {
             changed = true;
             if let Some(at) = last {
                 let base = out[at..].chars().next().unwrap_or(' ');
@@ -78,6 +80,11 @@ pub fn for_model(text: &str) -> Cow<'_, str> {
         out.push(c);
     }
     if changed { Cow::Owned(out) } else { Cow::Borrowed(text) }
+}
+
+/// A character that takes no cell of its own.
+fn is_zero_width(c: char) -> bool {
+    !c.is_ascii() && c.width() == Some(0)
 }
 
 /// Whether the text holds an SGR sequence that [`fix_sgr`] may change (a
