@@ -98,6 +98,7 @@ fn probe_attach(backend: &dyn Backend, probe: &SessionName, nonce: &str) -> Resu
         mode: AttachMode::ReadOnly,
         size: WindowSize::DEFAULT,
         identity,
+        term: None,
     }))?;
     let needle = format!("probe-{nonce}");
     let deadline = Instant::now() + PROBE_DEADLINE;

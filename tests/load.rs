@@ -195,6 +195,7 @@ fn watcher(sock: &std::path::Path, read: bool) -> std::thread::JoinHandle<(u64, 
             mode: AttachMode::ReadOnly,
             size: WindowSize { cols: 80, rows: 24 },
             identity,
+            term: None,
         }))
         .unwrap(),
     );

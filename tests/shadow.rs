@@ -242,8 +242,13 @@ fn sequences_that_act_on_a_viewer_never_reach_watchers() {
         )
         .unwrap();
         s.write_all(
-            &encode(&Message::Attach(AttachRequest { mode, size: WindowSize::DEFAULT, identity }))
-                .unwrap(),
+            &encode(&Message::Attach(AttachRequest {
+                mode,
+                size: WindowSize::DEFAULT,
+                identity,
+                term: None,
+            }))
+            .unwrap(),
         )
         .unwrap();
         s

@@ -4,8 +4,10 @@
 //! Invariants: no panic; feeding the output in pieces gives the same
 //! output, answers and screen as feeding it whole; feeding the redraw into
 //! a fresh screen of the same size reproduces the visible text and the
-//! cursor (the reattach promise: the exact screen). And the PTY reader's
-//! router, which serves live clients ahead of the screen, routes the same
+//! cursor (the reattach promise: the exact screen), and holds no REP;
+//! a keyframe (a redraw with every capability) is read back the same. And
+//! the PTY reader's router, which serves live clients ahead of the screen,
+//! routes the same
 //! bytes the same way and stands at the same position however its reads
 //! and the screen's are cut (the hand-over from catching up to live
 //! relies on it).
@@ -13,6 +15,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
+use tether::term::redraw::Caps;
 use tether::term::screen::Screen;
 use tether::keeper::stream::Router;
 use tether_proto::WindowSize;
@@ -64,7 +67,20 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(router.position(), position, "the router and the screen stand apart");
 
     let redraw = whole.redraw();
+    assert!(!has_rep(&redraw), "REP in a redraw");
     let (fresh, _, _) = run(size, &[&redraw]);
     assert_eq!(fresh.visible_text(), whole.visible_text(), "redraw lost the screen");
     assert_eq!(fresh.cursor(), whole.cursor(), "redraw moved the cursor");
+    // A keyframe (every capability) is read back the same.
+    let (fresh, _, _) = run(size, &[&whole.redraw_for(Caps::ALL)]);
+    assert_eq!(fresh.visible_text(), whole.visible_text(), "a keyframe lost the screen");
 });
+
+/// Whether `bytes` hold REP (`CSI n b`), which many terminals lack.
+fn has_rep(bytes: &[u8]) -> bool {
+    bytes.windows(2).enumerate().filter(|(_, w)| *w == b"\x1b[").any(|(i, _)| {
+        let rest = &bytes[i + 2..];
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        rest.get(digits) == Some(&b'b')
+    })
+}

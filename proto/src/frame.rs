@@ -309,6 +309,7 @@ mod tests {
                 mode: AttachMode::ReadOnly,
                 size: WindowSize { cols: 100, rows: 30 },
                 identity,
+                term: Some("tmux-256color".into()),
             }),
             Message::AttachReply(AttachReply { session: info() }),
             Message::Input(Bytes::from_static(b"ls\r")),

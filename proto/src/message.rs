@@ -258,6 +258,10 @@ pub struct AttachRequest {
     pub size: WindowSize,
     /// Who attaches.
     pub identity: Identity,
+    /// The client's terminal type (`TERM`): a redraw uses an optional
+    /// capability only where this terminal's terminfo entry has it.
+    #[serde(default)]
+    pub term: Option<String>,
 }
 
 /// The keeper accepted an [`AttachRequest`].

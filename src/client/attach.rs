@@ -82,6 +82,7 @@ pub fn run(mut client: KeeperClient, opts: &AttachOptions) -> Result<Outcome> {
         detach_key: opts.detach_key,
         detach_name: opts.detach_name.clone(),
         size: terminal::size(),
+        term: std::env::var("TERM").ok(),
     });
     client.writer.write_message(&request)?;
     let enter = match attachment.on_reply(client.reader.read_message()?) {

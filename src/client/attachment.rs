@@ -49,6 +49,8 @@ pub struct Settings {
     pub detach_name: String,
     /// The user's terminal size.
     pub size: WindowSize,
+    /// The user's terminal type (`TERM`), if known.
+    pub term: Option<String>,
 }
 
 /// How an attachment ended.
@@ -115,6 +117,7 @@ impl Attachment {
             mode: settings.mode,
             size: settings.size,
             identity: settings.identity.clone(),
+            term: settings.term.clone(),
         });
         let attachment = Attachment {
             detach: DetachKey::new(settings.detach_key),
@@ -372,6 +375,7 @@ mod tests {
             detach_key: 0x1c,
             detach_name: "Ctrl-\\".into(),
             size: WindowSize { cols: 40, rows: 10 },
+            term: None,
         }
     }
 

@@ -87,6 +87,8 @@ struct Attachment {
     origin: Option<crate::session::origin::Origin>,
     since: String,
     size: WindowSize,
+    /// What its terminal can draw beyond the common set (from its TERM).
+    caps: crate::term::redraw::Caps,
     outbox: Arc<Outbox>,
 }
 
@@ -321,8 +323,10 @@ impl Keeper {
         outbox: &Arc<Outbox>,
         peer: u32,
     ) -> Result<u64, Failure> {
-        // Looked up outside the lock: it reads /proc and the records.
+        // Looked up outside the lock: it reads /proc and the records, and
+        // the client's terminfo entry.
         let origin = req.identity.address.is_none().then(|| self.origin_of(peer)).flatten();
+        let caps = crate::term::terminfo::caps(req.term.as_deref());
         let id = {
             let mut st = self.state();
             if st.exit.is_some() {
@@ -338,6 +342,7 @@ impl Keeper {
                 origin: origin.clone(),
                 since: now_rfc3339(),
                 size,
+                caps,
                 outbox: outbox.clone(),
             });
             if req.mode == AttachMode::Interactive {
@@ -672,8 +677,8 @@ pub fn describe_identity(id: &Identity) -> String {
 }
 
 /// A redraw as frames (it may exceed one frame on a huge screen).
-pub(crate) fn redraw_frames(screen: &Screen) -> Vec<Message> {
-    Message::data_frames(Bytes::from(screen.redraw()), Message::Redraw).collect()
+pub(crate) fn redraw_frames(screen: &Screen, caps: crate::term::redraw::Caps) -> Vec<Message> {
+    Message::data_frames(Bytes::from(screen.redraw_for(caps)), Message::Redraw).collect()
 }
 
 fn redraw_string(screen: &Screen) -> String {

@@ -6,6 +6,7 @@
 use super::fanout::Outbox;
 use super::stream::Subscriber;
 use super::{KEYFRAME_EVERY, Keeper, State, lock, redraw_frames};
+use crate::term::redraw::Caps;
 use crate::term::screen::{self, Fed};
 use bytes::Bytes;
 use tether_proto::Message;
@@ -72,7 +73,8 @@ impl Keeper {
     pub(super) fn restart_stream(&self, st: &mut State, id: u64, prefix: Vec<Message>) {
         let Some(a) = st.attachments.iter().find(|a| a.id == id) else { return };
         let mut sub = Subscriber { id, mode: a.mode, outbox: a.outbox.clone(), replay_until: 0 };
-        let frames = prefix.into_iter().chain(redraw_frames(&st.screen)).collect::<Vec<_>>();
+        let frames =
+            prefix.into_iter().chain(redraw_frames(&st.screen, a.caps)).collect::<Vec<_>>();
         if let Some(old) = st.catchup.iter().find(|s| s.id == id) {
             sub.replay_until = old.replay_until;
         }
@@ -118,7 +120,8 @@ impl Keeper {
         }
         st.next_keyframe = out + KEYFRAME_EVERY;
         let size = st.screen.size();
-        let dump = String::from_utf8_lossy(&st.screen.redraw()).into_owned();
+        // Read back by tether's own model: every capability.
+        let dump = String::from_utf8_lossy(&st.screen.redraw_for(Caps::ALL)).into_owned();
         recorder.keyframe(Keyframe { out, cols: size.cols, rows: size.rows, dump });
     }
 

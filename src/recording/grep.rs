@@ -290,8 +290,11 @@ impl Shown {
         let mut abs = start;
         let mut line_start = start;
         let mut live = None;
+        let table = screen.table();
         while let Some(line) = lines.next() {
-            text.extend(line.chars());
+            for c in line.chars() {
+                table.push_text(c, &mut text);
+            }
             if !line.is_wrapped() || lines.peek().is_none() {
                 let gone = abs < history_end;
                 if !gone && live.is_none() {
@@ -342,7 +345,9 @@ fn alternate_rows(screen: &Screen) -> Vec<Row> {
     let mut line_start = 0;
     let mut lines = screen.visible_lines().enumerate().peekable();
     while let Some((i, line)) = lines.next() {
-        text.extend(line.chars());
+        for c in line.chars() {
+            screen.table().push_text(c, &mut text);
+        }
         if !line.is_wrapped() || lines.peek().is_none() {
             let trimmed = text.trim_end();
             if !trimmed.trim_start().is_empty() {

@@ -365,7 +365,11 @@ impl Player {
                 }
                 let col = view.x + (x as u16 - x0);
                 if let Some(c) = buf.cell_mut((col, row)) {
-                    c.set_char(cell.char()).set_style(style_of(cell.pen()));
+                    let style = style_of(cell.pen());
+                    match self.state.screen.table().get(cell.char()) {
+                        Some(special) => c.set_symbol(&special.text).set_style(style),
+                        None => c.set_char(cell.char()).set_style(style),
+                    };
                 }
             }
         }

@@ -28,6 +28,15 @@ use std::sync::Arc;
 use std::time::Instant;
 use tether_proto::{AttachMode, ErrorCode, SessionName, WindowSize};
 
+/// The client's terminal, as its `pty-req` described it.
+#[derive(Debug, Clone)]
+pub struct Terminal {
+    /// Its size.
+    pub size: WindowSize,
+    /// Its type (`TERM`): a redraw uses what its terminfo entry has.
+    pub term: Option<String>,
+}
+
 /// Attaches the channel to `name` until detach, disconnect or the job's
 /// end; returns how it ended (the terminal has been put back and told).
 ///
@@ -39,7 +48,7 @@ async fn attach(
     caller: &Caller,
     name: &SessionName,
     mode: AttachMode,
-    size: WindowSize,
+    terminal: Terminal,
     input: &mut InputReceiver,
     out: &Output,
 ) -> Result<Outcome> {
@@ -59,7 +68,8 @@ async fn attach(
         identity: caller.identity.clone(),
         detach_key: config.detach_key.0,
         detach_name: config.detach_key.describe(),
-        size,
+        size: terminal.size,
+        term: terminal.term,
     });
     to_keeper.write_message(&request).await?;
     match attachment.on_reply(from_keeper.read_message().await.ok().flatten()) {
@@ -132,11 +142,11 @@ pub async fn attach_or_show(
     caller: &Caller,
     name: &SessionName,
     mode: AttachMode,
-    size: WindowSize,
+    terminal: Terminal,
     input: &mut InputReceiver,
     out: &Output,
 ) -> Result<i32> {
-    let err = match attach(shared, caller, name, mode, size, input, out).await {
+    let err = match attach(shared, caller, name, mode, terminal, input, out).await {
         Ok(Outcome::Lost) => return Err(Failure::unavailable(lost_message(name)).into()),
         Ok(outcome) => return Ok(outcome.status()),
         Err(e) => e,

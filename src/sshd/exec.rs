@@ -172,13 +172,14 @@ impl Exec {
     /// Attaches the channel; an ended session shows its final screen.
     async fn bridge(&mut self, name: &SessionName, mode: AttachMode) -> Result<i32> {
         self.need_pty(if mode == AttachMode::ReadOnly { "watch" } else { "attach" })?;
-        let size = self.size();
+        let terminal =
+            bridge::Terminal { size: self.size(), term: self.pty.as_ref().map(|p| p.term.clone()) };
         bridge::attach_or_show(
             &self.shared,
             &self.caller,
             name,
             mode,
-            size,
+            terminal,
             &mut self.input,
             &self.out,
         )

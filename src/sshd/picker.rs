@@ -247,7 +247,10 @@ pub async fn run(
     match action {
         Action::Attach(name) => {
             let mode = AttachMode::Interactive;
-            match bridge::attach_or_show(shared, caller, &name, mode, size, &mut input, out).await {
+            let terminal = bridge::Terminal { size, term: Some(pty.term.clone()) };
+            match bridge::attach_or_show(shared, caller, &name, mode, terminal, &mut input, out)
+                .await
+            {
                 Ok(code) => code,
                 Err(e) => {
                     say(out, &format!("tether: {}\r\n", crate::error::shown(&e)), true).await;

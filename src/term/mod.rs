@@ -8,7 +8,9 @@
 //!   characters, the queries a keeper answers, what read-only streams must
 //!   not carry, and the input modes a job turns on ([`scan::ModeTracker`]).
 //! * [`feed`]: the job's text as the screen model reads it right (zero-width
-//!   characters joined to their cell, SGR forms avt misparses).
+//!   characters joined to their cell, attributes avt lacks followed).
+//! * [`cells`]: what a cell holds beyond avt's char and pen (graphemes,
+//!   underline styles and colour, concealed), by placeholder.
 //! * [`screen`]: the screen model (both screens, scrollback, the redraw).
 //! * [`redraw`]: the redraw written for every common terminal (no REP, SGR
 //!   in the `;` form, portable tab stops), and the one SGR writer.
@@ -16,13 +18,16 @@
 //! * [`detach`]: the detach key (pressed twice, sent once).
 //! * [`text`]: text from outside tether, made safe to print (every control
 //!   character shown, never executed).
+//! * [`terminfo`]: the optional capabilities a client's terminal has.
 //! * [`tty`]: the local terminal: raw mode that is always undone, its size.
 
+pub mod cells;
 pub mod detach;
 pub mod feed;
 pub mod redraw;
 pub mod scan;
 pub mod screen;
+pub mod terminfo;
 pub mod text;
 pub mod tty;
 pub mod view;

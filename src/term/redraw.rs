@@ -18,11 +18,34 @@
 //!   most emulators); default stops are set explicitly too, so a terminal
 //!   left with another session's stops gets the model's.
 //!
+//! * **Cells beyond avt** ([`super::cells`]): a placeholder is written as
+//!   the grapheme it stands for, with its concealed attribute, and with its
+//!   underline style and colour only where the client's terminal has them
+//!   ([`Caps`], from its terminfo entry as tmux does); otherwise as a plain
+//!   underline.
+//!
 //! [`Style`] is the one SGR writer: the redraw, the watcher view and the
 //! history the model carries over when it is rebuilt all use it.
 
+use crate::term::cells::{Colour, Extras, Table, Underline};
 use avt::{Color, Pen};
 use std::fmt::Write as _;
+use unicode_width::UnicodeWidthChar;
+
+/// Optional capabilities of the terminal a redraw is written for. None by
+/// default: a capability is used only where the terminal says it has it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Caps {
+    /// Underline styles, `CSI 4 : n m` (terminfo `Smulx`).
+    pub styled_underline: bool,
+    /// Underline colours, `CSI 58 ; … m` (terminfo `Setulc`).
+    pub underline_color: bool,
+}
+
+impl Caps {
+    /// Everything: for redraws that tether itself reads back (keyframes).
+    pub const ALL: Caps = Caps { styled_underline: true, underline_color: true };
+}
 
 /// Graphic rendition: the attributes and colours of a cell, as the screen
 /// model holds them.
@@ -63,6 +86,11 @@ impl Style {
             }
         }
         Style { flags, fg: pen.foreground(), bg: pen.background() }
+    }
+
+    /// Whether the style underlines.
+    pub fn underlined(&self) -> bool {
+        self.flags & UNDERLINE != 0
     }
 
     /// Whether a blank in this style looks like a cleared cell: no
@@ -173,6 +201,26 @@ impl Style {
     }
 }
 
+/// Appends what a cell with `extras` needs beyond `style` (already in
+/// effect), as far as `caps` allows.
+pub fn write_extras(extras: &Extras, style: &Style, caps: Caps, out: &mut String) {
+    if extras.conceal {
+        out.push_str("\x1b[8m");
+    }
+    if caps.styled_underline && style.underlined() && extras.underline != Underline::Plain {
+        let _ = write!(out, "\x1b[4:{}m", extras.underline.code());
+    }
+    match extras.underline_color.filter(|_| caps.underline_color) {
+        Some(Colour::Indexed(i)) => {
+            let _ = write!(out, "\x1b[58;5;{i}m");
+        }
+        Some(Colour::Rgb(r, g, b)) => {
+            let _ = write!(out, "\x1b[58;2;{r};{g};{b}m");
+        }
+        None => {}
+    }
+}
+
 /// Appends the tab stops of a terminal `cols` wide with a stop every eight
 /// columns, set the portable way (the cursor is left in column 1).
 pub fn write_default_tabs(cols: usize, out: &mut String) {
@@ -189,10 +237,23 @@ pub fn sets_tabs(dump: &str) -> bool {
     dump.contains("\x1b[5W")
 }
 
-/// Rewrites avt's dump into what every common terminal renders (see the
-/// module header), appending it to `out`.
-pub fn portable(dump: &str, out: &mut String) {
-    let mut w = Writer { out, style: Style::default(), last: None, blanks: 0 };
+/// Rewrites avt's dump of a screen `cols` wide into what every common
+/// terminal renders (see the module header), appending it to `out`; the
+/// terminal's cursor is in column 1. Placeholders are looked up in
+/// `table`, optional capabilities used as far as `caps` allows.
+pub fn portable(dump: &str, cols: usize, table: &Table, caps: Caps, out: &mut String) {
+    let mut w = Writer {
+        out,
+        style: Style::default(),
+        extras: Extras::default(),
+        table,
+        caps,
+        last: None,
+        blanks: 0,
+        blank_start: None,
+        cols: cols.max(1),
+        col: Some(0),
+    };
     let mut rest = dump;
     while let Some(c) = rest.chars().next() {
         if c != '\x1b' {
@@ -200,7 +261,7 @@ pub fn portable(dump: &str, out: &mut String) {
             w.char(c);
             continue;
         }
-        let seq_len = sequence_len(rest);
+        let seq_len = crate::term::feed::sequence_len(rest);
         let seq = &rest[..seq_len];
         rest = &rest[seq_len..];
         w.sequence(seq);
@@ -208,60 +269,114 @@ pub fn portable(dump: &str, out: &mut String) {
     w.flush_blanks();
 }
 
-/// Length of the escape sequence at the start of `s` (which starts with
-/// ESC): CSI up to its final byte, or ESC, its intermediates and final.
-fn sequence_len(s: &str) -> usize {
-    let b = s.as_bytes();
-    if b.get(1) == Some(&b'[') {
-        let end = b[2..].iter().position(|x| (0x40..=0x7e).contains(x)).map_or(b.len(), |p| p + 3);
-        return end;
-    }
-    let mut i = 1;
-    while i < b.len() && (0x20..=0x2f).contains(&b[i]) {
-        i += 1;
-    }
-    (i + 1).min(b.len())
-}
-
 struct Writer<'a> {
     out: &'a mut String,
     /// The style in effect on the terminal being painted.
     style: Style,
+    /// The cell attributes beyond `style` in effect there.
+    extras: Extras,
+    table: &'a Table,
+    caps: Caps,
     /// The last character printed, for REP.
     last: Option<char>,
     /// Invisible blanks not yet written: dropped if the line ends first.
     blanks: usize,
+    /// The column the first of them would be written in.
+    blank_start: Option<usize>,
+    cols: usize,
+    /// The terminal's cursor column (`cols`: after the last column, a
+    /// wrap pending), where known.
+    col: Option<usize>,
 }
 
 impl Writer<'_> {
     fn char(&mut self, c: char) {
-        match c {
-            ' ' if self.style.blank_is_invisible() => {
-                self.blanks += 1;
-                self.last = Some(c);
-            }
-            '\r' | '\n' => {
-                // A line ending: trailing invisible blanks are not needed on
-                // a cleared screen.
-                self.blanks = 0;
-                self.out.push(c);
-            }
-            c if c.is_control() => {
-                self.flush_blanks();
-                self.out.push(c);
-            }
-            c => {
-                self.flush_blanks();
-                self.out.push(c);
-                self.last = Some(c);
-            }
+        if c.is_control() {
+            self.control(c);
+            return;
         }
+        let special = self.table.get(c);
+        let extras = special.map(|s| s.extras).unwrap_or_default();
+        if extras != self.extras {
+            self.flush_blanks();
+            // From a reset: the base style, then what this cell adds.
+            self.style.write_sgr(self.out);
+            write_extras(&extras, &self.style, self.caps, self.out);
+            self.extras = extras;
+        }
+        self.last = Some(c);
+        if let Some(special) = special {
+            self.flush_blanks();
+            self.out.push_str(&special.text);
+        } else if c == ' ' && self.style.blank_is_invisible() {
+            if self.blanks == 0 {
+                self.blank_start = self.col;
+            }
+            self.blanks += 1;
+            return;
+        } else {
+            self.flush_blanks();
+            self.out.push(c);
+        }
+        // A placeholder has the width avt gave the cell.
+        self.advance(usize::from(c.width() == Some(2)) + 1);
+    }
+
+    /// The cursor after printing a character `width` cells wide.
+    fn advance(&mut self, width: usize) {
+        self.col = self.col.map(|col| {
+            if col + width > self.cols {
+                // Wraps (or was pending a wrap) and lands on the next line.
+                width
+            } else {
+                col + width
+            }
+        });
+    }
+
+    fn control(&mut self, c: char) {
+        // At a line's end, trailing invisible blanks are not needed on a
+        // cleared screen, if they all sit on this line (blanks that wrap
+        // from the line above move the cursor to this one).
+        let on_this_line =
+            self.blank_start.is_some_and(|s| s < self.cols && s + self.blanks <= self.cols);
+        if c == '\r' && on_this_line {
+            self.blanks = 0;
+        } else {
+            self.flush_blanks();
+        }
+        self.out.push(c);
+        self.col = match c {
+            '\r' => Some(0),
+            '\n' => self.col.map(|col| col.min(self.cols - 1)),
+            '\x07' | '\x0e' | '\x0f' => self.col,
+            _ => None,
+        };
     }
 
     fn flush_blanks(&mut self) {
         for _ in 0..std::mem::take(&mut self.blanks) {
             self.out.push(' ');
+            self.advance(1);
         }
+    }
+
+    /// Follows the cursor's column through a sequence the dump holds.
+    fn moved_by(&mut self, params: &str, fin: &str) {
+        let n = |i: usize| -> usize {
+            params.split(';').nth(i).and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).max(1)
+        };
+        let last = self.cols - 1;
+        self.col = match fin {
+            "H" | "f" => Some((n(1) - 1).min(last)),
+            "G" | "`" => Some((n(0) - 1).min(last)),
+            "C" => self.col.map(|c| (c.min(last) + n(0)).min(last)),
+            "D" => self.col.map(|c| c.min(last).saturating_sub(n(0))),
+            "E" | "F" | "r" => Some(0),
+            // Tab moves, restored cursors, anything else that may move.
+            "I" | "Z" | "u" | "s" => None,
+            _ => self.col,
+        };
     }
 
     fn sequence(&mut self, seq: &str) {
@@ -269,6 +384,12 @@ impl Writer<'_> {
         let Some(body) = csi else {
             self.flush_blanks();
             self.out.push_str(seq);
+            // ESC 8 restores a cursor, ESC c resets, ESC E is a new line.
+            self.col = match seq {
+                "\x1b8" => None,
+                "\x1bc" | "\x1bE" => Some(0),
+                _ => self.col,
+            };
             return;
         };
         let (params, fin) = body.split_at(body.len().saturating_sub(1));
@@ -289,6 +410,8 @@ impl Writer<'_> {
                     self.flush_blanks();
                     self.style = style;
                     style.write_sgr(self.out);
+                    // The reset took the extras away too.
+                    self.extras = Extras::default();
                 }
             }
             "W" => {
@@ -301,10 +424,13 @@ impl Writer<'_> {
                 }
             }
             _ => {
-                // Absolute moves and everything else: owed blanks first, so
-                // that relative moves and saved positions stay right.
+                // Moves and everything else: owed blanks first, so that
+                // relative moves and saved positions stay right.
                 self.flush_blanks();
                 self.out.push_str(seq);
+                if !params.starts_with(['?', '>', '<', '=', '!']) {
+                    self.moved_by(params, fin);
+                }
             }
         }
     }
@@ -316,7 +442,7 @@ mod tests {
 
     fn rewrite(dump: &str) -> String {
         let mut out = String::new();
-        portable(dump, &mut out);
+        portable(dump, 80, &Table::default(), Caps::default(), &mut out);
         out
     }
 

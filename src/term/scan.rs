@@ -177,6 +177,9 @@ pub struct Modes {
     /// The OSC 8 hyperlink open at the end of the output so far
     /// (`params;target`): text written next belongs to it.
     hyperlink: Option<String>,
+    /// ANSI insert mode (IRM, `CSI 4 h`); the screen model keeps and
+    /// redraws it, this copy is for the model's own bookkeeping.
+    insert: bool,
 }
 
 impl Modes {
@@ -186,6 +189,11 @@ impl Modes {
             return self.alt_screen == Some(mode);
         }
         TRACKED_MODES.iter().position(|m| *m == mode).is_some_and(|i| self.private & (1 << i) != 0)
+    }
+
+    /// Whether insert mode (IRM) is on.
+    pub fn insert_mode(&self) -> bool {
+        self.insert
     }
 
     /// Whether the alternate screen is active.
@@ -207,7 +215,8 @@ impl Modes {
 
     /// Sequences that re-establish these modes on a terminal that has just
     /// been drawn from the screen model (which restores DECCKM and the
-    /// alternate screen itself).
+    /// alternate screen itself); the keyboard modes are in
+    /// [`Modes::restore_keyboard`].
     pub fn restore_sequence(&self) -> String {
         let mut s = String::new();
         for (i, m) in TRACKED_MODES.iter().enumerate() {
@@ -224,12 +233,6 @@ impl Modes {
         if let Some(title) = &self.title {
             let _ = write!(s, "\x1b]2;{title}\x07");
         }
-        if let Some(flags) = self.kitty.last().filter(|f| **f != 0) {
-            let _ = write!(s, "\x1b[={flags};1u");
-        }
-        if let Some(level) = self.modify_other_keys {
-            let _ = write!(s, "\x1b[>4;{level}m");
-        }
         for (i, color) in self.colors.iter().enumerate() {
             if let Some(color) = color {
                 let _ = write!(s, "\x1b]{};{color}\x1b\\", 10 + i);
@@ -237,6 +240,21 @@ impl Modes {
         }
         if let Some(link) = &self.hyperlink {
             let _ = write!(s, "\x1b]8;{link}\x1b\\");
+        }
+        s
+    }
+
+    /// The keyboard modes (kitty flags, modifyOtherKeys), written before a
+    /// redraw paints anything: a terminal that does not know them may take
+    /// `CSI = … u` for "restore the cursor" and `CSI > 4 ; n m` for
+    /// colours, which the redraw then sets right.
+    pub fn restore_keyboard(&self) -> String {
+        let mut s = String::new();
+        if let Some(flags) = self.kitty.last().filter(|f| **f != 0) {
+            let _ = write!(s, "\x1b[={flags};1u");
+        }
+        if let Some(level) = self.modify_other_keys {
+            let _ = write!(s, "\x1b[>4;{level}m");
         }
         s
     }
@@ -479,17 +497,34 @@ impl VtScanner {
                 self.begin(State::Str);
                 self.collect(b - 0x40);
             }
-            _ => self.state = State::Ground,
+            _ => {
+                self.state = State::Ground;
+                self.after_c2 = false;
+            }
         }
     }
 
     /// One byte of a DCS, SOS, PM or APC string.
     fn string_byte(&mut self, b: u8, i: usize, spans: &mut Vec<Span>) {
+        if self.c1_aborts_string(b) {
+            return;
+        }
         if self.ends_with_c1_st(b) {
             self.finish_string(i, spans);
         } else {
             self.collect(b);
         }
+    }
+
+    /// Whether `b` completes a C1 control other than ST (`0xc2` then
+    /// `b`) inside a string: the screen model leaves the string for it
+    /// (unfinished, so nothing acts on it) and starts what it introduces.
+    fn c1_aborts_string(&mut self, b: u8) -> bool {
+        if !(self.after_c2 && (0x80..=0x9f).contains(&b) && b != 0x9c) {
+            return false;
+        }
+        self.c1_control(b);
+        true
     }
 
     /// Whether `b` completes ST written as a UTF-8 character (U+009C, the
@@ -518,6 +553,7 @@ impl VtScanner {
                 self.state = State::Ground;
                 self.escape_dispatch(b);
             }
+            0x80..=0xff => self.character_in_sequence(b),
             // C0 controls inside an escape are executed by terminals and
             // leave the escape pending.
             _ => {}
@@ -528,8 +564,19 @@ impl VtScanner {
         match b {
             0x30..=0x7e => self.state = State::Ground,
             0x1b => self.begin(State::Esc),
+            0x80..=0xff => self.character_in_sequence(b),
             _ => {}
         }
+    }
+
+    /// A byte from 0x80 on inside an escape or CSI: the start of a
+    /// character. The screen model reads a character from U+00A0 on (or
+    /// an invalid byte, U+FFFD to it) as a final byte, and a C1 control
+    /// as the start of what it introduces: either way the sequence is
+    /// over, and the character is read as in the ground state.
+    fn character_in_sequence(&mut self, b: u8) {
+        self.state = State::Ground;
+        self.ground(b);
     }
 
     fn escape_dispatch(&mut self, fin: u8) {
@@ -555,13 +602,16 @@ impl VtScanner {
             }
             0x1b => self.begin(State::Esc),
             0x20..=0x3f => self.collect(b),
-            // C0 controls are executed in place; other bytes are invalid
-            // here and terminals ignore them.
+            0x80..=0xff => self.character_in_sequence(b),
+            // C0 controls are executed in place; DEL is ignored.
             _ => {}
         }
     }
 
     fn osc(&mut self, b: u8, i: usize, spans: &mut Vec<Span>) {
+        if self.c1_aborts_string(b) {
+            return;
+        }
         if b == 0x07 || self.ends_with_c1_st(b) {
             self.finish_string(i, spans);
         } else {
@@ -621,10 +671,8 @@ impl VtScanner {
         let first = first_param(params);
         match (prefix, inter, fin) {
             (Some(b'?'), b"", b'h' | b'l') => {
-                for p in params.split(|b| *b == b';') {
-                    if let Some(m) = parse_u16(p) {
-                        self.modes.set_private(m, fin == b'h');
-                    }
+                for m in model_params(params) {
+                    self.modes.set_private(m, fin == b'h');
                 }
                 None
             }
@@ -662,7 +710,14 @@ impl VtScanner {
             (None, b"!", b'p') => {
                 // DECSTR soft reset.
                 self.modes.app_keypad = false;
+                self.modes.insert = false;
                 self.modes.set_private(1, false);
+                None
+            }
+            (None, b"", b'h' | b'l') => {
+                if model_params(params).contains(&4) {
+                    self.modes.insert = fin == b'h';
+                }
                 None
             }
             (Some(p @ (b'>' | b'<' | b'=')), b"", b'u') => {
@@ -836,6 +891,38 @@ fn clean(bytes: &[u8], max: usize) -> String {
 
 fn first_param(params: &[u8]) -> Option<u16> {
     params.split(|b| *b == b';' || *b == b':').next().and_then(parse_u16)
+}
+
+/// A mode sequence's parameters as the screen model (avt) reads them, so
+/// that the modes followed here are the model's: the part of each before
+/// a `:` (sub-parameters), digits wrapping at 16 bits, an empty one 0, at
+/// most 32 (digits past the 32nd `;` run on into the last), and none at
+/// all when a byte other than a digit, `;` or `:` makes avt ignore the
+/// sequence.
+fn model_params(params: &[u8]) -> Vec<u16> {
+    const MAX: usize = 32;
+    if !params.iter().all(|b| b.is_ascii_digit() || matches!(b, b';' | b':')) {
+        return Vec::new();
+    }
+    let mut out = vec![0u16];
+    let mut in_first_part = true;
+    for b in params {
+        match b {
+            b';' if out.len() < MAX => {
+                out.push(0);
+                in_first_part = true;
+            }
+            b';' => {}
+            b':' => in_first_part = false,
+            digit if in_first_part => {
+                if let Some(last) = out.last_mut() {
+                    *last = last.wrapping_mul(10).wrapping_add(u16::from(digit - b'0'));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 fn parse_u16(digits: &[u8]) -> Option<u16> {
@@ -1041,16 +1128,32 @@ mod tests {
         let m = &s.modes;
         assert!(m.private_mode(2004) && m.private_mode(1006) && !m.private_mode(1000));
         assert!(m.alt_screen() && m.private_mode(1049));
-        assert_eq!(
-            m.restore_sequence(),
-            "\x1b[?1006h\x1b[?2004h\x1b=\x1b[5 q\x1b]2;build\x07\x1b[=1;1u"
-        );
+        assert_eq!(m.restore_sequence(), "\x1b[?1006h\x1b[?2004h\x1b=\x1b[5 q\x1b]2;build\x07");
+        assert_eq!(m.restore_keyboard(), "\x1b[=1;1u");
         assert_eq!(
             m.reset_sequence(),
             "\x1b[?1049l\x1b[?1006l\x1b[?2004l\x1b>\x1b[0 q\x1b[=0;1u\x1b7\x1b[r\x1b8\x1b[?25h\x1b[0m"
         );
         let (_, _, s) = scan_all(b"\x1b[?2004h\x1bc");
         assert_eq!(s.modes, Modes::default());
+    }
+
+    #[test]
+    fn mode_parameters_are_read_as_the_model_reads_them() {
+        // avt takes the part before a `:`, wraps at 16 bits and ignores a
+        // sequence with a stray byte; the modes followed must agree.
+        let (_, _, s) = scan_all(b"\x1b[4:3h");
+        assert!(s.modes.insert_mode());
+        let (_, _, s) = scan_all(b"\x1b[65540h");
+        assert!(s.modes.insert_mode(), "65540 wraps to 4");
+        let (_, _, s) = scan_all(b"\x1b[3:4h");
+        assert!(!s.modes.insert_mode());
+        let (_, _, s) = scan_all(b"\x1b[?2004:1;1006h");
+        assert!(s.modes.private_mode(2004) && s.modes.private_mode(1006));
+        assert_eq!(model_params(b"1;2<4"), Vec::<u16>::new());
+        let many = "0;".repeat(40) + "4";
+        assert_eq!(model_params(many.as_bytes()).len(), 32);
+        assert_eq!(model_params(many.as_bytes())[31], 4);
     }
 
     #[test]

@@ -11,11 +11,14 @@
 //! `scrollback_cells / cols`, recomputed (and the history rebuilt) when the
 //! screen grows wider.
 
-use crate::term::redraw::{Style, portable, sets_tabs, write_default_tabs};
+use crate::term::cells::Table;
+use crate::term::feed::Feeder;
+use crate::term::redraw::{Caps, Style, portable, sets_tabs, write_default_tabs};
 use crate::term::scan::{Action, Modes, Query, Span, VtScanner};
 use avt::{Line, Observation, Observer, Pen, ScreenKind, Terminal};
 use bytes::Bytes;
 use tether_proto::{AttachMode, WindowSize};
+use unicode_width::UnicodeWidthChar;
 
 /// What one PTY read turned into.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -144,12 +147,19 @@ pub struct Screen {
     /// ([`Screen::keep_evicted`]: `grep`, so that no line is lost however
     /// much one read scrolls).
     kept: Option<Vec<Line>>,
+    /// What avt cannot hold: graphemes and attributes, by placeholder.
+    feeder: Feeder,
+    /// The column where the feeder's carried cell landed (on the cursor's
+    /// row), for zero-width characters in the next read.
+    landed: Option<usize>,
 }
 
 impl Screen {
     /// An empty screen of `size` keeping about `scrollback_cells` cells of history.
     pub fn new(size: WindowSize, scrollback_cells: usize) -> Self {
         let size = size.sanitized();
+        let mut feeder = Feeder::default();
+        feeder.interrupt(usize::from(size.cols));
         Screen {
             term: new_terminal(size, scrollback_cells),
             scanner: VtScanner::new(),
@@ -158,6 +168,8 @@ impl Screen {
             evicted: 0,
             scrollback_cells,
             kept: None,
+            feeder,
+            landed: None,
         }
     }
 
@@ -188,6 +200,12 @@ impl Screen {
         self.evicted
     }
 
+    /// What the placeholders in this model's lines stand for: a line's
+    /// text is `table().text(line.chars())`.
+    pub fn table(&self) -> &Table {
+        self.feeder.table()
+    }
+
     /// The primary screen's lines, history first, then the screen.
     pub fn primary_lines(&self) -> impl Iterator<Item = &Line> {
         self.term.primary_screen().all_lines()
@@ -208,8 +226,13 @@ impl Screen {
     /// The visible lines of the active screen as text, trailing blanks kept
     /// per line but blank lines at the end removed.
     pub fn visible_text(&self) -> Vec<String> {
-        let mut lines: Vec<String> =
-            self.term.screen().visible_lines().map(|l| l.text().trim_end().to_owned()).collect();
+        let table = self.feeder.table();
+        let mut lines: Vec<String> = self
+            .term
+            .screen()
+            .visible_lines()
+            .map(|l| table.text(l.chars()).trim_end().to_owned())
+            .collect();
         while lines.last().is_some_and(String::is_empty) {
             lines.pop();
         }
@@ -275,9 +298,58 @@ impl Screen {
         // The scanner only passes whole UTF-8 characters; invalid bytes
         // become U+FFFD on screen (the recording keeps them).
         let text = String::from_utf8_lossy(bytes);
-        let text = crate::term::feed::for_model(&text);
+        let mut text = text.as_ref();
+        if let Some((_, now, rest)) = self.feeder.carried(text) {
+            // Zero-width characters that belong to the last cell printed:
+            // print that cell again, joined, where it landed (on the
+            // cursor's row; the pen and the wrap state are as they were).
+            if let Some(col) = self.landed {
+                let insert = self.scanner.modes.insert_mode();
+                let fix = format!(
+                    "{}\x1b[{}G{now}{}",
+                    if insert { "\x1b[4l" } else { "" },
+                    col + 1,
+                    if insert { "\x1b[4h" } else { "" }
+                );
+                self.feed_model(&fix);
+            }
+            text = rest;
+        }
+        let text = self.feeder.for_model(text);
+        if text.is_empty() {
+            return;
+        }
+        self.landed = None;
+        if self.feeder.carry().is_none() {
+            self.feed_model(&text);
+            return;
+        }
+        // The text ends with a cell the next text may join: where it lands
+        // is known from the cursor before and after it.
+        let last = text.chars().next_back().map_or(0, char::len_utf8);
+        let (head, tail) = text.split_at(text.len() - last);
+        self.feed_model(head);
+        let before = self.term.cursor().col;
+        self.feed_model(tail);
+        let after = self.term.cursor().col;
+        let (cols, width) =
+            (self.term.size().0, tail.chars().map(|c| c.width().unwrap_or(1)).sum());
+        self.landed = Some(if before + width <= cols {
+            // Where the cursor was (inserting or not).
+            before
+        } else if after == width {
+            // Wrapped to the next line.
+            0
+        } else {
+            // No autowrap: overwritten at the end of the line.
+            cols.saturating_sub(width)
+        });
+    }
+
+    /// Feeds text meant for the model to avt, counting evicted lines.
+    fn feed_model(&mut self, text: &str) {
         let mut counter = EvictionCounter { count: 0, kept: self.kept.as_mut() };
-        self.term.feed_with(text.as_ref(), &mut counter);
+        self.term.feed_with(text, &mut counter);
         self.evicted += counter.count;
     }
 
@@ -299,6 +371,8 @@ impl Screen {
     /// history lines kept, so that the scrollback stays within its cells.
     pub fn resize(&mut self, size: WindowSize) {
         let size = size.sanitized();
+        self.feeder.interrupt(usize::from(size.cols));
+        self.landed = None;
         let limit = self.scrollback_cells / usize::from(size.cols);
         let history = self.history_len();
         if history > limit + limit / 4 {
@@ -348,7 +422,14 @@ impl Screen {
     /// visibility, scrolling region, tab stops, input modes and title;
     /// written for every common terminal ([`crate::term::redraw`]).
     pub fn redraw(&self) -> Vec<u8> {
+        self.redraw_for(Caps::default())
+    }
+
+    /// [`Screen::redraw`] for a terminal with the optional capabilities
+    /// `caps`.
+    pub fn redraw_for(&self, caps: Caps) -> Vec<u8> {
         let mut dump = self.term.dump();
+        dump.truncate(without_parser_state(&dump));
         if self.term.active_screen_kind() == ScreenKind::Alternate {
             // avt switches screens with 1047, which some emulators lack;
             // 1049 also saves the primary cursor, as the application's own
@@ -357,11 +438,12 @@ impl Screen {
         }
         let mut out = String::with_capacity(REDRAW_PREFIX.len() + dump.len() + 256);
         out.push_str(REDRAW_PREFIX);
+        out.push_str(&self.scanner.modes.restore_keyboard());
         if !sets_tabs(&dump) {
             // The terminal may hold another session's stops.
             write_default_tabs(self.term.size().0, &mut out);
         }
-        portable(&dump, &mut out);
+        portable(&dump, self.term.size().0, self.feeder.table(), caps, &mut out);
         out.push_str(&self.scanner.modes.restore_sequence());
         out.into_bytes()
     }
@@ -370,13 +452,27 @@ impl Screen {
     /// as logical lines (soft wraps joined), trailing blank lines removed;
     /// the last `lines` of them if given.
     pub fn text(&self, lines: Option<usize>) -> Vec<String> {
+        let table = self.feeder.table();
+        let primary = || {
+            let lines = self.term.primary_screen().text();
+            if table.is_empty() {
+                lines
+            } else {
+                lines.into_iter().map(|l| table.text(l.chars())).collect()
+            }
+        };
         let mut text = if self.term.active_screen_kind() == ScreenKind::Alternate {
-            let mut t = self.term.primary_screen().text();
+            let mut t = primary();
             t.truncate(self.history_len_logical());
-            t.extend(self.term.screen().visible_lines().map(|l| l.text().trim_end().to_owned()));
+            t.extend(
+                self.term
+                    .screen()
+                    .visible_lines()
+                    .map(|l| table.text(l.chars()).trim_end().to_owned()),
+            );
             t
         } else {
-            self.term.primary_screen().text()
+            primary()
         };
         while text.last().is_some_and(String::is_empty) {
             text.pop();
@@ -412,8 +508,11 @@ impl Screen {
         let mut current = String::new();
         let skip = (start - self.evicted) as usize;
         let take = end_abs.saturating_sub(start) as usize;
+        let table = self.feeder.table();
         for (i, line) in self.term.primary_screen().all_lines().skip(skip).take(take).enumerate() {
-            current.extend(line.chars());
+            for c in line.chars() {
+                table.push_text(c, &mut current);
+            }
             if !line.is_wrapped() {
                 out.push(std::mem::take(&mut current).trim_end().to_owned());
                 next = start + i as u64 + 1;
@@ -475,6 +574,25 @@ fn new_terminal(size: WindowSize, scrollback_cells: usize) -> Terminal {
     #[allow(clippy::expect_used)]
     // avt only rejects zero dimensions, and both are at least 1 here.
     Terminal::with_scrollback(cols, rows, Some(limit)).expect("terminal size is at least 1x1")
+}
+
+/// The length of avt's `dump` without its parser's state: avt ends a dump
+/// with the sequence its parser is in the middle of, written with C1
+/// controls (U+0090 for a DCS, U+009B for a CSI, ...) or as an ESC with
+/// its intermediates. A terminal in UTF-8 reads C1 controls its own way
+/// or not at all, and the scanner holds back every sequence it knows is
+/// unfinished; what is left is a sequence avt alone would still be in,
+/// which the job's next output cannot complete on a client either way.
+fn without_parser_state(dump: &str) -> usize {
+    // Cells never hold C1 controls: the first one starts the state.
+    if let Some(at) = dump.find(|c: char| ('\u{80}'..='\u{9f}').contains(&c)) {
+        return at;
+    }
+    let tail = dump.trim_end_matches(|c: char| (' '..='/').contains(&c));
+    match tail.strip_suffix('\x1b') {
+        Some(kept) => kept.len(),
+        None => dump.len(),
+    }
 }
 
 #[cfg(test)]
@@ -562,11 +680,33 @@ mod tests {
     }
 
     #[test]
+    fn a_redraw_leaves_no_sequence_open() {
+        // A string longer than the scanner holds back reaches avt
+        // unfinished; its dump ends with the string still open.
+        let s = size(10, 2);
+        let mut screen = Screen::new(s, 1000);
+        screen.feed(b"ab\x1bP1c");
+        screen.feed(&vec![b'x'; crate::term::scan::HOLDBACK_MAX + 1]);
+        assert!(screen.term.dump().contains('\u{90}'), "avt is left in a DCS");
+        for redraw in [screen.redraw(), screen.redraw_for(Caps::ALL)] {
+            let text = String::from_utf8(redraw).unwrap();
+            assert!(!text.contains(|c: char| ('\u{80}'..='\u{9f}').contains(&c)), "{text:?}");
+            let mut fresh = Screen::new(s, 1000);
+            fresh.feed(text.as_bytes());
+            fresh.feed(b"z");
+            assert_eq!(fresh.visible_text(), ["abz"]);
+        }
+        assert_eq!(without_parser_state("x\x1b[0m\x1b("), "x\x1b[0m".len());
+        assert_eq!(without_parser_state("x\x1b[0m\u{9b}1;2"), "x\x1b[0m".len());
+        assert_eq!(without_parser_state("x\x1b[0m  "), "x\x1b[0m  ".len());
+    }
+
+    #[test]
     fn zero_width_characters_take_no_cell() {
         let s = size(30, 4);
         let mut screen = Screen::new(s, 1000);
         screen.feed("e\u{301}x|\u{2714}\u{fe0f}y|a\u{200d}b|c\u{200b}d".as_bytes());
-        assert_eq!(screen.text(None), ["éx|\u{2714}y|ab|cd"]);
+        assert_eq!(screen.text(None), ["e\u{301}x|\u{2714}\u{fe0f}y|a\u{200d}b|c\u{200b}d"]);
         assert_eq!(screen.cursor().0, 11, "one cell per base character");
         let p = vt100_of(&screen.redraw(), s);
         assert_eq!(p.screen().cursor_position(), (0, 11));
@@ -654,6 +794,119 @@ mod tests {
         // Default stops are set too, undoing another session's.
         let plain = String::from_utf8(Screen::new(s, 1000).redraw()).unwrap();
         assert_eq!(tab_stops_set(&plain), [9, 17, 25, 33]);
+    }
+
+    #[test]
+    fn graphemes_are_kept_whole_and_redrawn_as_written() {
+        let s = size(30, 3);
+        let mut screen = Screen::new(s, 1000);
+        let text = "cafe\u{301} \u{2714}\u{fe0f} 👍\u{1f3fd} a\u{200b}b";
+        screen.feed(text.as_bytes());
+        assert_eq!(screen.text(None), [text]);
+        assert_eq!(screen.cursor().0, 14, "one cell per base character, two for 👍");
+        let redraw = String::from_utf8(screen.redraw()).unwrap();
+        assert!(redraw.contains(text), "{redraw:?}");
+        let p = vt100_of(redraw.as_bytes(), s);
+        assert_eq!(p.screen().cursor_position(), (0, 14));
+    }
+
+    #[test]
+    fn concealed_text_stays_concealed() {
+        let mut screen = Screen::new(size(30, 3), 1000);
+        screen.feed(b"pw: \x1b[8msecret\x1b[0m shown");
+        let redraw = String::from_utf8(screen.redraw()).unwrap();
+        let at = redraw.find("secret").unwrap();
+        let before = &redraw[..at];
+        let last_sgr = &before[before.rfind("\x1b[0").unwrap()..];
+        assert!(last_sgr.contains("\x1b[8m"), "{last_sgr:?}");
+        assert!(redraw[at..].contains("\x1b[0m shown"), "{redraw:?}");
+    }
+
+    #[test]
+    fn underline_styles_and_colours_are_drawn_only_where_the_terminal_has_them() {
+        let mut screen = Screen::new(size(30, 3), 1000);
+        screen.feed(b"\x1b[4:3;58;5;196mcurly\x1b[0m plain");
+        let common = String::from_utf8(screen.redraw_for(Caps::default())).unwrap();
+        assert!(common.contains("\x1b[0;4mcurly"), "{common:?}");
+        assert!(!common.contains("4:3") && !common.contains("58;"), "{common:?}");
+        assert!(!common.contains("\x1b[0;4;5"), "no blink: {common:?}");
+        let all = String::from_utf8(screen.redraw_for(Caps::ALL)).unwrap();
+        assert!(all.contains("\x1b[0;4m\x1b[4:3m\x1b[58;5;196mcurly"), "{all:?}");
+        // What tether reads back (a keyframe) keeps everything.
+        let mut again = Screen::new(size(30, 3), 1000);
+        again.feed(&screen.redraw_for(Caps::ALL));
+        assert_eq!(String::from_utf8(again.redraw_for(Caps::ALL)).unwrap(), all);
+        assert_eq!(again.text(None), ["curly plain"]);
+    }
+
+    #[test]
+    fn blanks_that_wrap_onto_a_line_are_written() {
+        // Found by fuzzing: a one-column screen whose second line is a
+        // blank reached by autowrap.
+        let s = size(1, 6);
+        let mut screen = Screen::new(s, 2000);
+        screen.feed(b"` \x0b[@");
+        let mut fresh = Screen::new(s, 2000);
+        fresh.feed(&screen.redraw());
+        assert_eq!(fresh.visible_text(), screen.visible_text());
+        assert_eq!(fresh.cursor(), screen.cursor());
+    }
+
+    #[test]
+    fn a_mark_in_the_next_read_joins_the_cell_where_it_landed() {
+        // Insert mode set with a sub-parameter, as avt reads it, was found
+        // by fuzzing.
+        let cases: [&[u8]; 6] = [
+            b"ab",
+            b"abcde",
+            b"\x1b[?7labcdex",
+            b"\x1b[4hxyz\r ab",
+            b"\x1b[4:3hxy\r a",
+            "abcd日".as_bytes(),
+        ];
+        // And a wide character on a one-column screen (found by fuzzing),
+        // which has no cell to join.
+        for (head, cols) in cases.iter().map(|h| (*h, 5)).chain([("日".as_bytes(), 1)]) {
+            let s = size(cols, 3);
+            let mut whole = Screen::new(s, 100);
+            whole.feed(&[head, "\u{301}\u{fe0f}!".as_bytes()].concat());
+            let mut split = Screen::new(s, 100);
+            split.feed(head);
+            split.feed("\u{301}".as_bytes());
+            split.feed("\u{fe0f}!".as_bytes());
+            let what = String::from_utf8_lossy(head);
+            assert_eq!(split.visible_text(), whole.visible_text(), "{what:?}");
+            assert_eq!(split.cursor(), whole.cursor(), "{what:?}");
+        }
+    }
+
+    #[test]
+    fn c1_controls_are_read_alike_however_reads_are_cut() {
+        // Found by fuzzing: a C1 control written in UTF-8 right after an
+        // ESC (or inside a string) starts a sequence in avt; the scanner
+        // and the feeder must see it start there too.
+        let cases: [&[u8]; 6] = [
+            b"\x1b\xc2\x90a\xe2\x80\x8b",
+            b"x\x1b\xc2\xc2\x901a\xe2\x80\x8bbz",
+            b"x\x1b[1\xc2\x9b2Cy\xcc\x81",
+            b"\x1b]0;t\xc2\x90q\x1b\\w\xcc\x81",
+            b"\x1bPq\xc2\x9cab\xcc\x81",
+            b"\x1b(\xc2\x85ab\xcc\x81c",
+        ];
+        for input in cases {
+            let s = size(20, 3);
+            let mut whole = Screen::new(s, 100);
+            whole.feed(input);
+            for cut in 1..input.len() {
+                let mut split = Screen::new(s, 100);
+                for piece in input.chunks(cut) {
+                    split.feed(piece);
+                }
+                let what = format!("{:?} in pieces of {cut}", String::from_utf8_lossy(input));
+                assert_eq!(split.visible_text(), whole.visible_text(), "{what}");
+                assert_eq!(split.cursor(), whole.cursor(), "{what}");
+            }
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! nothing the session prints can act on the watcher's machine, and a
 //! smaller terminal never gets wrapped garbage.
 
+use crate::term::cells::Table;
 use crate::term::redraw::Style;
 use crate::term::screen::Screen;
 use crate::term::text::visible;
@@ -114,7 +115,7 @@ impl WatchView {
         for r in 0..rows {
             let _ = write!(out, "\x1b[{};1H", r + 1);
             if let Some(line) = lines.get(usize::from(y0 + r)) {
-                draw_line(&mut out, line, x0, cols);
+                draw_line(&mut out, line, self.screen.table(), x0, cols);
             }
             out.push_str("\x1b[0m\x1b[K");
         }
@@ -131,7 +132,7 @@ impl WatchView {
 /// Draws the cells of `line` from column `x0` on, at most `cols` wide,
 /// with their colours and attributes: tether's own drawing, nothing of
 /// the session's bytes.
-fn draw_line(out: &mut String, line: &avt::Line, x0: u16, cols: u16) {
+fn draw_line(out: &mut String, line: &avt::Line, table: &Table, x0: u16, cols: u16) {
     let mut pen = Pen::default();
     let mut width = 0;
     for cell in line.cells().iter().skip(usize::from(x0)) {
@@ -146,7 +147,14 @@ fn draw_line(out: &mut String, line: &avt::Line, x0: u16, cols: u16) {
             pen = *cell.pen();
             Style::of(&pen).write_sgr(out);
         }
-        out.push(cell.char());
+        match table.get(cell.char()) {
+            // Concealed text stays hidden from a watcher.
+            Some(special) if special.extras.conceal => {
+                out.extend(std::iter::repeat_n(' ', usize::from(w)));
+            }
+            Some(special) => out.push_str(&special.text),
+            None => out.push(cell.char()),
+        }
         width += w;
     }
 }
@@ -170,7 +178,7 @@ pub fn still(redraw: &[u8], size: WindowSize) -> Vec<u8> {
             .iter()
             .rposition(|c| c.char() != ' ' || *c.pen() != Pen::default())
             .map_or(0, |i| i + usize::from(cells[i].width().max(1)));
-        draw_line(&mut out, line, 0, u16::try_from(width).unwrap_or(u16::MAX));
+        draw_line(&mut out, line, screen.table(), 0, u16::try_from(width).unwrap_or(u16::MAX));
         out.push_str("\x1b[0m\r\n");
     }
     out.into_bytes()
