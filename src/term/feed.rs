@@ -122,7 +122,7 @@ impl Feeder {
                 rest = &rest[len..];
                 last = None;
                 match seq.strip_prefix("\x1b[").and_then(|s| s.strip_suffix('m')) {
-                    Some(params) if !params.starts_with(['<', '=', '>', '?']) => {
+                    Some(params) if !params.starts_with(['<', '=', '>', '?', ':']) => {
                         out.push_str("\x1b[");
                         // C0 controls inside are executed before the SGR
                         // takes effect, as avt does (and inside it: the

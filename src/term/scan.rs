@@ -715,7 +715,9 @@ impl VtScanner {
                 None
             }
             (None, b"", b'h' | b'l') => {
-                if model_params(params).contains(&4) {
+                // avt ignores a CSI that starts with `:` (no private
+                // marker before it).
+                if !params.starts_with(b":") && model_params(params).contains(&4) {
                     self.modes.insert = fin == b'h';
                 }
                 None
@@ -1150,6 +1152,9 @@ mod tests {
         assert!(!s.modes.insert_mode());
         let (_, _, s) = scan_all(b"\x1b[?2004:1;1006h");
         assert!(s.modes.private_mode(2004) && s.modes.private_mode(1006));
+        // Found by fuzzing: avt ignores a CSI that starts with `:`.
+        let (_, _, s) = scan_all(b"\x1b[:;4h");
+        assert!(!s.modes.insert_mode());
         assert_eq!(model_params(b"1;2<4"), Vec::<u16>::new());
         let many = "0;".repeat(40) + "4";
         assert_eq!(model_params(many.as_bytes()).len(), 32);
