@@ -189,8 +189,12 @@ fn memory_dumps_and_host_wide_capture() {
 
     let system = PathBuf::from(env.ok(&["snapshot", "--system"]).trim());
     let procs = processes(&system);
-    let python =
-        procs.iter().find(|p| cmdline(p).contains("socket.socket()")).expect("the python process");
+    // The capture is host-wide: other tests' listeners are in it too.
+    let bind = format!("\"127.0.0.1\", {port})");
+    let python = procs
+        .iter()
+        .find(|p| cmdline(p).contains("socket.socket()") && cmdline(p).contains(&bind))
+        .expect("the python process");
     let sockets: Vec<Value> =
         serde_json::from_str(&std::fs::read_to_string(system.join("sockets.json")).unwrap())
             .unwrap();
