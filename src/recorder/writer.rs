@@ -82,7 +82,11 @@ pub(super) struct Writer {
     buf_events: u64,
     chain: Chain,
     committed: Chain,
+    /// The number of the last checkpoint made, and of the last one the
+    /// file holds: a checkpoint the disk refused is made again under the
+    /// same number, so the numbering has no hole.
     seq: u64,
+    committed_seq: u64,
     last_time: f64,
     committed_time: f64,
     last_checkpoint: Instant,
@@ -149,6 +153,7 @@ impl Writer {
             chain: Chain::start(b""),
             committed: Chain::start(b""),
             seq: 0,
+            committed_seq: 0,
             last_time: 0.0,
             committed_time: 0.0,
             last_checkpoint: Instant::now(),
@@ -344,6 +349,7 @@ impl Writer {
             Ok(()) => {
                 self.file_len += self.buf.len() as u64;
                 self.committed = self.chain.clone();
+                self.committed_seq = self.seq;
                 self.committed_time = self.last_time;
                 self.committed_out = self.out_bytes;
                 self.buf.clear();
@@ -358,6 +364,7 @@ impl Writer {
                 let _ = self.file.set_len(self.file_len);
                 let (bytes, events, since) = (self.buf_out, self.buf_events, self.committed_time);
                 self.chain = self.committed.clone();
+                self.seq = self.committed_seq;
                 self.last_time = self.committed_time;
                 self.out_bytes = self.committed_out;
                 self.buf.clear();
@@ -455,6 +462,11 @@ impl Writer {
         }
         let (_, line) = self.signed_line(false, None);
         if self.file.write_all(line.as_bytes()).is_err() {
+            // Not rotated: the segment stays as it was, and the
+            // checkpoint is made again, under the same number, later.
+            let _ = self.file.set_len(self.file_len);
+            self.chain = self.committed.clone();
+            self.seq = self.committed_seq;
             return;
         }
         let _ = self.file.sync_data();
@@ -499,5 +511,52 @@ impl Writer {
         }
         let _ = self.file.sync_all();
         Some(FinalHead { end, segments: self.segment + 1 })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recording::{Recording, verify};
+
+    #[test]
+    fn a_checkpoint_the_disk_refuses_leaves_no_hole_in_the_numbering() {
+        // Found by the disk-full test under load: the events fit, the
+        // checkpoint line after them did not, and the next checkpoint
+        // skipped its number; verify then reported a deleted checkpoint.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.cast");
+        let key = SigningKey::generate().unwrap();
+        let public = russh::keys::PublicKey::from_openssh(&key.public_openssh()).unwrap();
+        let spec = RecorderSpec {
+            session: "s".into(),
+            path: path.clone(),
+            command: "sh".into(),
+            term: "xterm".into(),
+            cols: 80,
+            rows: 24,
+            key,
+            segment_bytes: 64 << 20,
+        };
+        let start = Instant::now();
+        let mut w = Writer::create(spec, start).unwrap();
+        w.output(b"one\r\n", start);
+        assert!(w.flush(), "the events are written");
+        // The disk refuses the checkpoint line (a read-only handle fails
+        // every write as a full disk would).
+        let writable = std::mem::replace(&mut w.file, File::open(&path).unwrap());
+        w.checkpoint();
+        assert!(w.degraded());
+        w.file = writable;
+        w.last_retry = Instant::now() - RETRY_EVERY;
+        w.output(b"two\r\n", start);
+        w.idle();
+        assert!(!w.degraded(), "recovered");
+        w.finish(Some(0)).expect("a signed end");
+        let trusted = Some((public, "test".into()));
+        let report = verify::verify(&Recording::open(&path).unwrap(), trusted).unwrap();
+        assert_eq!(report.status, "intact", "{report:?}");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("two"), "{text}");
     }
 }
