@@ -417,3 +417,67 @@ fn a_reattached_vim_equals_the_continuous_one_in_tmux() {
     let reattached = poll(|| tmux.capture("reattached"), |c| *c == live);
     assert_same(&reattached, &live, "reattached vim");
 }
+
+/// A full-screen program in a session, seen continuously by a client
+/// attached from the start (keys typed through it), and by a client that
+/// attaches afterwards: once the program has settled, the new client's
+/// pane equals the continuous one (cells, attributes, cursor). The
+/// continuous client stays attached, so a program that redraws on its
+/// own (htop) changes both panes alike.
+fn reattached_equals_continuous(name: &str, command: &str, ready: &str, keys: &[&str]) {
+    let env = TestEnv::new();
+    env.start(name, &["sh", "-c", &format!("cd {} && {command}", env.root().display())]);
+    let mut tmux = Tmux::new(&env);
+    tmux.window("live", &format!("{} attach {name}", bin()));
+    let first = poll(|| tmux.capture("live"), |c| c.text.contains(ready));
+    assert!(first.text.contains(ready), "{name} did not draw {ready:?}: {first:?}");
+    for k in keys {
+        tmux.run(&["send-keys", "-t", "live", k]);
+    }
+    // Settled: the same screen twice in a row.
+    let mut last = tmux.capture("live");
+    let _ = poll(
+        || {
+            let now = tmux.capture("live");
+            let same = now == last;
+            last = now;
+            same
+        },
+        |same| *same,
+    );
+    tmux.window("reattached", &format!("{} attach {name}", bin()));
+    let (live, reattached) =
+        poll(|| (tmux.capture("live"), tmux.capture("reattached")), |(l, r)| l == r);
+    assert_same(&reattached, &live, &format!("reattached {name}"));
+}
+
+#[test]
+fn a_reattached_man_page_equals_the_continuous_one_in_tmux() {
+    // Bold, underlined and indented text through man and less, after a
+    // search (standout).
+    let source = ".TH DEMO 1 2026-12-06 tether Tests\n.SH NAME\ndemo \\- a page for \
+                    the reattach test\n.SH SYNOPSIS\n.B demo\n[\\fIOPTION\\fR]... \\fIFILE\\fR\n\
+                    .SH DESCRIPTION\n.TP\n.B \\-a\nall of it, indented under the option\n\
+                    .TP\n.BR \\-\\-long =\\fIVALUE\\fR\nwith an underlined value\n\
+                    .SH SEE ALSO\n.BR ls (1)\n";
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("demo.1");
+    std::fs::write(&page, source).unwrap();
+    let command = format!("TERM=tmux-256color MANPAGER=less exec man -l {}", page.display());
+    reattached_equals_continuous("man", &command, "DEMO(1)", &["/indented", "Enter"]);
+}
+
+#[test]
+fn a_reattached_mc_equals_the_continuous_one_in_tmux() {
+    // Line drawing, two panels, a menu bar, the selection bar moved.
+    let command = "mkdir -p a b && touch f1 f2 && TERM=tmux-256color exec mc -u -d";
+    reattached_equals_continuous("mc", command, "Left", &["Down", "Down", "Tab"]);
+}
+
+#[test]
+fn a_reattached_htop_equals_the_continuous_one_in_tmux() {
+    // Meters (runs of equal cells), colours, a process list; htop redraws
+    // on its own every 10 s here.
+    let command = "TERM=tmux-256color exec htop -d 100";
+    reattached_equals_continuous("htop", command, "PID", &["Down"]);
+}
