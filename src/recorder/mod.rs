@@ -62,6 +62,23 @@ pub struct RecorderSpec {
     pub segment_bytes: u64,
 }
 
+#[cfg(test)]
+impl RecorderSpec {
+    /// A session `s` running `sh` on an 80×24 xterm, recorded to `path`.
+    pub(crate) fn for_test(path: PathBuf, key: SigningKey) -> RecorderSpec {
+        RecorderSpec {
+            session: "s".into(),
+            path,
+            command: "sh".into(),
+            term: "xterm".into(),
+            cols: 80,
+            rows: 24,
+            key,
+            segment_bytes: 64 << 20,
+        }
+    }
+}
+
 /// What the recorder is told, in order.
 enum Item {
     Output(Bytes, Instant),
@@ -386,17 +403,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rec/s.cast");
         let key = SigningKey::generate().unwrap();
-        let r = Recorder::start(RecorderSpec {
-            session: "s".into(),
-            path: path.clone(),
-            command: "sh".into(),
-            term: "xterm".into(),
-            cols: 80,
-            rows: 24,
-            key,
-            segment_bytes: 64 << 20,
-        })
-        .unwrap();
+        let r = Recorder::start(RecorderSpec::for_test(path.clone(), key)).unwrap();
         r.output(Bytes::from_static(b"hello\r\n"), Instant::now());
         r.marker("attach alice".into());
         let end = r.finish(Some(3)).expect("a signed end");

@@ -528,18 +528,8 @@ mod tests {
         let path = dir.path().join("s.cast");
         let key = SigningKey::generate().unwrap();
         let public = russh::keys::PublicKey::from_openssh(&key.public_openssh()).unwrap();
-        let spec = RecorderSpec {
-            session: "s".into(),
-            path: path.clone(),
-            command: "sh".into(),
-            term: "xterm".into(),
-            cols: 80,
-            rows: 24,
-            key,
-            segment_bytes: 64 << 20,
-        };
         let start = Instant::now();
-        let mut w = Writer::create(spec, start).unwrap();
+        let mut w = Writer::create(RecorderSpec::for_test(path.clone(), key), start).unwrap();
         w.output(b"one\r\n", start);
         assert!(w.flush(), "the events are written");
         // The disk refuses the checkpoint line (a read-only handle fails
