@@ -400,8 +400,11 @@ fn sgr_needs_work(params: &[u8]) -> bool {
     }
     let mut groups = params.split(|b| *b == b';');
     while let Some(g) = groups.next() {
-        match g {
-            b"38" | b"48" => {
+        // Read as the feeder reads it: the part before a `:`.
+        let first = g.split(|b| *b == b':').next().unwrap_or_default();
+        let sub = first.len() < g.len();
+        match first {
+            b"38" | b"48" if !sub => {
                 // Skip the colour's own groups.
                 let n = match groups.next() {
                     Some(b"5") => 1,
@@ -413,7 +416,7 @@ fn sgr_needs_work(params: &[u8]) -> bool {
                 }
             }
             b"21" | b"8" | b"28" | b"58" | b"59" => return true,
-            g if g.starts_with(b"4:") || g.starts_with(b"58:") => return true,
+            b"4" if sub => return true,
             _ => {}
         }
     }
@@ -449,6 +452,10 @@ mod tests {
         // (found by fuzzing: `21` with a control inside was left to avt
         // when the text came alone, and read when it came with a DEL).
         assert!(has_sgr_suspect("\x1b[21\x13m"));
+        // And the part before a `:`, as the feeder reads it.
+        assert!(has_sgr_suspect("\x1b[21:m"));
+        assert!(has_sgr_suspect("\x1b[1;8:2m"));
+        assert!(!has_sgr_suspect("\x1b[38:5:21m\x1b[4m"));
         // Inside it, not before it: the ESC ends an unfinished OSC first.
         assert_eq!(fed(&mut f, "[\x1b]\x1b[\x08m\u{303}"), "[\x1b]\x1b[\x08m");
     }
