@@ -398,17 +398,18 @@ fn sgr_needs_work(params: &[u8]) -> bool {
     if params.iter().any(|b| *b < 0x20 || *b == 0x7f) {
         return true;
     }
-    let mut groups = params.split(|b| *b == b';');
+    let mut groups = params.split(|b| *b == b';').peekable();
     while let Some(g) = groups.next() {
         // Read as the feeder reads it: the part before a `:`.
         let first = g.split(|b| *b == b':').next().unwrap_or_default();
         let sub = first.len() < g.len();
         match first {
             b"38" | b"48" if !sub => {
-                // Skip the colour's own groups.
-                let n = match groups.next() {
-                    Some(b"5") => 1,
-                    Some(b"2") => 3,
+                // Skip the colour's own groups (none unless a 5 or a 2
+                // follows: then the next group is an attribute).
+                let n = match groups.peek().copied() {
+                    Some(b"5") => 2,
+                    Some(b"2") => 4,
                     _ => 0,
                 };
                 for _ in 0..n {
@@ -456,6 +457,8 @@ mod tests {
         assert!(has_sgr_suspect("\x1b[21:m"));
         assert!(has_sgr_suspect("\x1b[1;8:2m"));
         assert!(!has_sgr_suspect("\x1b[38:5:21m\x1b[4m"));
+        assert!(has_sgr_suspect("\x1b[48;8m"), "8 is concealed, not a colour mode");
+        assert!(!has_sgr_suspect("\x1b[48;5;8m\x1b[38;2;8;21;8m"));
         // Inside it, not before it: the ESC ends an unfinished OSC first.
         assert_eq!(fed(&mut f, "[\x1b]\x1b[\x08m\u{303}"), "[\x1b]\x1b[\x08m");
     }
