@@ -119,6 +119,50 @@ fn a_reattached_screen_equals_the_continuous_one_in_an_emulator_without_rep() {
     assert_eq!(redrawn["cursor"], seen["cursor"], "cursor differs");
 }
 
+#[test]
+fn a_reattach_opens_and_closes_each_hyperlink_where_the_job_did() {
+    // Found by an outside check: only the link open at the end came back;
+    // text printed under a link lost it on reattach.
+    let env = TestEnv::new();
+    let file = env.root().join("links.txt");
+    let text = concat!(
+        "see \x1b]8;id=7;https://example.com/docs\x1b\\the docs\x1b]8;;\x1b\\ or ",
+        "\x1b]8;;file:///etc/hosts\x07\x1b[1mhosts\x1b[0m!\x1b]8;;\x07 plain\r\n",
+        "LINKS-END"
+    );
+    std::fs::write(&file, text).unwrap();
+    let script = format!("cat {}; exec sleep 600", file.display());
+    env.start("links", &["sh", "-c", &script]);
+    env.wait_text("links", "LINKS-END");
+
+    let mut term = env.terminal(&["attach", "links"], COLS, ROWS);
+    term.wait_attached();
+    term.wait_text("LINKS-END");
+    let raw = String::from_utf8_lossy(&term.raw()).into_owned();
+    term.detach();
+    let docs = "\x1b]8;id=7;https://example.com/docs\x1b\\the docs\x1b]8;;\x1b\\ or ";
+    assert!(raw.contains(docs), "the docs link is not where the job put it: {raw:?}");
+    let open = "\x1b]8;;file:///etc/hosts\x1b\\";
+    let start = raw.find(open).expect("the hosts link is lost") + open.len();
+    let end = start + raw[start..].find("\x1b]8;;\x1b\\").expect("the hosts link is not closed");
+    assert_eq!(without_csi(&raw[start..end]), "hosts!", "{raw:?}");
+    assert!(raw[end..].contains(" plain"), "{raw:?}");
+}
+
+/// `s` without its CSI sequences (colours, moves).
+fn without_csi(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(at) = rest.find("\x1b[") {
+        out.push_str(&rest[..at]);
+        let body = &rest[at + 2..];
+        let fin = body.find(|c: char| ('@'..='~').contains(&c)).map_or(body.len(), |i| i + 1);
+        rest = &body[fin..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// A tmux server of its own, killed (by PID) when dropped.
 struct Tmux {
     socket: PathBuf,

@@ -44,6 +44,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(replies_whole, replies_split, "answers depend on how reads are cut");
     assert_eq!(whole.visible_text(), split.visible_text());
     assert_eq!(whole.cursor(), split.cursor());
+    assert_eq!(extras(&whole), extras(&split), "attributes depend on how reads are cut");
 
     // The router, cut differently from the screen, agrees with it.
     let mut router = Router::default();
@@ -74,7 +75,36 @@ fuzz_target!(|data: &[u8]| {
     // A keyframe (every capability) is read back the same.
     let (fresh, _, _) = run(size, &[&whole.redraw_for(Caps::ALL)]);
     assert_eq!(fresh.visible_text(), whole.visible_text(), "a keyframe lost the screen");
+    assert_eq!(links(&fresh), links(&whole), "a keyframe lost a hyperlink");
 });
+
+/// What each visible cell holds beyond avt's attributes: (row, column,
+/// the extras with the link's target in place of its number).
+fn extras(screen: &Screen) -> Vec<(usize, usize, String)> {
+    let table = screen.table();
+    let mut out = Vec::new();
+    for (row, line) in screen.visible_lines().enumerate() {
+        for (col, cell) in line.cells().iter().enumerate() {
+            if let Some(special) = table.get(cell.char()) {
+                let mut e = special.extras;
+                let link = table.link(std::mem::take(&mut e.link)).unwrap_or("");
+                if !e.is_default() || !link.is_empty() {
+                    out.push((row, col, format!("{e:?} {link}")));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The visible cells under a hyperlink: (row, column, link).
+fn links(screen: &Screen) -> Vec<(usize, usize, String)> {
+    extras(screen)
+        .into_iter()
+        .filter_map(|(r, c, e)| e.split_once("} ").map(|(_, l)| (r, c, l.to_owned())))
+        .filter(|(_, _, l)| !l.is_empty())
+        .collect()
+}
 
 /// Whether `bytes` hold REP (`CSI n b`), which many terminals lack.
 fn has_rep(bytes: &[u8]) -> bool {

@@ -79,6 +79,9 @@ pub struct Extras {
     pub underline_color: Option<Colour>,
     /// Concealed (`8`).
     pub conceal: bool,
+    /// The OSC 8 hyperlink the cell was printed under: 0 for none, else
+    /// a link of the [`Table`] ([`Table::link`]).
+    pub link: u16,
 }
 
 impl Extras {
@@ -98,12 +101,21 @@ pub struct Special {
     pub extras: Extras,
 }
 
+/// The most hyperlinks one screen model keeps, and their total length:
+/// cells printed under links beyond them are kept without their link.
+const LINKS_MAX: usize = 4096;
+const LINK_BYTES_MAX: usize = 512 * 1024;
+
 /// The placeholders of one screen model.
 #[derive(Debug, Default)]
 pub struct Table {
     narrow: Vec<Special>,
     wide: Vec<Special>,
     index: HashMap<Special, char>,
+    /// OSC 8 hyperlinks (`params;target`), by [`Extras::link`] - 1.
+    links: Vec<Box<str>>,
+    link_index: HashMap<Box<str>, u16>,
+    link_bytes: usize,
 }
 
 /// Whether `c` is a placeholder (or a job's character from those ranges).
@@ -130,6 +142,29 @@ impl Table {
         entries.push(special.clone());
         self.index.insert(special, c);
         Some(c)
+    }
+
+    /// The number for hyperlink `link` (`params;target` of an OSC 8), for
+    /// [`Extras::link`]; 0 (no link) when the table holds as many links
+    /// as it may.
+    pub fn intern_link(&mut self, link: &str) -> u16 {
+        if let Some(n) = self.link_index.get(link) {
+            return *n;
+        }
+        if self.links.len() >= LINKS_MAX || self.link_bytes + link.len() > LINK_BYTES_MAX {
+            return 0;
+        }
+        self.links.push(link.into());
+        self.link_bytes += link.len();
+        let n = self.links.len() as u16;
+        self.link_index.insert(link.into(), n);
+        n
+    }
+
+    /// The hyperlink (`params;target`) numbered `n` by
+    /// [`Table::intern_link`].
+    pub fn link(&self, n: u16) -> Option<&str> {
+        self.links.get(usize::from(n).checked_sub(1)?).map(|l| &**l)
     }
 
     /// What placeholder `c` stands for.
@@ -187,6 +222,25 @@ mod tests {
         assert!(is_placeholder(narrow) && is_placeholder(wide));
         assert_eq!(t.intern('e', s("e\u{301}")), Some(narrow), "interned once");
         assert_eq!(t.text(['a', narrow, wide]), "ae\u{301}👍\u{1f3fd}");
+    }
+
+    #[test]
+    fn links_are_numbered_once_and_bounded() {
+        let mut t = Table::default();
+        let a = t.intern_link("id=1;http://a/");
+        assert_eq!(a, 1);
+        assert_eq!(t.intern_link("id=1;http://a/"), a);
+        assert_eq!(t.link(a), Some("id=1;http://a/"));
+        assert_eq!(t.link(0), None);
+        let long = "x".repeat(2000);
+        let mut kept = 0;
+        for n in 0..LINKS_MAX {
+            if t.intern_link(&format!("{n};{long}")) != 0 {
+                kept += 1;
+            }
+        }
+        assert!(kept < LINKS_MAX && t.link_bytes <= LINK_BYTES_MAX, "bounded in bytes");
+        assert_eq!(t.intern_link("id=1;http://a/"), a, "known links keep their number");
     }
 
     #[test]

@@ -18,6 +18,10 @@
 //!   `58;2;R;G;B` as faint, and `21` as "normal intensity"), and carried
 //!   by placeholders on the cells printed while they are on.
 //!
+//! * **Hyperlinks** (OSC 8) are followed here too: the cells printed while
+//!   one is open carry it ([`Extras::link`]), so that a redraw opens and
+//!   closes each link where the job did.
+//!
 //! * **DEL** (0x7f) outside sequences is dropped: terminals ignore it, avt
 //!   would give it a cell.
 //!
@@ -121,6 +125,12 @@ impl Feeder {
                 let seq = &rest[..len];
                 rest = &rest[len..];
                 last = None;
+                if let Some(link) = osc8(seq) {
+                    self.extras.link = match link {
+                        Some(link) => self.table.intern_link(&link),
+                        None => 0,
+                    };
+                }
                 match seq.strip_prefix("\x1b[").and_then(|s| s.strip_suffix('m')) {
                     Some(params) if !params.starts_with(['<', '=', '>', '?', ':']) => {
                         out.push_str("\x1b[");
@@ -205,7 +215,8 @@ impl Feeder {
             let first = parts.next().unwrap_or("");
             match first {
                 "" | "0" => {
-                    self.extras = Extras::default();
+                    // A reset leaves a hyperlink open.
+                    self.extras = Extras { link: self.extras.link, ..Extras::default() };
                     kept.push(group);
                 }
                 "4" => {
@@ -373,18 +384,41 @@ fn esc_len(s: &str) -> usize {
     s.len()
 }
 
-/// Whether the text holds an SGR sequence the feeder must follow (a cheap
-/// test: most output has colours alone, or no sequences at all).
+/// What OSC 8 sequence `seq` (a whole sequence, as [`sequence_len`]
+/// delimits it) does to the open hyperlink, as the scanner reads it
+/// (`crate::term::scan`): `None` if it is no OSC 8 or changes nothing (not
+/// terminated, or too long to be read); `Some(None)` if it closes the link;
+/// `Some(Some(link))` if it opens `link` (`params;target`, without controls).
+fn osc8(seq: &str) -> Option<Option<String>> {
+    let body = seq.strip_prefix("\x1b]").or_else(|| seq.strip_prefix('\u{9d}'))?;
+    let body = body
+        .strip_suffix('\x07')
+        .or_else(|| body.strip_suffix("\x1b\\"))
+        .or_else(|| body.strip_suffix('\u{9c}'))?;
+    let pt = body.strip_prefix("8;")?;
+    if body.len() > crate::term::scan::COLLECT_MAX {
+        return None;
+    }
+    let target = pt.split_once(';').map_or("", |(_, t)| t);
+    Some(
+        (!target.is_empty() && pt.len() <= crate::term::scan::LINK_MAX)
+            .then(|| crate::term::scan::clean(pt.as_bytes(), crate::term::scan::LINK_MAX)),
+    )
+}
+
+/// Whether the text holds a sequence the feeder must follow (a cheap test:
+/// most output has colours alone, or no sequences at all): an SGR with
+/// attributes avt lacks, or a hyperlink.
 fn has_sgr_suspect(text: &str) -> bool {
     let mut i = 0;
     while let Some(p) = text[i..].find('\x1b') {
         let start = i + p;
         let len = sequence_len(&text[start..]);
         let seq = &text.as_bytes()[start..start + len];
-        if let [0x1b, b'[', params @ .., b'm'] = seq
-            && sgr_needs_work(params)
-        {
-            return true;
+        match seq {
+            [0x1b, b'[', params @ .., b'm'] if sgr_needs_work(params) => return true,
+            [0x1b, b']', b'8', b';', ..] => return true,
+            _ => {}
         }
         i = start + len.max(1);
     }

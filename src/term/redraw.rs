@@ -246,6 +246,7 @@ pub fn portable(dump: &str, cols: usize, table: &Table, caps: Caps, out: &mut St
         out,
         style: Style::default(),
         extras: Extras::default(),
+        link: 0,
         table,
         caps,
         last: None,
@@ -267,14 +268,21 @@ pub fn portable(dump: &str, cols: usize, table: &Table, caps: Caps, out: &mut St
         w.sequence(seq);
     }
     w.flush_blanks();
+    if w.link != 0 {
+        // The link open at the end, if any, is the modes' to restore.
+        w.open_link(0);
+    }
 }
 
 struct Writer<'a> {
     out: &'a mut String,
     /// The style in effect on the terminal being painted.
     style: Style,
-    /// The cell attributes beyond `style` in effect there.
+    /// The cell attributes beyond `style` in effect there (their link
+    /// aside: an SGR does not close a hyperlink).
     extras: Extras,
+    /// The hyperlink open there ([`Extras::link`]).
+    link: u16,
     table: &'a Table,
     caps: Caps,
     /// The last character printed, for REP.
@@ -296,7 +304,12 @@ impl Writer<'_> {
             return;
         }
         let special = self.table.get(c);
-        let extras = special.map(|s| s.extras).unwrap_or_default();
+        let mut extras = special.map(|s| s.extras).unwrap_or_default();
+        let link = std::mem::take(&mut extras.link);
+        if link != self.link {
+            self.flush_blanks();
+            self.open_link(link);
+        }
         if extras != self.extras {
             self.flush_blanks();
             // From a reset: the base style, then what this cell adds.
@@ -354,6 +367,12 @@ impl Writer<'_> {
         };
     }
 
+    /// Opens hyperlink `link` (closes the open one if 0).
+    fn open_link(&mut self, link: u16) {
+        let _ = write!(self.out, "\x1b]8;{}\x1b\\", self.table.link(link).unwrap_or(";"));
+        self.link = link;
+    }
+
     fn flush_blanks(&mut self) {
         for _ in 0..std::mem::take(&mut self.blanks) {
             self.out.push(' ');
@@ -380,6 +399,12 @@ impl Writer<'_> {
     }
 
     fn sequence(&mut self, seq: &str) {
+        if self.link != 0 && !seq.ends_with('m') {
+            // Erases and moves with no link open, as the cells they touch
+            // hold none.
+            self.flush_blanks();
+            self.open_link(0);
+        }
         let csi = seq.strip_prefix("\x1b[");
         let Some(body) = csi else {
             self.flush_blanks();

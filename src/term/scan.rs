@@ -30,7 +30,7 @@ pub const HOLDBACK_MAX: usize = 64 * 1024;
 
 /// Bytes of a sequence kept for classification; a longer sequence is still
 /// delimited but never classified as a query.
-const COLLECT_MAX: usize = 4096;
+pub(crate) const COLLECT_MAX: usize = 4096;
 
 /// The longest title kept for redraws.
 const TITLE_MAX: usize = 256;
@@ -46,7 +46,7 @@ const TRACKED_MODES: [u16; 14] =
     [1, 5, 9, 12, 1000, 1002, 1003, 1004, 1005, 1006, 1007, 1015, 1016, 2004];
 
 /// The longest OSC 8 hyperlink (parameters and target) kept for redraws.
-const LINK_MAX: usize = 2048;
+pub(crate) const LINK_MAX: usize = 2048;
 
 /// A query the keeper answers itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -887,7 +887,7 @@ fn dcs_dispatch(body: &[u8]) -> Option<Action> {
 
 /// Text from a sequence, kept to be written back in another one: control
 /// characters removed, at most `max` characters.
-fn clean(bytes: &[u8], max: usize) -> String {
+pub(crate) fn clean(bytes: &[u8], max: usize) -> String {
     String::from_utf8_lossy(bytes).chars().filter(|c| !c.is_control()).take(max).collect()
 }
 

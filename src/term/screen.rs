@@ -762,9 +762,63 @@ mod tests {
         }
         screen.feed(b"\x1b]8;;\x1b\\\x1b[>4;0m\x1b]111\x07");
         let redraw = String::from_utf8(screen.redraw()).unwrap();
-        assert!(
-            !redraw.contains("\x1b]8;id") && !redraw.contains(">4;") && !redraw.contains("]11;")
-        );
+        assert!(!redraw.contains(">4;") && !redraw.contains("]11;"));
+        // Closed: only its cells carry it.
+        let open = redraw.rfind("\x1b]8;id=1").expect("the cells keep their link");
+        assert!(redraw[open..].starts_with("\x1b]8;id=1;http://example.com/\x1b\\link\x1b]8;;"));
+    }
+
+    /// Each cell of the visible screen that has a hyperlink: (row, column,
+    /// `params;target`).
+    fn links_of(screen: &Screen) -> Vec<(usize, usize, String)> {
+        let table = screen.table();
+        let mut out = Vec::new();
+        for (row, line) in screen.visible_lines().enumerate() {
+            for (col, cell) in line.cells().iter().enumerate() {
+                let link = table.get(cell.char()).map_or(0, |s| s.extras.link);
+                if let Some(l) = table.link(link) {
+                    out.push((row, col, l.to_owned()));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn hyperlinks_are_kept_per_cell_and_redrawn_where_they_were() {
+        // Found by an outside check: only the link open at the end was
+        // restored; text printed under a link lost it on reattach.
+        let s = size(30, 4);
+        let mut screen = Screen::new(s, 1000);
+        screen.feed(b"see \x1b]8;id=1;http://a/\x1b\\here\x1b]8;;\x1b\\ and\r\n");
+        screen.feed("\u{9d}8;;http://b/\u{9c}th\x1b[1mere\x1b[m\x1b]8;;\x07 x\r\n".as_bytes());
+        // A reset (SGR 0) leaves the link open.
+        screen.feed(b"\x1b]8;;http://e/\x07e\x1b[0mf\x1b]8;;\x07\r\n");
+        // Unterminated (aborted by CAN) and overlong links change nothing.
+        screen.feed(b"\x1b]8;;http://c/\x18c ");
+        let long = format!("\x1b]8;;http://d/{}\x07d\x1b]8;;\x07", "x".repeat(3000));
+        screen.feed(long.as_bytes());
+        let links = links_of(&screen);
+        let at = |row, col| links.iter().find(|l| (l.0, l.1) == (row, col)).map(|l| l.2.as_str());
+        assert_eq!(at(0, 3), None);
+        assert_eq!(at(0, 4), Some("id=1;http://a/"));
+        assert_eq!(at(0, 7), Some("id=1;http://a/"));
+        assert_eq!(at(0, 8), None);
+        assert_eq!(at(1, 0), Some(";http://b/"));
+        assert_eq!(at(1, 4), Some(";http://b/"), "an SGR does not close a link");
+        assert_eq!(at(1, 5), None);
+        assert_eq!(at(3, 0), None, "CAN aborts the OSC");
+        assert_eq!(at(2, 0), Some(";http://e/"));
+        assert_eq!(at(2, 1), Some(";http://e/"), "{links:?}");
+        assert_eq!(links.len(), 4 + 5 + 2, "{links:?}");
+        // The redraw opens and closes each link where the job did, and a
+        // model fed the redraw has the same links in the same cells.
+        let redraw = String::from_utf8(screen.redraw()).unwrap();
+        assert!(redraw.contains("see \x1b]8;id=1;http://a/\x1b\\here\x1b]8;;\x1b\\"), "{redraw:?}");
+        let mut again = Screen::new(s, 1000);
+        again.feed(redraw.as_bytes());
+        assert_eq!(links_of(&again), links, "{redraw:?}");
+        assert_eq!(again.visible_text(), screen.visible_text());
     }
 
     /// The columns (1-based) where `redraw` sets tab stops after clearing
