@@ -34,10 +34,15 @@ pub const OUTBOX_MAX_BYTES: usize = 1 << 20;
 /// Output queued for one interactive client. Larger than a watcher's: a
 /// live client is fed straight from the PTY reader, and a job flooding at
 /// 50 MB/s fills 1 MiB in 20 ms, less than a client loses to the
-/// scheduler on a busy two-core machine; 8 MiB is 160 ms of that. There
-/// are few interactive clients, and the memory is only used while one is
-/// behind.
-pub const CLIENT_OUTBOX_MAX_BYTES: usize = 8 << 20;
+/// scheduler on a busy two-core machine. An overflow costs a live client
+/// dearly during a flood: its redraw is taken where the parser is, and it
+/// then catches up at the parser's pace. With 8 MiB (160 ms of a flood)
+/// about one 100 MiB flood in two overflowed on a two-core machine and its
+/// last byte came 0.7 to 1.7 s after the job's end; 32 MiB rode out every
+/// one measured (docs/PERFORMANCE.md). There are few interactive clients,
+/// and the memory is used only while one is behind (the chunks are shared
+/// with the recorder and the parser's backlog).
+pub const CLIENT_OUTBOX_MAX_BYTES: usize = 32 << 20;
 
 /// The most output a writer thread sends in one write: fewer system calls
 /// and wake-ups when a client is behind, without holding up the first byte.
