@@ -217,6 +217,23 @@ pub enum Command {
         #[arg(long)]
         foreground: bool,
     },
+    /// Ship recordings and a witness of every checkpoint to S3-compatible
+    /// storage ([archive] in config.toml; docs/ARCHIVE.md).
+    ///
+    /// Without options it runs until stopped, shipping each checkpoint
+    /// within seconds of its writing (systemd: contrib/tether-archive.service).
+    Archive {
+        /// Ship everything pending, then exit: 0 when all is shipped, 1
+        /// naming what is not.
+        #[arg(long, conflicts_with = "status")]
+        once: bool,
+        /// Print what is shipped and pending, the lag and the last error.
+        #[arg(long)]
+        status: bool,
+        /// With --status: one JSON object.
+        #[arg(long, requires = "status")]
+        json: bool,
+    },
     /// Runs a session's keeper (internal).
     #[command(name = "__keeper", hide = true)]
     Keeper,

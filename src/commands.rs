@@ -75,7 +75,7 @@ impl Ctx {
             }
             Command::Completions { .. } | Command::Man => Ok(0),
             Command::Thaw { name } => self.simple(&name, Request::Thaw),
-            Command::Daemon { .. } | Command::Keeper => {
+            Command::Daemon { .. } | Command::Keeper | Command::Archive { .. } => {
                 Err(Failure::invalid("that command only runs locally").into())
             }
         };
@@ -572,7 +572,19 @@ impl Ctx {
             None => recording::Recording::open(std::path::Path::new(path))?,
         };
         let trusted = trusted_key(key.as_deref(), paths.as_ref())?;
-        let report = verify::verify(&rec, trusted)?;
+        let mut report = verify::verify(&rec, trusted)?;
+        if let (Some(_), Some(archive)) = (&paths, &self.config.archive) {
+            // A rewrite re-signed with this host's key verifies locally;
+            // the witness shipped off the host tells.
+            let witness = crate::archive::witness::check(archive, &rec.segments);
+            if let Some(differs) = &witness.first_differs {
+                report.status = "rewritten".into();
+                report.message = format!(
+                    "the recording no longer matches what the archive witnessed: {differs}"
+                );
+            }
+            report.witness = Some(witness);
+        }
         if json {
             serde_json::to_writer_pretty(&mut self.out, &report)?;
             writeln!(self.out)?;
@@ -599,6 +611,18 @@ impl Ctx {
                 format!("{}: ", report.status.to_uppercase())
             };
             writeln!(self.out, "{verdict}{}", visible(&report.message))?;
+            if let Some(w) = &report.witness {
+                let line = match (&w.unavailable, w.unwitnessed.len()) {
+                    (Some(why), _) => format!("witness: not checked: {why}"),
+                    (None, 0) => format!("witness: {} checkpoints match the archive", w.compared),
+                    (None, n) => format!(
+                        "witness: {} checkpoints match the archive; {n} not witnessed yet ({})",
+                        w.compared,
+                        w.unwitnessed.join(", ")
+                    ),
+                };
+                writeln!(self.out, "{}", visible(&line))?;
+            }
         }
         Ok(if report.ok() { 0 } else { 1 })
     }
@@ -674,7 +698,7 @@ pub fn right_needed(command: &Command) -> (Op, Option<SessionName>) {
         Command::Freeze { name } | Command::Thaw { name } => (Op::Forensics, s(name)),
         // `check` creates (and removes) a probe session.
         Command::Check { .. } => (Op::New, None),
-        Command::Daemon { .. } | Command::Keeper => (Op::Rm, None),
+        Command::Daemon { .. } | Command::Keeper | Command::Archive { .. } => (Op::Rm, None),
     }
 }
 

@@ -64,6 +64,59 @@ pub struct Config {
     /// The daemon's log level (`error`, `warn`, `info`, `debug`, `trace`);
     /// `RUST_LOG` overrides it.
     pub log_level: String,
+    /// Where `tether archive` ships recordings (off when absent).
+    pub archive: Option<ArchiveConfig>,
+}
+
+/// `[archive]` in config.toml (docs/ARCHIVE.md). Credentials never come
+/// from here: the standard AWS variables (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveConfig {
+    /// `s3://BUCKET/PREFIX` (the prefix may be empty).
+    pub url: String,
+    /// An S3-compatible server's address (`http://127.0.0.1:9000`); AWS
+    /// when absent.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// The bucket's region.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Allows an `http://` endpoint (only for a loopback test server).
+    #[serde(default)]
+    pub allow_http: bool,
+    /// Days a shipped, verified local copy is kept (0: never deleted, the
+    /// only value accepted so far).
+    #[serde(default)]
+    pub keep_local_days: u32,
+}
+
+impl ArchiveConfig {
+    /// The bucket and the prefix (without slashes at either end) of `url`.
+    ///
+    /// # Errors
+    ///
+    /// `url` is not `s3://BUCKET[/PREFIX]`.
+    pub fn bucket_and_prefix(&self) -> Result<(String, String), String> {
+        let rest = self
+            .url
+            .strip_prefix("s3://")
+            .ok_or_else(|| format!("archive url {:?} must start with s3://", self.url))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+        if bucket.len() < 3 || bucket.len() > 63 || !bucket.chars().all(valid) {
+            return Err(format!("archive url {:?}: {bucket:?} is not a bucket name", self.url));
+        }
+        let prefix = prefix.trim_matches('/');
+        if prefix.split('/').any(|p| p == "." || p == "..")
+            || prefix.contains("//")
+            || prefix.contains(|c: char| c.is_control())
+        {
+            return Err(format!("archive url {:?}: the prefix is not a plain path", self.url));
+        }
+        Ok((bucket.to_owned(), prefix.to_owned()))
+    }
 }
 
 /// `recording` in config.toml.
@@ -105,6 +158,7 @@ impl Default for Config {
             snapshot_memory_limit: 256 << 20,
             check_min_free_bytes: 256 << 20,
             log_level: "info".into(),
+            archive: None,
         }
     }
 }
@@ -178,6 +232,28 @@ impl Config {
         for (key, value, max) in limits {
             if value == 0 || value > max {
                 return Err(format!("{key} must be between 1 and {max}"));
+            }
+        }
+        if let Some(archive) = &config.archive {
+            archive.bucket_and_prefix()?;
+            if archive.keep_local_days != 0 {
+                // Deleting shipped local copies is not built yet: refuse
+                // rather than keep them silently.
+                return Err(
+                    "archive keep_local_days: only 0 (keep local copies) is supported so far"
+                        .into(),
+                );
+            }
+            if let Some(endpoint) = &archive.endpoint {
+                let http = endpoint.starts_with("http://");
+                if !http && !endpoint.starts_with("https://") {
+                    return Err(format!("archive endpoint {endpoint:?} must be an http(s):// URL"));
+                }
+                if http && !archive.allow_http {
+                    return Err(format!(
+                        "archive endpoint {endpoint:?} is plain http: set allow_http = true (loopback test servers only)"
+                    ));
+                }
             }
         }
         Ok(config)
@@ -256,6 +332,27 @@ mod tests {
             assert_eq!(DetachKeySpec::parse(text).ok().map(|k| k.0), want, "{text}");
         }
         assert_eq!(DetachKeySpec(0x1c).describe(), "Ctrl-\\");
+    }
+
+    #[test]
+    fn the_archive_table_is_checked() {
+        let c = Config::parse("[archive]\nurl = \"s3://logs-1/fleet/a/\"\n").unwrap();
+        let a = c.archive.unwrap();
+        assert_eq!(a.bucket_and_prefix().unwrap(), ("logs-1".into(), "fleet/a".into()));
+        assert_eq!(a.keep_local_days, 0);
+        for bad in [
+            "[archive]\nurl = \"logs\"\n",
+            "[archive]\nurl = \"s3://Bad_Bucket\"\n",
+            "[archive]\nurl = \"s3://logs/../x\"\n",
+            "[archive]\nurl = \"s3://logs\"\nendpoint = \"http://127.0.0.1:9000\"\n",
+            "[archive]\nurl = \"s3://logs\"\nendpoint = \"ftp://x\"\n",
+            "[archive]\nurl = \"s3://logs\"\naccess_key = \"AKIA\"\n",
+            "[archive]\nurl = \"s3://logs\"\nkeep_local_days = 5\n",
+        ] {
+            assert!(Config::parse(bad).is_err(), "{bad}");
+        }
+        let ok = "[archive]\nurl = \"s3://logs\"\nendpoint = \"http://127.0.0.1:9000\"\nallow_http = true\n";
+        assert!(Config::parse(ok).is_ok());
     }
 
     #[test]

@@ -39,6 +39,15 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Daemon { listen, foreground } => {
             return crate::daemon::run(paths, config, listen, foreground);
         }
+        Command::Archive { once, status, json } => {
+            if cli.host.is_some() {
+                return Err(crate::Failure::invalid(
+                    "archive runs on the host whose recordings it ships (without --host)",
+                )
+                .into());
+            }
+            return crate::archive::run::main(&paths, &config, once, status, json);
+        }
         _ => {}
     }
     let backend: Box<dyn Backend> = match &cli.host {

@@ -32,6 +32,7 @@
 //! * Every byte format that outlives a process (the wire protocol, the
 //!   recording and its sidecars) is in the `tether-proto` crate.
 
+pub mod archive;
 pub mod audit;
 pub mod backend;
 pub mod check;

@@ -73,6 +73,10 @@ pub struct Report {
     /// The recording has no signed end and what can be read ends exactly
     /// at this signed checkpoint (its `seq`): cut there.
     pub cut_at_checkpoint: Option<u64>,
+    /// The comparison with the archive's witness, when an archive is
+    /// configured (docs/ARCHIVE.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub witness: Option<crate::archive::witness::WitnessReport>,
 }
 
 /// A place in a recording.
@@ -160,6 +164,7 @@ pub fn verify(rec: &Recording, trusted: Option<(PublicKey, String)>) -> Result<R
         unread_segments: shown(&rec.after_gap),
         extra_files: shown(&rec.strays),
         cut_at_checkpoint: None,
+        witness: None,
     };
     let start = Place { segment: 0, line: 1, time: 0.0, offset: 0 };
     let mut walk = Walk {

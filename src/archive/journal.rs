@@ -1,0 +1,131 @@
+//! The archive's journal: every object shipped and verified, one JSON line
+//! each, appended and synced before the next object is shipped. A
+//! restarted uploader (after `kill -9`, a reboot) reads it and skips what
+//! it lists; an object shipped but not yet journalled is found in the
+//! bucket, compared and journalled, never written twice.
+
+use anyhow::{Context, Result};
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// The shipped objects, by key.
+pub struct Journal {
+    path: PathBuf,
+    done: HashSet<String>,
+    file: Option<File>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Entry {
+    key: String,
+    sha256: String,
+    local: String,
+    at: String,
+}
+
+impl Journal {
+    /// Reads the journal in `dir` (none yet: empty). A torn last line (the
+    /// uploader was killed while appending it) is ignored: its object is
+    /// checked in the bucket again.
+    ///
+    /// # Errors
+    ///
+    /// The journal exists but cannot be read.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let path = dir.join("journal");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let done = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Entry>(l).ok())
+            .map(|e| e.key)
+            .collect();
+        Ok(Journal { path, done, file: None })
+    }
+
+    /// Whether `key` was shipped and verified.
+    pub fn has(&self, key: &str) -> bool {
+        self.done.contains(key)
+    }
+
+    /// Objects shipped and verified.
+    pub fn len(&self) -> usize {
+        self.done.len()
+    }
+
+    /// Whether nothing was shipped yet.
+    pub fn is_empty(&self) -> bool {
+        self.done.is_empty()
+    }
+
+    /// Notes that `key` (from `local`, whose content has SHA-256 `sha`) is
+    /// shipped and verified; synced to disk before it returns.
+    ///
+    /// # Errors
+    ///
+    /// The journal cannot be written.
+    pub fn record(&mut self, key: &str, sha: &str, local: &Path) -> Result<()> {
+        if self.file.is_none() {
+            if let Some(dir) = self.path.parent() {
+                crate::fsutil::ensure_private_dir(dir)?;
+            }
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&self.path)
+                .with_context(|| format!("opening {}", self.path.display()))?;
+            // A torn line from a killed run must not swallow this one.
+            if f.metadata().map(|m| m.len()).unwrap_or(0) > 0 {
+                let last = std::fs::read(&self.path).unwrap_or_default();
+                if last.last() != Some(&b'\n') {
+                    (&f).write_all(b"\n")?;
+                }
+            }
+            self.file = Some(f);
+        }
+        let entry = Entry {
+            key: key.to_owned(),
+            sha256: sha.to_owned(),
+            local: local.display().to_string(),
+            at: jiff::Timestamp::now().to_string(),
+        };
+        let mut line = serde_json::to_vec(&entry)?;
+        line.push(b'\n');
+        let f = self.file.as_mut().context("journal not open")?;
+        f.write_all(&line).with_context(|| format!("writing {}", self.path.display()))?;
+        f.sync_data().with_context(|| format!("syncing {}", self.path.display()))?;
+        self.done.insert(key.to_owned());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torn_line_is_ignored_and_the_next_entry_is_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        j.record("a", "00", Path::new("/x")).unwrap();
+        drop(j);
+        let path = dir.path().join("journal");
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"key\":\"b\",\"sha").unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        assert!(j.has("a") && !j.has("b"));
+        j.record("c", "11", Path::new("/y")).unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        assert!(j.has("a") && j.has("c") && !j.has("b"));
+        assert_eq!(j.len(), 2);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+}

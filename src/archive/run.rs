@@ -1,0 +1,166 @@
+//! The `tether archive` command: one pass (`--once`), the state
+//! (`--status`), or the uploader that runs until stopped.
+
+use super::{Journal, LastPass, Layout, Store, host_id, pass, save_last_pass, state_dir, status};
+use crate::Failure;
+use crate::config::{ArchiveConfig, Config};
+use crate::paths::Paths;
+use anyhow::Result;
+use std::time::Duration;
+use tether_proto::ErrorCode;
+
+/// How long one request may keep retrying before the pass gives up on it.
+const PATIENCE: Duration = Duration::from_secs(20);
+/// The uploader looks for new checkpoints this often (the witness lags a
+/// checkpoint by at most about this much while the bucket answers).
+const INTERVAL: Duration = Duration::from_secs(1);
+/// The longest wait between passes while the bucket fails.
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// Runs `tether archive` with its options.
+///
+/// # Errors
+///
+/// No `[archive]` in config.toml (exit 2); with `--once`, a bucket that
+/// cannot be used (exit 6), with one line naming why.
+pub fn main(paths: &Paths, config: &Config, once: bool, show: bool, json: bool) -> Result<i32> {
+    let Some(archive) = &config.archive else {
+        return Err(Failure::invalid(format!(
+            "archive is off: set [archive] url = \"s3://BUCKET/PREFIX\" in {} (docs/ARCHIVE.md)",
+            paths.config_file().display()
+        ))
+        .into());
+    };
+    let mut journal = Journal::open(&state_dir(paths))?;
+    if show {
+        let st = status(paths, archive, &journal)?;
+        if json {
+            println!("{}", serde_json::to_string(&st)?);
+        } else {
+            print_status(&st);
+        }
+        return Ok(0);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        if once {
+            run_once(paths, archive, &mut journal).await
+        } else {
+            run_forever(paths, archive, &mut journal).await
+        }
+    })
+}
+
+async fn run_once(paths: &Paths, archive: &ArchiveConfig, journal: &mut Journal) -> Result<i32> {
+    let store = Store::open(archive, PATIENCE)?;
+    let layout = layout(archive)?;
+    match pass(&store, paths, &layout, journal).await {
+        Ok(report) => {
+            save_last_pass(
+                paths,
+                &LastPass { at: now(), shipped: report.shipped, errors: report.failed.clone() },
+            )?;
+            println!("shipped {} objects to {}", report.shipped, archive.url);
+            for failed in &report.failed {
+                eprintln!("tether: not shipped: {failed}");
+            }
+            Ok(if report.failed.is_empty() { 0 } else { 1 })
+        }
+        Err(e) => {
+            let message = format!("{e:#}");
+            save_last_pass(
+                paths,
+                &LastPass { at: now(), shipped: 0, errors: vec![message.clone()] },
+            )?;
+            Err(Failure::new(ErrorCode::Unavailable, message).into())
+        }
+    }
+}
+
+async fn run_forever(paths: &Paths, archive: &ArchiveConfig, journal: &mut Journal) -> Result<i32> {
+    let store = Store::open(archive, PATIENCE)?;
+    let layout = layout(archive)?;
+    notify_ready();
+    eprintln!("tether: archiving to {} as {}", archive.url, host_id());
+    let mut wait = INTERVAL;
+    let mut last_error = String::new();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        let outcome = pass(&store, paths, &layout, journal).await;
+        let (shipped, errors) = match outcome {
+            Ok(report) => {
+                wait = INTERVAL;
+                (report.shipped, report.failed)
+            }
+            Err(e) => {
+                // The bucket is unusable: retry forever, waiting longer
+                // each time up to a minute. Nothing local is touched.
+                wait = (wait * 2).min(BACKOFF_MAX);
+                (0, vec![format!("{e:#}")])
+            }
+        };
+        let first = errors.first().cloned().unwrap_or_default();
+        if first != last_error {
+            if first.is_empty() {
+                eprintln!("tether: archive: the bucket answers again");
+            } else {
+                eprintln!("tether: {first}");
+            }
+            last_error = first;
+        }
+        if shipped > 0 || !errors.is_empty() {
+            save_last_pass(paths, &LastPass { at: now(), shipped, errors })?;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(0),
+            _ = term.recv() => return Ok(0),
+        }
+    }
+}
+
+fn layout(archive: &ArchiveConfig) -> Result<Layout> {
+    let (_, prefix) = archive.bucket_and_prefix().map_err(Failure::invalid)?;
+    Ok(Layout::new(&prefix, &host_id()))
+}
+
+fn now() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+fn print_status(st: &super::Status) {
+    println!(
+        "archive:   {}{}",
+        st.url,
+        st.endpoint.as_ref().map(|e| format!(" at {e}")).unwrap_or_default()
+    );
+    println!("host:      {}", st.host);
+    println!("shipped:   {} objects", st.shipped);
+    println!("pending:   {} checkpoints, {} segments", st.pending_witness, st.pending_segments);
+    println!("lag:       {} s", st.lag_secs);
+    match &st.last_pass {
+        Some(p) if p.errors.is_empty() => {
+            println!("last pass: {} ({} shipped, no error)", p.at, p.shipped)
+        }
+        Some(p) => println!("last pass: {} ({} shipped): {}", p.at, p.shipped, p.errors.join("; ")),
+        None => println!("last pass: never"),
+    }
+    for u in &st.unreadable {
+        println!("unreadable: {u}");
+    }
+}
+
+/// Tells systemd the uploader is ready (`Type=notify`), when it asked.
+fn notify_ready() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(name) => SocketAddr::from_abstract_name(name),
+        None => SocketAddr::from_pathname(std::path::Path::new(&path)),
+    };
+    if let (Ok(sock), Ok(addr)) = (UnixDatagram::unbound(), addr) {
+        let _ = sock.send_to_addr(b"READY=1", &addr);
+    }
+}

@@ -1,0 +1,170 @@
+//! The bucket, through `object_store`'s S3 client: write-once puts, reads,
+//! and one clear line for what makes the bucket unusable.
+
+use crate::config::ArchiveConfig;
+use anyhow::{Result, anyhow};
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path as Key;
+use object_store::{
+    Attribute, Attributes, ClientOptions, ObjectStore, ObjectStoreExt, PutOptions, PutPayload,
+    RetryConfig,
+};
+use std::time::Duration;
+
+/// The archive's bucket.
+pub struct Store {
+    s3: AmazonS3,
+    bucket: String,
+    prefix: String,
+    /// Where requests go, for messages.
+    target: String,
+}
+
+/// The credentials variables the S3 client reads (docs/ARCHIVE.md).
+const KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+const SECRET: &str = "AWS_SECRET_ACCESS_KEY";
+
+impl Store {
+    /// The bucket `config` names, with credentials from the environment.
+    /// Each request is retried a few times within `patience`; the
+    /// uploader's own loop retries forever beyond that.
+    ///
+    /// # Errors
+    ///
+    /// The configuration or the credentials are unusable (one line).
+    pub fn open(config: &ArchiveConfig, patience: Duration) -> Result<Self> {
+        let (bucket, prefix) = config.bucket_and_prefix().map_err(crate::Failure::invalid)?;
+        for var in [KEY_ID, SECRET] {
+            if std::env::var_os(var).is_none_or(|v| v.is_empty()) {
+                return Err(crate::Failure::invalid(format!(
+                    "archive: no credentials: set {KEY_ID} and {SECRET} (and AWS_SESSION_TOKEN for temporary ones); config.toml never holds them"
+                ))
+                .into());
+            }
+        }
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(&bucket)
+            .with_retry(RetryConfig {
+                max_retries: 3,
+                retry_timeout: patience,
+                ..RetryConfig::default()
+            })
+            .with_client_options(
+                // (allow_http is a client option: set here, not before.)
+                ClientOptions::new()
+                    .with_allow_http(config.allow_http)
+                    .with_connect_timeout(Duration::from_secs(5))
+                    .with_timeout(patience.max(Duration::from_secs(30))),
+            );
+        let region = config.region.clone().or_else(|| std::env::var("AWS_REGION").ok());
+        builder = builder.with_region(region.unwrap_or_else(|| "us-east-1".into()));
+        let target = match &config.endpoint {
+            Some(endpoint) => {
+                // Path-style requests: what S3-compatible servers expect.
+                builder = builder.with_endpoint(endpoint).with_virtual_hosted_style_request(false);
+                endpoint.clone()
+            }
+            None => "AWS S3".into(),
+        };
+        let s3 = builder.build().map_err(|e| anyhow!("archive: {e}"))?;
+        Ok(Store { s3, bucket, prefix, target })
+    }
+
+    /// Checks that the bucket exists and the credentials may use it.
+    ///
+    /// # Errors
+    ///
+    /// One line naming the cause ([`describe`]).
+    pub async fn preflight(&self) -> Result<()> {
+        let prefix = (!self.prefix.is_empty()).then(|| Key::from(self.prefix.as_str()));
+        match self.s3.list_with_delimiter(prefix.as_ref()).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(anyhow!(describe(&e, &self.bucket, &self.target))),
+        }
+    }
+
+    /// The object `key`, or `None` if there is none.
+    ///
+    /// # Errors
+    ///
+    /// Anything but "not found".
+    pub async fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        match self.s3.get(&Key::from(key)).await {
+            Ok(got) => Ok(Some(got.bytes().await?.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(anyhow!(describe(&e, &self.bucket, &self.target))),
+        }
+    }
+
+    /// Writes `key` once, with the SHA-256 `sha` of what it stands for in
+    /// its metadata. The caller has checked that it does not exist.
+    ///
+    /// # Errors
+    ///
+    /// The put fails.
+    pub async fn write_once(&self, key: &str, body: Vec<u8>, sha: &str) -> Result<()> {
+        let mut attributes = Attributes::new();
+        attributes.insert(Attribute::Metadata("sha256".into()), sha.to_owned().into());
+        let opts = PutOptions { attributes, ..PutOptions::default() };
+        self.s3
+            .put_opts(&Key::from(key), PutPayload::from(body), opts)
+            .await
+            .map_err(|e| anyhow!(describe(&e, &self.bucket, &self.target)))?;
+        Ok(())
+    }
+}
+
+/// One line for an error from the bucket: the cause, in words.
+pub fn describe(e: &object_store::Error, bucket: &str, target: &str) -> String {
+    let text = format!("{e}");
+    let full = {
+        let mut s = text.clone();
+        let mut source = std::error::Error::source(e);
+        while let Some(err) = source {
+            s.push_str(&format!(": {err}"));
+            source = err.source();
+        }
+        s
+    };
+    let has = |needle: &str| full.contains(needle);
+    if has("NoSuchBucket") || has("bucket does not exist") {
+        format!("archive: the bucket {bucket:?} does not exist at {target}")
+    } else if has("InvalidAccessKeyId")
+        || has("SignatureDoesNotMatch")
+        || has("AccessDenied")
+        || has("403")
+    {
+        format!(
+            "archive: {target} refused the credentials for bucket {bucket:?} (check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+        )
+    } else if has("onnection refused")
+        || has("error sending request")
+        || has("dns error")
+        || has("timed out")
+    {
+        format!("archive: cannot reach {target}: {}", last_cause(&full))
+    } else {
+        format!("archive: {}", last_cause(&full))
+    }
+}
+
+/// The innermost cause of a chain of messages joined with ": ".
+fn last_cause(full: &str) -> &str {
+    full.rsplit(": ").find(|s| !s.trim().is_empty()).unwrap_or(full).trim()
+}
+
+impl Store {
+    /// The keys under `prefix` (a folder: `…/`), all pages.
+    ///
+    /// # Errors
+    ///
+    /// The listing fails (one line).
+    pub async fn keys_under(&self, prefix: &str) -> Result<Vec<String>> {
+        let listed = self
+            .s3
+            .list_with_delimiter(Some(&Key::from(prefix)))
+            .await
+            .map_err(|e| anyhow!(describe(&e, &self.bucket, &self.target)))?;
+        Ok(listed.objects.into_iter().map(|o| o.location.to_string()).collect())
+    }
+}

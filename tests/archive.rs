@@ -1,0 +1,312 @@
+//! `tether archive` against a real S3-protocol server: moto's, from PyPI
+//! (`moto_server`), on loopback, read back with boto3 (tests/py/s3.py), an
+//! S3 client that is not tether's.
+
+use crate::support::*;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BUCKET: &str = "tether-archive";
+const KEY_ID: &str = "tether-test";
+const SECRET: &str = "tether-test-secret";
+
+/// A moto S3 server on a free loopback port, killed (by PID) when dropped.
+struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server is missing: python3 -m pip install 'moto[server]'");
+        let moto = Moto { child, endpoint: format!("http://127.0.0.1:{port}") };
+        wait_until_for(Duration::from_secs(60), "moto_server to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        moto
+    }
+
+    /// tests/py/s3.py against this server.
+    fn s3(&self, args: &[&str]) -> Vec<u8> {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/s3.py");
+        let mut cmd = Command::new("python3");
+        cmd.arg(script).arg(&self.endpoint).args(args);
+        let out = run_with_timeout(cmd, TIMEOUT);
+        assert!(out.status.success(), "s3.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    }
+
+    fn objects(&self) -> Vec<Value> {
+        serde_json::from_slice(&self.s3(&["list", BUCKET])).unwrap()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A test installation whose config.toml archives to `endpoint`.
+fn archiving_env(endpoint: &str) -> TestEnv {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.config_dir()).unwrap();
+    let config = format!(
+        "[archive]\nurl = \"s3://{BUCKET}/fleet\"\nendpoint = \"{endpoint}\"\nallow_http = true\n"
+    );
+    std::fs::write(env.config_dir().join("config.toml"), config).unwrap();
+    env
+}
+
+/// `tether ARGS` with the test credentials.
+fn with_keys(env: &TestEnv, args: &[&str]) -> Command {
+    let mut c = env.cmd(args);
+    c.env("AWS_ACCESS_KEY_ID", KEY_ID).env("AWS_SECRET_ACCESS_KEY", SECRET);
+    c
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The recording files of the test installation.
+fn recording_files(env: &TestEnv) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(env.root().join("data/tether/recordings"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cast"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn finished_session(env: &TestEnv, name: &str) -> PathBuf {
+    env.start(name, &["sh", "-c", "echo hello from the job; sleep 1.2; echo bye"]);
+    env.ok(&["wait", name]);
+    let files = recording_files(env);
+    assert_eq!(files.len(), 1, "{files:?}");
+    files[0].clone()
+}
+
+#[test]
+fn a_finished_recording_and_its_checkpoints_are_shipped_once_and_verified() {
+    let moto = Moto::start();
+    moto.s3(&["mkbucket", BUCKET]);
+    let env = archiving_env(&moto.endpoint);
+    let file = finished_session(&env, "shipped");
+    let local = std::fs::read(&file).unwrap();
+
+    let out = run_with_timeout(with_keys(&env, &["archive", "--once"]), TIMEOUT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+
+    let objects = moto.objects();
+    let base = file.file_name().unwrap().to_str().unwrap();
+    let segment = objects
+        .iter()
+        .find(|o| o["key"].as_str().unwrap().ends_with(&format!("/recordings/{base}/{base}.zst")))
+        .unwrap_or_else(|| panic!("no segment object in {objects:?}"));
+    assert!(segment["key"].as_str().unwrap().starts_with("fleet/"), "under the prefix");
+    assert_eq!(segment["sha256"], sha256_hex(&local), "the SHA-256 of the local file");
+    let packed = moto.s3(&["get", BUCKET, segment["key"].as_str().unwrap()]);
+    assert_eq!(
+        zstd::stream::decode_all(&packed[..]).unwrap(),
+        local,
+        "the archived copy is the file"
+    );
+
+    // A witness object for each checkpoint and the end, holding the line.
+    let signed: Vec<&[u8]> =
+        local.split(|b| *b == b'\n').filter(|l| l.starts_with(b"#tether:")).collect();
+    let witness: Vec<&Value> =
+        objects.iter().filter(|o| o["key"].as_str().unwrap().contains("/witness/")).collect();
+    assert_eq!(witness.len(), signed.len(), "{objects:?}");
+    for w in &witness {
+        let body = moto.s3(&["get", BUCKET, w["key"].as_str().unwrap()]);
+        assert!(signed.contains(&&body[..]), "a witness holds a line of the file");
+    }
+
+    // Nothing twice; nothing pending; nothing local touched.
+    let again = run_with_timeout(with_keys(&env, &["archive", "--once"]), TIMEOUT);
+    assert_eq!(again.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("shipped 0 objects"));
+    assert_eq!(moto.objects().len(), objects.len());
+    let status: Value = serde_json::from_str(&env.ok(&["archive", "--status", "--json"])).unwrap();
+    assert_eq!(status["pending_witness"], 0, "{status}");
+    assert_eq!(status["pending_segments"], 0, "{status}");
+    assert_eq!(status["shipped"], objects.len(), "{status}");
+    assert_eq!(std::fs::read(&file).unwrap(), local);
+}
+
+#[test]
+fn the_uploader_witnesses_checkpoints_while_the_session_runs_and_resumes_after_kill_9() {
+    let moto = Moto::start();
+    moto.s3(&["mkbucket", BUCKET]);
+    let env = archiving_env(&moto.endpoint);
+    let mut uploader = Guard(
+        with_keys(&env, &["archive"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap(),
+    );
+    env.start("live", &["sh", "-c", "while :; do echo tick; sleep 0.3; done"]);
+    // Checkpoints are written every second while output flows; each is
+    // witnessed within seconds, while the session runs.
+    let started = Instant::now();
+    wait_until_for(Duration::from_secs(20), "three checkpoints witnessed", || {
+        moto.objects().iter().filter(|o| o["key"].as_str().unwrap().contains("/witness/")).count()
+            >= 3
+    });
+    eprintln!("three checkpoints witnessed after {:?}", started.elapsed());
+    assert!(env.session("live")["state"] == "running");
+
+    // kill -9, more checkpoints meanwhile, then a new uploader: it skips
+    // nothing (every line of the finished file is witnessed) and writes
+    // nothing twice (keys are unique; the journal and the read-back agree).
+    kill9(uploader.0.id());
+    let _ = uploader.0.wait();
+    std::thread::sleep(Duration::from_millis(2500));
+    env.ok(&["kill", "live"]);
+    // (`wait` exits with the job's status: killed by SIGHUP.)
+    env.run(&["wait", "live"]);
+    let out = run_with_timeout(with_keys(&env, &["archive", "--once"]), TIMEOUT);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let file = recording_files(&env).remove(0);
+    let local = std::fs::read(&file).unwrap();
+    let signed = local.split(|b| *b == b'\n').filter(|l| l.starts_with(b"#tether:")).count();
+    let objects = moto.objects();
+    let witnessed =
+        objects.iter().filter(|o| o["key"].as_str().unwrap().contains("/witness/")).count();
+    assert_eq!(witnessed, signed, "every checkpoint and the end, once");
+    assert!(objects.iter().any(|o| o["sha256"] == sha256_hex(&local)), "the segment, whole");
+}
+
+/// A child process killed (by PID) when dropped.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_bucket_that_cannot_be_used_is_named_in_one_line_and_nothing_local_changes() {
+    let moto = Moto::start();
+    let env = archiving_env(&moto.endpoint);
+    let file = finished_session(&env, "local");
+    let before = std::fs::read(&file).unwrap();
+    let one_line = |out: &std::process::Output| {
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        stderr
+    };
+    // No bucket.
+    let out = run_with_timeout(with_keys(&env, &["archive", "--once"]), TIMEOUT);
+    assert_eq!(out.status.code(), Some(6));
+    let msg = one_line(&out);
+    assert!(msg.contains("does not exist") && msg.contains(BUCKET), "{msg}");
+    // No credentials.
+    let out = env.run(&["archive", "--once"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_line(&out).contains("AWS_ACCESS_KEY_ID"));
+    // Nobody listening.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let env2 = archiving_env(&format!("http://127.0.0.1:{closed}"));
+    std::fs::create_dir_all(env2.root().join("data/tether/recordings")).unwrap();
+    let out = run_with_timeout(with_keys(&env2, &["archive", "--once"]), TIMEOUT);
+    assert_eq!(out.status.code(), Some(6));
+    let msg = one_line(&out);
+    assert!(msg.contains("cannot reach") && msg.contains(&closed.to_string()), "{msg}");
+    // Status names the last error; the recording is as it was.
+    let status: Value = serde_json::from_str(&env.ok(&["archive", "--status", "--json"])).unwrap();
+    assert!(status["last_pass"]["errors"][0].as_str().unwrap().contains("does not exist"));
+    assert!(status["pending_segments"] == 1, "{status}");
+    assert_eq!(std::fs::read(&file).unwrap(), before);
+}
+
+/// Changes one byte of the job's output in `file` and signs every
+/// checkpoint again with the host's own key, as a job of the same user
+/// could: the result verifies locally.
+fn rewrite_and_resign(file: &Path, key_file: &Path) {
+    use tether_proto::record::chain::Chain;
+    use tether_proto::record::v3::encode_checkpoint;
+    use tether_proto::record::{CHECKPOINT_PREFIX, Checkpoint, END_PREFIX, SIG_NAMESPACE, base64};
+    let key = tether::signing::SigningKey::load_or_create(key_file).unwrap();
+    let text = std::fs::read_to_string(file).unwrap();
+    let text = text.replacen("hello from the job", "jello from the job", 1);
+    let mut lines = text.split('\n');
+    let header = lines.next().unwrap();
+    let session = serde_json::from_str::<Value>(header).unwrap()["tether"]["session"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut chain = Chain::start(header.as_bytes());
+    let mut out = vec![header.to_owned()];
+    for line in lines {
+        let (json, end) =
+            match (line.strip_prefix(CHECKPOINT_PREFIX), line.strip_prefix(END_PREFIX)) {
+                (Some(j), _) => (j, false),
+                (_, Some(j)) => (j, true),
+                _ => {
+                    if !line.is_empty() {
+                        chain.push(line.as_bytes());
+                    }
+                    out.push(line.to_owned());
+                    continue;
+                }
+            };
+        let mut cp: Checkpoint = serde_json::from_str(json).unwrap();
+        let link = chain.checkpoint();
+        (cp.lines, cp.count, cp.set, cp.hash) = (link.lines, link.count, link.set, link.hash);
+        let message = cp.message(&session, end);
+        cp.sig =
+            base64::encode(&key.sshsig(SIG_NAMESPACE, tether::signing::SigHash::Sha256, &message));
+        out.push(encode_checkpoint(&cp, end));
+    }
+    std::fs::write(file, out.join("\n")).unwrap();
+}
+
+#[test]
+fn a_recording_rewritten_and_re_signed_on_the_host_is_reported_rewritten() {
+    let moto = Moto::start();
+    moto.s3(&["mkbucket", BUCKET]);
+    let env = archiving_env(&moto.endpoint);
+    let file = finished_session(&env, "audited");
+    let path = file.display().to_string();
+    let out = run_with_timeout(with_keys(&env, &["archive", "--once"]), TIMEOUT);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run_with_timeout(with_keys(&env, &["verify", &path]), TIMEOUT);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("checkpoints match the archive"), "{text}");
+
+    // The job's user can also drop the session record, which names the
+    // recording's signed end.
+    env.ok(&["rm", "audited"]);
+    rewrite_and_resign(&file, &env.root().join("data/tether/signing_ed25519_key"));
+    // Without the archive, the rewrite is invisible: it verifies.
+    let config = env.config_dir().join("config.toml");
+    let archive_config = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, "").unwrap();
+    let out = env.run(&["verify", &path]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    // With it, the witness tells.
+    std::fs::write(&config, archive_config).unwrap();
+    let out = run_with_timeout(with_keys(&env, &["verify", &path, "--json"]), TIMEOUT);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert_eq!(report["status"], "rewritten", "{report}");
+    let differs = report["witness"]["first_differs"].as_str().unwrap();
+    assert!(differs.contains("segment 0 checkpoint"), "{differs}");
+}
