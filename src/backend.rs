@@ -324,6 +324,7 @@ impl Backend for Local {
         self.paths.check_runtime_dir()?;
         let mut all = self.registry.list()?;
         all.retain(|s| self.access.sees(&s.name));
+        crate::archive::fill_archived(&self.paths, self.config.archive.as_ref(), &mut all);
         Ok(all)
     }
 
@@ -455,7 +456,11 @@ impl Backend for Local {
     }
 
     fn check(&self) -> Result<Vec<crate::check::Outcome>> {
-        Ok(crate::check::run(self, &self.prober()))
+        let mut outcomes = crate::check::run(self, &self.prober());
+        if let Some(archive) = &self.config.archive {
+            outcomes.push(crate::check::archive(&self.paths, archive));
+        }
+        Ok(outcomes)
     }
 
     fn visible(&self, name: &str) -> bool {

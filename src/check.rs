@@ -172,6 +172,36 @@ fn degraded(sessions: &[SessionInfo]) -> Result<String> {
     }
 }
 
+/// The archive (docs/ARCHIVE.md), from the uploader's journal and its
+/// last pass: fails when a checkpoint has waited for its witness longer
+/// than `verify` allows, or nothing could be shipped at all.
+pub fn archive(paths: &crate::paths::Paths, config: &crate::config::ArchiveConfig) -> Outcome {
+    timed("archive", || {
+        let journal = crate::archive::Journal::open(&crate::archive::state_dir(paths))?;
+        let st = crate::archive::status(paths, config, &journal)?;
+        let pending = format!(
+            "{} checkpoint(s) and {} segment(s) pending",
+            st.pending_witness, st.pending_segments
+        );
+        let last = match &st.last_pass {
+            None => "never ran".to_owned(),
+            Some(p) if p.errors.is_empty() => format!("last pass {}", p.at),
+            Some(p) => format!("last pass {}: {}", p.at, p.errors.join("; ")),
+        };
+        let grace = crate::archive::witness::GRACE_SECS as u64;
+        if st.lag_secs > grace {
+            return Err(anyhow!(
+                "the witness lags {} s (more than {grace}): {pending}; {last}; is `tether archive` running?",
+                st.lag_secs
+            ));
+        }
+        Ok(format!(
+            "{} objects shipped to {}; {pending}; lag {} s; {last}",
+            st.shipped, st.url, st.lag_secs
+        ))
+    })
+}
+
 fn disk(backend: &dyn Backend) -> Result<String> {
     let h = backend.health(None)?;
     if let Some(why) = h.recordings_unwritable {

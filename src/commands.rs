@@ -582,6 +582,14 @@ impl Ctx {
                 report.message = format!(
                     "the recording no longer matches what the archive witnessed: {differs}"
                 );
+            } else if let (Some(stale), true) = (&witness.stale, report.ok()) {
+                // Fail closed: a file the archive should have seen by now
+                // and has not is no better than an unsigned one.
+                report.status = "unwitnessed".into();
+                report.message = format!(
+                    "{stale} was written more than {} s ago and is not in the archive's witness (a renamed or copied file, one written while the uploader was stopped, or another host's)",
+                    crate::archive::witness::GRACE_SECS
+                );
             }
             report.witness = Some(witness);
         }

@@ -107,10 +107,12 @@ fn a_finished_recording_and_its_checkpoints_are_shipped_once_and_verified() {
     let env = archiving_env(&moto.endpoint);
     let file = finished_session(&env, "shipped");
     let local = std::fs::read(&file).unwrap();
+    assert_eq!(env.session("shipped")["archived"], "pending");
 
     let out = run_with_timeout(with_keys(&env, &["archive", "--once"]), TIMEOUT);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(env.session("shipped")["archived"], "done");
 
     let objects = moto.objects();
     let base = file.file_name().unwrap().to_str().unwrap();
@@ -134,8 +136,18 @@ fn a_finished_recording_and_its_checkpoints_are_shipped_once_and_verified() {
         objects.iter().filter(|o| o["key"].as_str().unwrap().contains("/witness/")).collect();
     assert_eq!(witness.len(), signed.len(), "{objects:?}");
     for w in &witness {
-        let body = moto.s3(&["get", BUCKET, w["key"].as_str().unwrap()]);
+        let key = w["key"].as_str().unwrap();
+        let body = moto.s3(&["get", BUCKET, key]);
         assert!(signed.contains(&&body[..]), "a witness holds a line of the file");
+        // …the line its name says: segment 0, that checkpoint or the end.
+        let text = String::from_utf8(body).unwrap();
+        let name = key.rsplit('/').next().unwrap();
+        if name == "000000-end" {
+            assert!(text.starts_with("#tether:end "), "{text}");
+        } else {
+            let seq: u64 = name.strip_prefix("000000-").unwrap().parse().unwrap();
+            assert!(text.starts_with(&format!("#tether:checkpoint {{\"seq\":{seq},")), "{text}");
+        }
     }
 
     // Nothing twice; nothing pending; nothing local touched.
@@ -148,6 +160,11 @@ fn a_finished_recording_and_its_checkpoints_are_shipped_once_and_verified() {
     assert_eq!(status["pending_segments"], 0, "{status}");
     assert_eq!(status["shipped"], objects.len(), "{status}");
     assert_eq!(std::fs::read(&file).unwrap(), local);
+    let out = run_with_timeout(with_keys(&env, &["check", "--json"]), TIMEOUT);
+    let checks: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let archive =
+        checks["checks"].as_array().unwrap().iter().find(|c| c["name"] == "archive").unwrap();
+    assert_eq!(archive["ok"], true, "{archive}");
 }
 
 #[test]
@@ -233,6 +250,17 @@ fn a_bucket_that_cannot_be_used_is_named_in_one_line_and_nothing_local_changes()
     assert!(status["last_pass"]["errors"][0].as_str().unwrap().contains("does not exist"));
     assert!(status["pending_segments"] == 1, "{status}");
     assert_eq!(std::fs::read(&file).unwrap(), before);
+    // A checkpoint that has waited more than a minute fails `check`.
+    let old = file.with_file_name("old-20200101T000000Z.cast");
+    std::fs::write(&old, "{}\n#tether:checkpoint {\"seq\":1,\"wall\":\"2020-01-01T00:00:05Z\"}\n")
+        .unwrap();
+    let out = run_with_timeout(with_keys(&env, &["check", "--json"]), TIMEOUT);
+    assert_eq!(out.status.code(), Some(1));
+    let checks: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let archive =
+        checks["checks"].as_array().unwrap().iter().find(|c| c["name"] == "archive").unwrap();
+    assert_eq!(archive["ok"], false, "{archive}");
+    assert!(archive["detail"].as_str().unwrap().contains("lags"), "{archive}");
 }
 
 /// Changes one byte of the job's output in `file` and signs every
@@ -309,4 +337,81 @@ fn a_recording_rewritten_and_re_signed_on_the_host_is_reported_rewritten() {
     assert_eq!(report["status"], "rewritten", "{report}");
     let differs = report["witness"]["first_differs"].as_str().unwrap();
     assert!(differs.contains("segment 0 checkpoint"), "{differs}");
+}
+
+#[test]
+fn an_object_already_in_the_bucket_is_never_overwritten() {
+    let moto = Moto::start();
+    moto.s3(&["mkbucket", BUCKET]);
+    let env = archiving_env(&moto.endpoint);
+    let file = finished_session(&env, "planted");
+    let base = file.file_name().unwrap().to_str().unwrap().to_owned();
+    // Ship once to learn the keys, then plant other content under a key
+    // of a second recording before its uploader gets there.
+    let out = run_with_timeout(with_keys(&env, &["archive", "--once"]), TIMEOUT);
+    assert_eq!(out.status.code(), Some(0));
+    let key = moto
+        .objects()
+        .into_iter()
+        .map(|o| o["key"].as_str().unwrap().to_owned())
+        .find(|k| k.ends_with("/000000-end"))
+        .unwrap()
+        .replace(&base, "second-20300101T000000Z.cast");
+    moto.s3(&["put", BUCKET, &key, "planted by someone else"]);
+    let second = file.with_file_name("second-20300101T000000Z.cast");
+    let text = std::fs::read_to_string(&file).unwrap().replace("\"shipped\"", "\"second\"");
+    std::fs::write(&second, text).unwrap();
+    let out = run_with_timeout(with_keys(&env, &["archive", "--once"]), TIMEOUT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("conflict") && stderr.contains(&key), "{stderr}");
+    assert_eq!(moto.s3(&["get", BUCKET, &key]), b"planted by someone else", "not overwritten");
+    // The rest of that recording went, and the second segment waits for
+    // its signed lines.
+    let status: Value = serde_json::from_str(&env.ok(&["archive", "--status", "--json"])).unwrap();
+    assert_eq!(status["pending_witness"], 1, "{status}");
+}
+
+#[test]
+fn closed_segments_ship_while_the_session_runs_and_a_lost_one_ships_whole() {
+    let moto = Moto::start();
+    moto.s3(&["mkbucket", BUCKET]);
+    let env = archiving_env(&moto.endpoint);
+    let config = env.config_dir().join("config.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text = format!("segment_bytes = 65536\n{text}");
+    std::fs::write(&config, text).unwrap();
+    // About 300 KB of output: several segments; then it waits.
+    env.start("big", &["sh", "-c", "seq 1 60000; echo BIG-DONE; exec sleep 600"]);
+    env.wait_text("big", "BIG-DONE");
+    wait_until("several segments", || recording_files(&env).len() >= 3);
+    let out = run_with_timeout(with_keys(&env, &["archive", "--once"]), TIMEOUT);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let files = recording_files(&env);
+    let segments = |moto: &Moto| {
+        moto.objects()
+            .into_iter()
+            .filter(|o| o["key"].as_str().unwrap().contains("/recordings/"))
+            .count()
+    };
+    // Every closed segment, not the one still being written.
+    assert_eq!(segments(&moto), files.len() - 1, "{files:?}");
+    assert_eq!(env.session("big")["archived"], "partial");
+    // The keeper dies without an end: its last segment is closed for good.
+    let keeper = env.session("big")["keeper_pid"].as_u64().unwrap() as u32;
+    kill9(keeper);
+    wait_until("the session to be lost", || env.session("big")["state"] == "lost");
+    let out = run_with_timeout(with_keys(&env, &["archive", "--once"]), TIMEOUT);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let files = recording_files(&env);
+    assert_eq!(segments(&moto), files.len());
+    assert_eq!(env.session("big")["archived"], "done");
+    for f in &files {
+        let sha = sha256_hex(&std::fs::read(f).unwrap());
+        assert!(
+            moto.objects().iter().any(|o| o["sha256"] == sha),
+            "{} not archived whole",
+            f.display()
+        );
+    }
 }

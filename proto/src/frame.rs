@@ -277,6 +277,7 @@ mod tests {
             consent: false,
             end_reason: None,
             probe: false,
+            archived: None,
         }
     }
 

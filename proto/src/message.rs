@@ -512,6 +512,11 @@ pub struct SessionInfo {
     /// records written before this field.
     #[serde(default)]
     pub probe: bool,
+    /// How far the archive has shipped the recording: `off` (no archive,
+    /// or no recording), `pending` (nothing yet), `partial`, `done` (every
+    /// segment and the end). Filled in by `ls`; never in a record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived: Option<String>,
 }
 
 /// The lifecycle state of a session.

@@ -114,6 +114,7 @@ mod tests {
             consent: false,
             end_reason: None,
             probe: false,
+            archived: None,
         }
     }
 

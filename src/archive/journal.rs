@@ -54,6 +54,11 @@ impl Journal {
         self.done.contains(key)
     }
 
+    /// The keys shipped and verified.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.done.iter().map(String::as_str)
+    }
+
     /// Objects shipped and verified.
     pub fn len(&self) -> usize {
         self.done.len()

@@ -20,21 +20,20 @@
 
 mod journal;
 pub mod run;
+mod scan;
 mod store;
 pub mod witness;
 
 pub use journal::Journal;
-pub use store::{Store, describe};
+pub use scan::Scanner;
+pub use store::{Store, WriteOutcome, describe};
 
 use crate::config::ArchiveConfig;
 use crate::paths::Paths;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use tether_proto::record::segment;
-use tether_proto::record::{CHECKPOINT_PREFIX, END_PREFIX};
+use std::path::PathBuf;
 
 /// zstd level for segments: fast, and asciicast text compresses well.
 const ZSTD_LEVEL: i32 = 3;
@@ -103,86 +102,6 @@ enum Kind {
     Segment,
 }
 
-/// What is not shipped yet, found without the network.
-fn pending(paths: &Paths, layout: &Layout, journal: &Journal) -> (Vec<Item>, Vec<String>) {
-    let mut items = Vec::new();
-    let mut unreadable = Vec::new();
-    for (base, segments) in recordings(&paths.recordings_dir()) {
-        for (i, (n, path)) in segments.iter().enumerate() {
-            let data = match std::fs::read(path) {
-                Ok(d) => d,
-                Err(e) => {
-                    unreadable.push(format!("{}: {e}", path.display()));
-                    continue;
-                }
-            };
-            let mut ended = false;
-            for line in data.split(|b| *b == b'\n') {
-                let Ok(text) = std::str::from_utf8(line) else { continue };
-                let (json, is_end) = if let Some(j) = text.strip_prefix(CHECKPOINT_PREFIX) {
-                    (j, false)
-                } else if let Some(j) = text.strip_prefix(END_PREFIX) {
-                    (j, true)
-                } else {
-                    continue;
-                };
-                // A torn line (still being written) is not one yet.
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else { continue };
-                ended |= is_end;
-                let seq = if is_end { None } else { v["seq"].as_u64() };
-                if !is_end && seq.is_none() {
-                    continue;
-                }
-                let key = layout.witness(&base, *n, seq);
-                if !journal.has(&key) {
-                    items.push(Item {
-                        key,
-                        local: path.clone(),
-                        wall: v["wall"].as_str().map(str::to_owned),
-                        kind: Kind::Witness(line.to_vec()),
-                    });
-                }
-            }
-            let closed = i + 1 < segments.len() || ended;
-            let file = path.file_name().and_then(|f| f.to_str()).unwrap_or_default();
-            let key = layout.segment(&base, file);
-            if closed && !journal.has(&key) {
-                items.push(Item { key, local: path.clone(), wall: None, kind: Kind::Segment });
-            }
-        }
-    }
-    (items, unreadable)
-}
-
-/// The recordings in `dir`: base file name → its segments present, in
-/// order, up to the first missing one.
-fn recordings(dir: &Path) -> BTreeMap<String, Vec<(u32, PathBuf)>> {
-    let mut found: BTreeMap<String, BTreeMap<u32, PathBuf>> = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return BTreeMap::new() };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let Some(parsed) = segment::parse_name(name) else { continue };
-        let base = segment::base_name(
-            parsed.session,
-            &segment::stamp_time(parsed.stamp).unwrap_or_default(),
-        );
-        found.entry(base).or_default().insert(parsed.segment, entry.path());
-    }
-    found
-        .into_iter()
-        .filter_map(|(base, segs)| {
-            let present: Vec<(u32, PathBuf)> = segs
-                .into_iter()
-                .enumerate()
-                .take_while(|(i, (n, _))| *i as u32 == *n)
-                .map(|(_, s)| s)
-                .collect();
-            (!present.is_empty()).then_some((base, present))
-        })
-        .collect()
-}
-
 /// The SHA-256 of `data`, in hex.
 pub fn sha256_hex(data: &[u8]) -> String {
     Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
@@ -197,26 +116,48 @@ pub struct PassReport {
     pub failed: Vec<String>,
 }
 
-/// Ships everything pending once.
+/// Ships everything pending once: first every signed line, then closed
+/// segments (each only once its signed lines are shipped), the segments
+/// for at most `budget` when one is given (so that a backlog of segments
+/// never holds up the witness of new checkpoints for long).
 ///
 /// # Errors
 ///
 /// The store cannot be used at all (unreachable, no such bucket, refused
-/// credentials): one line naming the cause. Failures of single objects are
-/// in the report instead, and never stop the others.
+/// credentials): one line naming the cause; or the journal cannot be
+/// written. Failures of single objects are in the report instead, and
+/// never stop the others.
 pub async fn pass(
     store: &Store,
+    scanner: &mut Scanner,
     paths: &Paths,
     layout: &Layout,
     journal: &mut Journal,
+    budget: Option<std::time::Duration>,
 ) -> Result<PassReport> {
     store.preflight().await?;
-    let (items, unreadable) = pending(paths, layout, journal);
-    let mut report = PassReport { failed: unreadable, ..PassReport::default() };
-    // Witness lines first: they are what makes a rewrite visible.
+    let found = scanner.scan(paths, layout, journal);
+    let mut report = PassReport { failed: found.set_aside, ..PassReport::default() };
     let (witness, segments): (Vec<Item>, Vec<Item>) =
-        items.into_iter().partition(|i| matches!(i.kind, Kind::Witness(_)));
-    for item in witness.into_iter().chain(segments) {
+        found.items.into_iter().partition(|i| matches!(i.kind, Kind::Witness(_)));
+    let mut held_back = std::collections::HashSet::new();
+    for item in witness {
+        match ship(store, &item).await {
+            Ok(sha) => {
+                journal.record(&item.key, &sha, &item.local)?;
+                report.shipped += 1;
+            }
+            Err(e) => {
+                report.failed.push(format!("{}: {e:#}", item.key));
+                held_back.insert(item.local.clone());
+            }
+        }
+    }
+    let start = std::time::Instant::now();
+    for item in segments {
+        if held_back.contains(&item.local) || budget.is_some_and(|b| start.elapsed() > b) {
+            continue;
+        }
         match ship(store, &item).await {
             Ok(sha) => {
                 journal.record(&item.key, &sha, &item.local)?;
@@ -228,46 +169,58 @@ pub async fn pass(
     Ok(report)
 }
 
-/// Ships one item and reads it back; returns the SHA-256 of what it
-/// stands for (the line, or the uncompressed segment).
+/// Ships one item (write-once) and reads it back; returns the SHA-256 of
+/// what it stands for (the line, or the uncompressed segment).
 async fn ship(store: &Store, item: &Item) -> Result<String> {
-    let (body, sha) = match &item.kind {
-        Kind::Witness(line) => (line.clone(), sha256_hex(line)),
+    let (body, sha, plain_len) = match &item.kind {
+        Kind::Witness(line) => (line.clone(), sha256_hex(line), line.len() as u64),
         Kind::Segment => {
-            let data = std::fs::read(&item.local)
-                .with_context(|| format!("reading {}", item.local.display()))?;
+            let data = scan::read_whole(&item.local)
+                .map_err(|why| anyhow::anyhow!("{}: {why}", item.local.display()))?;
             let sha = sha256_hex(&data);
             let packed = zstd::bulk::compress(&data, ZSTD_LEVEL).context("compressing")?;
-            (packed, sha)
+            (packed, sha, data.len() as u64)
         }
     };
+    // What the bucket holds, in the terms of `sha`: never more than the
+    // local copy's size is decompressed (a planted object cannot exhaust
+    // memory).
     let unpack = |bytes: &[u8]| -> Result<String> {
         Ok(match item.kind {
             Kind::Witness(_) => sha256_hex(bytes),
             Kind::Segment => {
+                let decoder = zstd::stream::read::Decoder::new(bytes)
+                    .context("the archived copy is not zstd")?;
                 let mut out = Vec::new();
-                zstd::stream::copy_decode(bytes, &mut out)
-                    .context("the archived copy does not decompress")?;
+                std::io::Read::read_to_end(
+                    &mut std::io::Read::take(decoder, plain_len + 1),
+                    &mut out,
+                )
+                .context("the archived copy does not decompress")?;
                 sha256_hex(&out)
             }
         })
     };
-    if let Some(existing) = store.read(&item.key).await? {
-        // Written before (by an uploader killed before its journal entry):
-        // the same content counts; other content is never overwritten.
-        return match unpack(&existing)? {
-            got if got == sha => Ok(sha),
-            got => anyhow::bail!(
-                "conflict: the bucket holds other content (SHA-256 {got}, local {sha})"
-            ),
-        };
-    }
-    store.write_once(&item.key, body, &sha).await?;
-    let back =
-        store.read(&item.key).await?.context("the object is missing right after it was written")?;
+    let limit = body.len() as u64 + (1 << 20);
+    let existing = match store.write_once(&item.key, body, &sha).await? {
+        WriteOutcome::Written => None,
+        // Written before (by an uploader killed before its journal entry,
+        // or by someone else): the same content counts; other content is
+        // never overwritten.
+        WriteOutcome::Exists => Some(()),
+    };
+    let back = store
+        .read(&item.key, limit)
+        .await?
+        .context("the object is missing right after it was written")?;
     let got = unpack(&back)?;
-    anyhow::ensure!(got == sha, "read back with SHA-256 {got}, local {sha}");
-    Ok(sha)
+    match existing {
+        Some(()) if got != sha => {
+            anyhow::bail!("conflict: the bucket holds other content (SHA-256 {got}, local {sha})")
+        }
+        None if got != sha => anyhow::bail!("read back with SHA-256 {got}, local {sha}"),
+        _ => Ok(sha),
+    }
 }
 
 /// The archive's state as `--status` prints it.
@@ -305,6 +258,64 @@ pub struct LastPass {
     pub errors: Vec<String>,
 }
 
+/// Fills in `archived` for `ls` (see [`tether_proto::SessionInfo`]), from
+/// the journal alone (no network).
+pub fn fill_archived(
+    paths: &Paths,
+    config: Option<&ArchiveConfig>,
+    sessions: &mut [tether_proto::SessionInfo],
+) {
+    let index = config.and_then(|c| {
+        let (_, prefix) = c.bucket_and_prefix().ok()?;
+        let root = Layout::new(&prefix, &host_id()).root;
+        let journal = Journal::open(&state_dir(paths)).ok()?;
+        // Recording → (segments shipped, end witnessed).
+        let mut index: std::collections::HashMap<String, (usize, bool)> = Default::default();
+        for key in journal.keys() {
+            let Some(rest) = key.strip_prefix(&root) else { continue };
+            let mut parts = rest.trim_start_matches('/').splitn(3, '/');
+            let (kind, base, name) = (parts.next(), parts.next(), parts.next());
+            let (Some(kind), Some(base), Some(name)) = (kind, base, name) else { continue };
+            let entry = index.entry(base.to_owned()).or_default();
+            match kind {
+                "recordings" => entry.0 += 1,
+                "witness" if name.ends_with("-end") => entry.1 = true,
+                _ => {}
+            }
+        }
+        Some(index)
+    });
+    for s in sessions {
+        let path = s.recording_path.as_deref().map(std::path::Path::new);
+        s.archived = Some(
+            match (&index, path) {
+                (Some(index), Some(path)) => {
+                    let base = path.file_name().and_then(|f| f.to_str()).unwrap_or_default();
+                    let files = (0..)
+                        .take_while(|n| {
+                            tether_proto::record::segment::segment_path(path, *n).exists()
+                        })
+                        .count();
+                    let ended = s.state != tether_proto::SessionState::Running;
+                    match index.get(base) {
+                        None => "pending",
+                        Some((shipped, end))
+                            if ended
+                                && *shipped >= files
+                                && (*end || s.state == tether_proto::SessionState::Lost) =>
+                        {
+                            "done"
+                        }
+                        Some(_) => "partial",
+                    }
+                }
+                _ => "off",
+            }
+            .to_owned(),
+        );
+    }
+}
+
 /// The archive's directory in the state directory.
 pub fn state_dir(paths: &Paths) -> PathBuf {
     paths.state_dir.join("archive")
@@ -321,7 +332,8 @@ pub fn save_last_pass(paths: &Paths, last: &LastPass) -> Result<()> {
 pub fn status(paths: &Paths, config: &ArchiveConfig, journal: &Journal) -> Result<Status> {
     let (bucket, prefix) = config.bucket_and_prefix().map_err(crate::Failure::invalid)?;
     let layout = Layout::new(&prefix, &host_id());
-    let (items, unreadable) = pending(paths, &layout, journal);
+    let found = Scanner::default().scan(paths, &layout, journal);
+    let (items, unreadable) = (found.items, found.set_aside);
     let now = jiff::Timestamp::now();
     let lag_secs = items
         .iter()
@@ -380,7 +392,7 @@ mod tests {
         ] {
             std::fs::write(dir.path().join(f), "x").unwrap();
         }
-        let found = recordings(dir.path());
+        let found = scan::recordings(dir.path());
         let segs: Vec<u32> = found["a-20261128T043301Z.cast"].iter().map(|s| s.0).collect();
         assert_eq!(segs, [0, 1]);
         assert_eq!(found.len(), 1);

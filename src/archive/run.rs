@@ -1,7 +1,9 @@
 //! The `tether archive` command: one pass (`--once`), the state
 //! (`--status`), or the uploader that runs until stopped.
 
-use super::{Journal, LastPass, Layout, Store, host_id, pass, save_last_pass, state_dir, status};
+use super::{
+    Journal, LastPass, Layout, Scanner, Store, host_id, pass, save_last_pass, state_dir, status,
+};
 use crate::Failure;
 use crate::config::{ArchiveConfig, Config};
 use crate::paths::Paths;
@@ -14,6 +16,12 @@ const PATIENCE: Duration = Duration::from_secs(20);
 /// The uploader looks for new checkpoints this often (the witness lags a
 /// checkpoint by at most about this much while the bucket answers).
 const INTERVAL: Duration = Duration::from_secs(1);
+/// Time a pass of the running uploader spends on segments, at most, before
+/// it looks for new checkpoints again.
+const SEGMENT_BUDGET: Duration = Duration::from_secs(5);
+/// Passes of `--once`, at most (each ships what the one before made
+/// ready: segments whose signed lines it shipped).
+const PASSES_MAX: usize = 10;
 /// The longest wait between passes while the bucket fails.
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
@@ -54,27 +62,38 @@ pub fn main(paths: &Paths, config: &Config, once: bool, show: bool, json: bool) 
 async fn run_once(paths: &Paths, archive: &ArchiveConfig, journal: &mut Journal) -> Result<i32> {
     let store = Store::open(archive, PATIENCE)?;
     let layout = layout(archive)?;
-    match pass(&store, paths, &layout, journal).await {
-        Ok(report) => {
-            save_last_pass(
-                paths,
-                &LastPass { at: now(), shipped: report.shipped, errors: report.failed.clone() },
-            )?;
-            println!("shipped {} objects to {}", report.shipped, archive.url);
-            for failed in &report.failed {
-                eprintln!("tether: not shipped: {failed}");
+    let mut scanner = Scanner::default();
+    let mut shipped = 0;
+    // A segment goes once its signed lines are shipped: passes until one
+    // ships nothing more.
+    for _ in 0..PASSES_MAX {
+        match pass(&store, &mut scanner, paths, &layout, journal, None).await {
+            Ok(report) => {
+                shipped += report.shipped;
+                let last = LastPass { at: now(), shipped, errors: report.failed.clone() };
+                save_last_pass(paths, &last)?;
+                if report.shipped > 0 && report.failed.is_empty() {
+                    continue;
+                }
+                println!("shipped {shipped} objects to {}", archive.url);
+                for failed in &report.failed {
+                    eprintln!("tether: not shipped: {failed}");
+                }
+                return Ok(if report.failed.is_empty() { 0 } else { 1 });
             }
-            Ok(if report.failed.is_empty() { 0 } else { 1 })
-        }
-        Err(e) => {
-            let message = format!("{e:#}");
-            save_last_pass(
-                paths,
-                &LastPass { at: now(), shipped: 0, errors: vec![message.clone()] },
-            )?;
-            Err(Failure::new(ErrorCode::Unavailable, message).into())
+            Err(e) => {
+                let message = format!("{e:#}");
+                save_last_pass(
+                    paths,
+                    &LastPass { at: now(), shipped, errors: vec![message.clone()] },
+                )?;
+                return Err(Failure::new(ErrorCode::Unavailable, message).into());
+            }
         }
     }
+    println!("shipped {shipped} objects to {}", archive.url);
+    eprintln!("tether: more is still being written: run again");
+    Ok(1)
 }
 
 async fn run_forever(paths: &Paths, archive: &ArchiveConfig, journal: &mut Journal) -> Result<i32> {
@@ -85,8 +104,10 @@ async fn run_forever(paths: &Paths, archive: &ArchiveConfig, journal: &mut Journ
     let mut wait = INTERVAL;
     let mut last_error = String::new();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut scanner = Scanner::default();
     loop {
-        let outcome = pass(&store, paths, &layout, journal).await;
+        let outcome =
+            pass(&store, &mut scanner, paths, &layout, journal, Some(SEGMENT_BUDGET)).await;
         let (shipped, errors) = match outcome {
             Ok(report) => {
                 wait = INTERVAL;

@@ -6,8 +6,8 @@ use anyhow::{Result, anyhow};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as Key;
 use object_store::{
-    Attribute, Attributes, ClientOptions, ObjectStore, ObjectStoreExt, PutOptions, PutPayload,
-    RetryConfig,
+    Attribute, Attributes, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
+    PutPayload, RetryConfig,
 };
 use std::time::Duration;
 
@@ -64,7 +64,7 @@ impl Store {
                 builder = builder.with_endpoint(endpoint).with_virtual_hosted_style_request(false);
                 endpoint.clone()
             }
-            None => "AWS S3".into(),
+            None => std::env::var("AWS_ENDPOINT").unwrap_or_else(|_| "AWS S3".into()),
         };
         let s3 = builder.build().map_err(|e| anyhow!("archive: {e}"))?;
         Ok(Store { s3, bucket, prefix, target })
@@ -87,31 +87,67 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// Anything but "not found".
-    pub async fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        match self.s3.get(&Key::from(key)).await {
+    /// Anything but "not found"; an object larger than `limit` bytes.
+    pub async fn read(&self, key: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        self.read_path(&Key::from(key), limit).await
+    }
+
+    /// [`Store::read`] for a key as the bucket listed it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::read`].
+    pub async fn read_path(&self, key: &Key, limit: u64) -> Result<Option<Vec<u8>>> {
+        match self.s3.get(key).await {
+            Ok(got) if got.meta.size > limit => {
+                Err(anyhow!("{key}: {} bytes, more than the {limit} expected", got.meta.size))
+            }
             Ok(got) => Ok(Some(got.bytes().await?.to_vec())),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(anyhow!(describe(&e, &self.bucket, &self.target))),
         }
     }
 
-    /// Writes `key` once, with the SHA-256 `sha` of what it stands for in
-    /// its metadata. The caller has checked that it does not exist.
+    /// Writes `key` only if it does not exist (`If-None-Match: *`), with
+    /// the SHA-256 `sha` of what it stands for in its metadata: an object
+    /// is never overwritten, even by a race between two uploaders.
     ///
     /// # Errors
     ///
-    /// The put fails.
-    pub async fn write_once(&self, key: &str, body: Vec<u8>, sha: &str) -> Result<()> {
+    /// The put fails for another reason than an existing object.
+    pub async fn write_once(&self, key: &str, body: Vec<u8>, sha: &str) -> Result<WriteOutcome> {
         let mut attributes = Attributes::new();
         attributes.insert(Attribute::Metadata("sha256".into()), sha.to_owned().into());
-        let opts = PutOptions { attributes, ..PutOptions::default() };
-        self.s3
-            .put_opts(&Key::from(key), PutPayload::from(body), opts)
+        let opts = PutOptions { mode: PutMode::Create, attributes, ..PutOptions::default() };
+        match self.s3.put_opts(&Key::from(key), PutPayload::from(body), opts).await {
+            Ok(_) => Ok(WriteOutcome::Written),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(WriteOutcome::Exists),
+            Err(e) => Err(anyhow!(describe(&e, &self.bucket, &self.target))),
+        }
+    }
+
+    /// The keys under `prefix` (a folder: `…/`), all pages, as listed.
+    ///
+    /// # Errors
+    ///
+    /// The listing fails (one line).
+    pub async fn keys_under(&self, prefix: &str) -> Result<Vec<Key>> {
+        let listed = self
+            .s3
+            .list_with_delimiter(Some(&Key::from(prefix)))
             .await
             .map_err(|e| anyhow!(describe(&e, &self.bucket, &self.target)))?;
-        Ok(())
+        Ok(listed.objects.into_iter().map(|o| o.location).collect())
     }
+}
+
+/// What a write-once put did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// The object is new.
+    Written,
+    /// An object of that key was there already; nothing was written.
+    Exists,
 }
 
 /// One line for an error from the bucket: the cause, in words.
@@ -127,13 +163,17 @@ pub fn describe(e: &object_store::Error, bucket: &str, target: &str) -> String {
         s
     };
     let has = |needle: &str| full.contains(needle);
-    if has("NoSuchBucket") || has("bucket does not exist") {
+    // By kind and by the server's error code, never by numbers in the
+    // text (keys and ports hold digits).
+    let refused = matches!(
+        e,
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+    ) || ["InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied"]
+        .iter()
+        .any(|c| has(c));
+    if has("NoSuchBucket") {
         format!("archive: the bucket {bucket:?} does not exist at {target}")
-    } else if has("InvalidAccessKeyId")
-        || has("SignatureDoesNotMatch")
-        || has("AccessDenied")
-        || has("403")
-    {
+    } else if refused {
         format!(
             "archive: {target} refused the credentials for bucket {bucket:?} (check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
         )
@@ -151,20 +191,4 @@ pub fn describe(e: &object_store::Error, bucket: &str, target: &str) -> String {
 /// The innermost cause of a chain of messages joined with ": ".
 fn last_cause(full: &str) -> &str {
     full.rsplit(": ").find(|s| !s.trim().is_empty()).unwrap_or(full).trim()
-}
-
-impl Store {
-    /// The keys under `prefix` (a folder: `…/`), all pages.
-    ///
-    /// # Errors
-    ///
-    /// The listing fails (one line).
-    pub async fn keys_under(&self, prefix: &str) -> Result<Vec<String>> {
-        let listed = self
-            .s3
-            .list_with_delimiter(Some(&Key::from(prefix)))
-            .await
-            .map_err(|e| anyhow!(describe(&e, &self.bucket, &self.target)))?;
-        Ok(listed.objects.into_iter().map(|o| o.location.to_string()).collect())
-    }
 }

@@ -22,9 +22,19 @@ pub struct WitnessReport {
     /// Checkpoints in the file not witnessed yet (written since the last
     /// pass, or never shipped), as `S:N` (`S:end` for the end line).
     pub unwitnessed: Vec<String>,
+    /// The first of them written more than [`GRACE_SECS`] ago: the
+    /// uploader should have shipped it, so the archive has not seen the
+    /// recording as it is now (renamed, copied, written while the
+    /// uploader was stopped, or its witness is elsewhere).
+    pub stale: Option<String>,
     /// Why the witness could not be read, if it could not.
     pub unavailable: Option<String>,
 }
+
+/// How long a checkpoint may go unwitnessed before `verify` stops
+/// trusting the file (the uploader ships within seconds; `check` fails
+/// after the same time).
+pub const GRACE_SECS: i64 = 60;
 
 /// A checkpoint's place: segment, then `seq` ([`END`] for the end line,
 /// which comes after every checkpoint of its segment).
@@ -40,12 +50,20 @@ fn label((seg, seq): Place) -> String {
     }
 }
 
-/// The signed lines of the segments, by place.
-fn local_lines(segments: &[PathBuf]) -> BTreeMap<Place, Vec<u8>> {
+/// A signed line of the file: the line, and when it was written.
+struct Local {
+    line: Vec<u8>,
+    wall: Option<String>,
+}
+
+/// The signed lines of the segments, by place. Only complete lines: the
+/// bytes after the last newline may still be being written.
+fn local_lines(segments: &[PathBuf]) -> BTreeMap<Place, Local> {
     let mut lines = BTreeMap::new();
     for (n, path) in segments.iter().enumerate() {
-        let Ok(data) = std::fs::read(path) else { continue };
-        for line in data.split(|b| *b == b'\n') {
+        let Ok(data) = super::scan::read_whole(path) else { continue };
+        let complete = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        for line in data[..complete].split(|b| *b == b'\n') {
             let Ok(text) = std::str::from_utf8(line) else { continue };
             let (json, end) =
                 match (text.strip_prefix(CHECKPOINT_PREFIX), text.strip_prefix(END_PREFIX)) {
@@ -56,17 +74,42 @@ fn local_lines(segments: &[PathBuf]) -> BTreeMap<Place, Vec<u8>> {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else { continue };
             let seq = if end { Some(END) } else { v["seq"].as_u64().filter(|s| *s != END) };
             if let Some(seq) = seq {
-                lines.insert((n as u32, seq), line.to_vec());
+                let wall = v["wall"].as_str().map(str::to_owned);
+                lines.insert((n as u32, seq), Local { line: line.to_vec(), wall });
             }
         }
     }
     lines
 }
 
+/// The name the uploader gave the recording: segment 0's file name as the
+/// recorder made it from the header's session and start (a renamed or
+/// copied file is still found under its own witness).
+fn base_of(segments: &[PathBuf]) -> String {
+    let file_name = || {
+        segments
+            .first()
+            .and_then(|p| p.file_name())
+            .and_then(|f| f.to_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let Some(first) = segments.first().and_then(|p| super::scan::read_whole(p).ok()) else {
+        return file_name();
+    };
+    let header = first.split(|b| *b == b'\n').next().unwrap_or_default();
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(header) else { return file_name() };
+    match (v["tether"]["session"].as_str(), v["tether"]["started"].as_str()) {
+        (Some(session), Some(started)) => {
+            tether_proto::record::segment::base_name(session, started)
+        }
+        _ => file_name(),
+    }
+}
+
 /// Where a witness object's key puts it: `…/SSSSSS-CCCCCCCCCC` or
 /// `…/SSSSSS-end`.
-fn place_of(key: &str) -> Option<Place> {
-    let name = key.rsplit('/').next()?;
+fn place_of(name: &str) -> Option<Place> {
     let (seg, rest) = name.split_once('-')?;
     let seg = seg.parse().ok()?;
     if rest == "end" {
@@ -92,17 +135,12 @@ async fn compare(config: &ArchiveConfig, segments: &[PathBuf]) -> Result<Witness
     let store = Store::open(config, std::time::Duration::from_secs(10))?;
     let (_, prefix) = config.bucket_and_prefix().map_err(crate::Failure::invalid)?;
     let layout = Layout::new(&prefix, &host_id());
-    let base = segments
-        .first()
-        .and_then(|p| p.file_name())
-        .and_then(|f| f.to_str())
-        .unwrap_or_default()
-        .to_owned();
+    let base = base_of(segments);
     let folder = layout.witness(&base, 0, Some(0));
     let folder = &folder[..folder.rfind('/').unwrap_or(0) + 1];
-    let mut witnessed: BTreeMap<Place, String> = BTreeMap::new();
+    let mut witnessed = BTreeMap::new();
     for key in store.keys_under(folder).await? {
-        match place_of(&key) {
+        match key.filename().and_then(place_of) {
             Some(place) => {
                 witnessed.insert(place, key);
             }
@@ -118,11 +156,11 @@ async fn compare(config: &ArchiveConfig, segments: &[PathBuf]) -> Result<Witness
     let local = local_lines(segments);
     let mut report = WitnessReport::default();
     for (place, key) in &witnessed {
-        let shipped = store.read(key).await?.unwrap_or_default();
+        let shipped = store.read_path(key, 64 * 1024).await?.unwrap_or_default();
         report.compared += 1;
         let why = match local.get(place) {
             None => Some("is no longer in the file"),
-            Some(line) if *line != shipped => Some("differs from what was shipped"),
+            Some(l) if l.line != shipped => Some("differs from what was shipped"),
             Some(_) => None,
         };
         if let Some(why) = why {
@@ -130,11 +168,20 @@ async fn compare(config: &ArchiveConfig, segments: &[PathBuf]) -> Result<Witness
             break;
         }
     }
-    report.unwitnessed = local
-        .keys()
-        .filter(|p| !witnessed.contains_key(p))
-        .map(|(seg, seq)| if *seq == END { format!("{seg}:end") } else { format!("{seg}:{seq}") })
-        .collect();
+    let now = jiff::Timestamp::now();
+    for (place, l) in local.iter().filter(|(p, _)| !witnessed.contains_key(p)) {
+        let (seg, seq) = place;
+        report.unwitnessed.push(if *seq == END {
+            format!("{seg}:end")
+        } else {
+            format!("{seg}:{seq}")
+        });
+        let written = l.wall.as_deref().and_then(|w| w.parse::<jiff::Timestamp>().ok());
+        let old = written.is_none_or(|t| now.duration_since(t).as_secs() > GRACE_SECS);
+        if old && report.stale.is_none() {
+            report.stale = Some(label(*place));
+        }
+    }
     Ok(report)
 }
 
@@ -144,9 +191,9 @@ mod tests {
 
     #[test]
     fn witness_keys_name_their_place() {
-        assert_eq!(place_of("p/h/witness/b.cast/000002-0000000007"), Some((2, 7)));
-        assert_eq!(place_of("p/h/witness/b.cast/000000-end"), Some((0, END)));
-        assert_eq!(place_of("p/h/witness/b.cast/evil"), None);
+        assert_eq!(place_of("000002-0000000007"), Some((2, 7)));
+        assert_eq!(place_of("000000-end"), Some((0, END)));
+        assert_eq!(place_of("evil"), None);
         assert_eq!(label((1, END)), "segment 1 end");
     }
 }

@@ -256,6 +256,7 @@ impl Keeper {
             consent: self.consent,
             end_reason: st.end_reason.clone(),
             probe: self.meta.probe,
+            archived: None,
         }
     }
 

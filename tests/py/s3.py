@@ -3,6 +3,7 @@
     s3.py ENDPOINT mkbucket BUCKET
     s3.py ENDPOINT list BUCKET            -> JSON [{key, size, sha256}]
     s3.py ENDPOINT get BUCKET KEY         -> the object's bytes on stdout
+    s3.py ENDPOINT put BUCKET KEY TEXT
 """
 import json
 import sys
@@ -23,6 +24,8 @@ def main():
                 meta = s3.head_object(Bucket=bucket, Key=o["Key"]).get("Metadata", {})
                 out.append({"key": o["Key"], "size": o["Size"], "sha256": meta.get("sha256")})
         print(json.dumps(out))
+    elif op == "put":
+        s3.put_object(Bucket=bucket, Key=sys.argv[4], Body=sys.argv[5].encode())
     elif op == "get":
         sys.stdout.buffer.write(s3.get_object(Bucket=bucket, Key=sys.argv[4])["Body"].read())
     else:

@@ -1,0 +1,315 @@
+//! Finding what is not shipped yet, without the network, in bounded time
+//! and memory whatever the recordings directory holds.
+//!
+//! * Only regular files are read, opened without following symbolic links
+//!   and without blocking (a FIFO named like a segment is set aside, not
+//!   waited on); a file larger than [`SEGMENT_MAX`] is set aside.
+//! * Each file is read once: the scanner remembers how far it has read (up
+//!   to its last complete line) and reads only what was appended since. A
+//!   segment that is shipped (in the journal) is not read at all: a
+//!   segment is shipped only once every signed line in it is.
+//! * Only complete lines count: the bytes after the last newline may be a
+//!   line still being written (or one the recorder will write again after
+//!   a full disk), and a line longer than [`LINE_MAX`] is no signed line.
+
+use super::{Item, Journal, Kind, Layout};
+use crate::paths::Paths;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use tether_proto::record::segment;
+use tether_proto::record::{CHECKPOINT_PREFIX, END_PREFIX};
+
+/// The largest segment file shipped (in one request; the recorder closes
+/// segments at `segment_bytes`, 64 MiB by default).
+pub const SEGMENT_MAX: u64 = 512 << 20;
+
+/// The longest line taken for a signed line (they are about 500 bytes).
+const LINE_MAX: usize = 4096;
+
+/// Signed lines of one file waiting to be shipped, at most (a 64 MiB
+/// segment holds about 1,500).
+const PENDING_MAX: usize = 50_000;
+
+/// What the scanner knows of one file between passes.
+#[derive(Default)]
+struct Seen {
+    /// Device and inode: another file under the same name starts over.
+    id: (u64, u64),
+    /// Bytes read, up to the end of the last complete line.
+    offset: u64,
+    /// The file holds the recording's end line.
+    ended: bool,
+    /// Signed lines found and not yet journalled: (key, line, wall).
+    lines: Vec<(String, Vec<u8>, Option<String>)>,
+}
+
+/// Remembers how far each file was read.
+#[derive(Default)]
+pub struct Scanner {
+    seen: HashMap<PathBuf, Seen>,
+}
+
+/// What one scan found.
+pub(super) struct Found {
+    /// Objects to ship: signed lines first, then closed segments.
+    pub(super) items: Vec<Item>,
+    /// Files set aside, with why (not a regular file, too large, unreadable).
+    pub(super) set_aside: Vec<String>,
+}
+
+impl Scanner {
+    /// What is not shipped yet (`journal`), for the objects of `layout`.
+    pub(super) fn scan(&mut self, paths: &Paths, layout: &Layout, journal: &Journal) -> Found {
+        let open = open_recordings(paths);
+        let mut witness = Vec::new();
+        let mut segments = Vec::new();
+        let mut set_aside = Vec::new();
+        let mut present = HashSet::new();
+        for (base, files) in recordings(&paths.recordings_dir()) {
+            for (i, (n, path)) in files.iter().enumerate() {
+                present.insert(path.clone());
+                let name = path.file_name().and_then(|f| f.to_str()).unwrap_or_default();
+                let segment_key = layout.segment(&base, name);
+                if journal.has(&segment_key) {
+                    continue;
+                }
+                let seen = self.seen.entry(path.clone()).or_default();
+                let size = match read_new(path, seen, |line| signed(line, &base, *n, layout)) {
+                    Ok(size) => size,
+                    Err(why) => {
+                        set_aside.push(format!("{}: {why}", path.display()));
+                        continue;
+                    }
+                };
+                seen.lines.retain(|(key, _, _)| !journal.has(key));
+                for (key, line, wall) in &seen.lines {
+                    witness.push(Item {
+                        key: key.clone(),
+                        local: path.clone(),
+                        wall: wall.clone(),
+                        kind: Kind::Witness(line.clone()),
+                    });
+                }
+                // Closed: a later segment exists, the recording has ended,
+                // or no running session writes it (its keeper is gone).
+                let closed =
+                    i + 1 < files.len() || seen.ended || !open.contains(&base_path(path, &base));
+                if closed && seen.offset == size {
+                    segments.push(Item {
+                        key: segment_key,
+                        local: path.clone(),
+                        wall: None,
+                        kind: Kind::Segment,
+                    });
+                }
+            }
+        }
+        // Forget files that are gone.
+        self.seen.retain(|p, _| present.contains(p));
+        witness.append(&mut segments);
+        Found { items: witness, set_aside }
+    }
+}
+
+/// Segment 0's path, beside `path`.
+fn base_path(path: &Path, base: &str) -> PathBuf {
+    path.with_file_name(base)
+}
+
+/// The recordings the running sessions write (their segment 0).
+fn open_recordings(paths: &Paths) -> HashSet<PathBuf> {
+    crate::session::Registry::new(paths.clone())
+        .list()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| s.state == tether_proto::SessionState::Running)
+        .filter_map(|s| s.recording_path.map(PathBuf::from))
+        .collect()
+}
+
+/// A signed line of segment `n` of recording `base`: its key, and when it
+/// was written. Also says whether it is the end line.
+fn signed(
+    line: &[u8],
+    base: &str,
+    n: u32,
+    layout: &Layout,
+) -> Option<(String, Option<String>, bool)> {
+    let text = std::str::from_utf8(line).ok()?;
+    let (json, end) = match (text.strip_prefix(CHECKPOINT_PREFIX), text.strip_prefix(END_PREFIX)) {
+        (Some(j), _) => (j, false),
+        (_, Some(j)) => (j, true),
+        _ => return None,
+    };
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let seq = if end { None } else { Some(v["seq"].as_u64()?) };
+    Some((layout.witness(base, n, seq), v["wall"].as_str().map(str::to_owned), end))
+}
+
+type Classify<'a> = dyn Fn(&[u8]) -> Option<(String, Option<String>, bool)> + 'a;
+
+/// Reads what was appended to `path` since `seen.offset`, noting its
+/// signed lines; returns the file's size.
+fn read_new(
+    path: &Path,
+    seen: &mut Seen,
+    classify: impl Fn(&[u8]) -> Option<(String, Option<String>, bool)>,
+) -> Result<u64, String> {
+    let classify: &Classify<'_> = &classify;
+    let (mut file, meta) = open_regular(path)?;
+    let size = meta.len();
+    let id = (meta.dev(), meta.ino());
+    if seen.id != id || size < seen.offset {
+        // Another file, or one cut short: read it again from the start.
+        *seen = Seen { id, ..Seen::default() };
+    }
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(seen.offset))
+        .map_err(|e| e.to_string())?;
+    let mut reader = std::io::BufReader::with_capacity(64 * 1024, file.take(size - seen.offset));
+    let mut line = Vec::new();
+    // Bytes of the current line (it may be longer than what is kept).
+    let mut line_bytes = 0u64;
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        let got = reader.read(&mut chunk).map_err(|e| e.to_string())?;
+        if got == 0 {
+            break;
+        }
+        for &b in &chunk[..got] {
+            line_bytes += 1;
+            if b != b'\n' {
+                if line.len() <= LINE_MAX {
+                    line.push(b);
+                }
+                continue;
+            }
+            seen.offset += line_bytes;
+            line_bytes = 0;
+            if line.len() <= LINE_MAX
+                && let Some((key, wall, end)) = classify(&line)
+            {
+                if seen.lines.len() >= PENDING_MAX {
+                    return Err(format!("more than {PENDING_MAX} signed lines not shipped"));
+                }
+                seen.ended |= end;
+                seen.lines.push((key, line.clone(), wall));
+            }
+            line.clear();
+        }
+    }
+    Ok(size)
+}
+
+/// Opens `path` for reading: a regular file, not through a symbolic link,
+/// never blocking on a FIFO.
+fn open_regular(path: &Path) -> Result<(std::fs::File, std::fs::Metadata), String> {
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.file_type().is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > SEGMENT_MAX {
+        return Err(format!("larger than {} MiB", SEGMENT_MAX >> 20));
+    }
+    Ok((file, meta))
+}
+
+/// The whole of segment file `path` (a regular file of at most
+/// [`SEGMENT_MAX`] bytes).
+pub fn read_whole(path: &Path) -> Result<Vec<u8>, String> {
+    let (file, meta) = open_regular(path)?;
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    file.take(SEGMENT_MAX + 1).read_to_end(&mut data).map_err(|e| e.to_string())?;
+    Ok(data)
+}
+
+/// The recordings in `dir`: segment 0's file name → its segments present,
+/// in order, up to the first missing one.
+pub fn recordings(dir: &Path) -> BTreeMap<String, Vec<(u32, PathBuf)>> {
+    let mut found: BTreeMap<String, BTreeMap<u32, PathBuf>> = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return BTreeMap::new() };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(parsed) = segment::parse_name(name) else { continue };
+        let base = segment::base_name(
+            parsed.session,
+            &segment::stamp_time(parsed.stamp).unwrap_or_default(),
+        );
+        found.entry(base).or_default().insert(parsed.segment, entry.path());
+    }
+    found
+        .into_iter()
+        .filter_map(|(base, segs)| {
+            let present: Vec<(u32, PathBuf)> = segs
+                .into_iter()
+                .enumerate()
+                .take_while(|(i, (n, _))| *i as u32 == *n)
+                .map(|(_, s)| s)
+                .collect();
+            (!present.is_empty()).then_some((base, present))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> Layout {
+        Layout::new("p", "h")
+    }
+
+    #[test]
+    fn only_complete_signed_lines_are_found_and_each_file_is_read_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a-20261128T043301Z.cast");
+        let cp = |seq: u64| {
+            format!("#tether:checkpoint {{\"seq\":{seq},\"wall\":\"2026-11-28T04:33:14Z\"}}\n")
+        };
+        let mut text = String::from("{\"version\":3}\n[0.1, \"o\", \"x\"]\n");
+        text.push_str(&cp(1));
+        // Torn: no newline yet (and the recorder may write it again).
+        text.push_str(cp(2).trim_end());
+        std::fs::write(&path, &text).unwrap();
+        let mut seen = Seen::default();
+        let classify = |line: &[u8]| signed(line, "a-20261128T043301Z.cast", 0, &layout());
+        read_new(&path, &mut seen, classify).unwrap();
+        let keys: Vec<&str> = seen.lines.iter().map(|l| l.0.as_str()).collect();
+        assert_eq!(keys, ["p/h/witness/a-20261128T043301Z.cast/000000-0000000001"]);
+        assert_eq!(seen.offset as usize, text.len() - cp(2).len() + 1, "up to the last newline");
+        // The line is finished: read from where it stopped, found once.
+        std::fs::write(&path, format!("{text}\n")).unwrap();
+        read_new(&path, &mut seen, classify).unwrap();
+        assert_eq!(seen.lines.len(), 2);
+        assert!(seen.lines[1].0.ends_with("000000-0000000002"));
+        // An overlong line is no signed line.
+        let long =
+            format!("#tether:checkpoint {{\"seq\":3,\"pad\":\"{}\"}}\n", "x".repeat(LINE_MAX));
+        std::fs::write(&path, format!("{text}\n{long}")).unwrap();
+        read_new(&path, &mut seen, classify).unwrap();
+        assert_eq!(seen.lines.len(), 2);
+    }
+
+    #[test]
+    fn a_fifo_or_a_link_named_like_a_segment_is_set_aside_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("a-20261128T043301Z.cast");
+        let ok = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success();
+        assert!(ok);
+        let mut seen = Seen::default();
+        let err = read_new(&fifo, &mut seen, |_| None).unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
+        let link = dir.path().join("b-20261128T043301Z.cast");
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        assert!(read_new(&link, &mut Seen::default(), |_| None).is_err());
+        assert!(read_whole(&link).is_err());
+    }
+}
