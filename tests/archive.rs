@@ -415,3 +415,52 @@ fn closed_segments_ship_while_the_session_runs_and_a_lost_one_ships_whole() {
         );
     }
 }
+
+#[test]
+fn evidence_bundles_and_the_audit_log_are_shipped_and_a_cut_log_is_named() {
+    let moto = Moto::start();
+    moto.s3(&["mkbucket", BUCKET]);
+    let env = archiving_env(&moto.endpoint);
+    env.start("incident", &["sh", "-c", "echo evidence; exec sleep 600"]);
+    env.wait_text("incident", "evidence");
+    let bundle = PathBuf::from(env.ok(&["snapshot", "incident"]).trim());
+    let audit = env.state_dir().join("audit.jsonl");
+    let first = "{\"event\":\"login\",\"n\":1}\n{\"event\":\"attach\",\"n\":2}\n";
+    std::fs::write(&audit, first).unwrap();
+    let out = run_with_timeout(with_keys(&env, &["archive", "--once"]), TIMEOUT);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Every file of the bundle, its signature among them, as it is locally.
+    let name = bundle.file_name().unwrap().to_str().unwrap();
+    let keys: Vec<String> =
+        moto.objects().iter().map(|o| o["key"].as_str().unwrap().to_owned()).collect();
+    for file in ["manifest.json", "manifest.sig"] {
+        let key = keys
+            .iter()
+            .find(|k| k.ends_with(&format!("/evidence/{name}/{file}.zst")))
+            .unwrap_or_else(|| panic!("{file} of {name} not in {keys:?}"));
+        let packed = moto.s3(&["get", BUCKET, key]);
+        let local = std::fs::read(bundle.join(file)).unwrap();
+        assert_eq!(zstd::stream::decode_all(&packed[..]).unwrap(), local);
+    }
+    // The audit log in chunks named by their byte offsets.
+    let chunk = |start: usize, end: usize| {
+        let name = format!("/audit/{start:016}-{end:016}.jsonl");
+        let objects = moto.objects();
+        objects.iter().map(|o| o["key"].as_str().unwrap().to_owned()).find(|k| k.ends_with(&name))
+    };
+    let key = chunk(0, first.len()).expect("the audit log's first chunk");
+    assert_eq!(moto.s3(&["get", BUCKET, &key]), first.as_bytes());
+    let more = "{\"event\":\"detach\",\"n\":3}\n";
+    std::fs::write(&audit, format!("{first}{more}")).unwrap();
+    let out = run_with_timeout(with_keys(&env, &["archive", "--once"]), TIMEOUT);
+    assert_eq!(out.status.code(), Some(0));
+    let key = chunk(first.len(), first.len() + more.len()).expect("the next chunk");
+    assert_eq!(moto.s3(&["get", BUCKET, &key]), more.as_bytes());
+    // A log cut short is named, not shipped over what was.
+    std::fs::write(&audit, "{\"event\":\"nothing happened\"}\n").unwrap();
+    let out = run_with_timeout(with_keys(&env, &["archive", "--once"]), TIMEOUT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("audit log") && stderr.contains("cut or rewritten"), "{stderr}");
+}

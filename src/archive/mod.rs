@@ -74,6 +74,31 @@ impl Layout {
         format!("{}/recordings/{base}/{file}.zst", self.root)
     }
 
+    /// `PREFIX/HOST/evidence/BUNDLE/FILE.zst`: a file of an evidence
+    /// bundle (`FILE` relative to the bundle's directory).
+    pub fn evidence(&self, bundle: &str, file: &str) -> String {
+        format!("{}/evidence/{bundle}/{file}.zst", self.root)
+    }
+
+    /// `PREFIX/HOST/evidence/BUNDLE/` if `key` is a file of a bundle.
+    pub fn bundle_of(&self, key: &str) -> Option<String> {
+        let folder = format!("{}/evidence/", self.root);
+        let rest = key.strip_prefix(&folder)?;
+        let bundle = rest.split('/').next()?;
+        Some(format!("{folder}{bundle}/"))
+    }
+
+    /// `PREFIX/HOST/audit/`.
+    pub fn audit_folder(&self) -> String {
+        format!("{}/audit/", self.root)
+    }
+
+    /// `PREFIX/HOST/audit/SSSSSSSSSSSSSSSS-EEEEEEEEEEEEEEEE.jsonl`: the
+    /// audit log's bytes from `start` to `end`, as written.
+    pub fn audit(&self, start: u64, end: u64) -> String {
+        format!("{}{start:016}-{end:016}.jsonl", self.audit_folder())
+    }
+
     /// `PREFIX/HOST/witness/BASE/SSSSSS-CCCCCCCCCC`: checkpoint `seq` of
     /// segment `seg` (`SSSSSS-end` for the end line), holding the line as
     /// written.
@@ -154,8 +179,14 @@ pub async fn pass(
         }
     }
     let start = std::time::Instant::now();
+    // An evidence bundle whose file failed waits whole: its signature goes
+    // last, only after every file of it.
+    let mut failed_bundles: Vec<String> = Vec::new();
     for item in segments {
-        if held_back.contains(&item.local) || budget.is_some_and(|b| start.elapsed() > b) {
+        if held_back.contains(&item.local)
+            || failed_bundles.iter().any(|b| item.key.starts_with(b))
+            || budget.is_some_and(|b| start.elapsed() > b)
+        {
             continue;
         }
         match ship(store, &item).await {
@@ -163,7 +194,12 @@ pub async fn pass(
                 journal.record(&item.key, &sha, &item.local)?;
                 report.shipped += 1;
             }
-            Err(e) => report.failed.push(format!("{}: {e:#}", item.key)),
+            Err(e) => {
+                report.failed.push(format!("{}: {e:#}", item.key));
+                if let Some(bundle) = layout.bundle_of(&item.key) {
+                    failed_bundles.push(bundle);
+                }
+            }
         }
     }
     Ok(report)

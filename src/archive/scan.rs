@@ -108,8 +108,111 @@ impl Scanner {
         }
         // Forget files that are gone.
         self.seen.retain(|p, _| present.contains(p));
+        match audit_chunk(&paths.state_dir.join("audit.jsonl"), layout, journal) {
+            Ok(Some(item)) => witness.push(item),
+            Ok(None) => {}
+            Err(why) => set_aside.push(format!("the audit log: {why}")),
+        }
+        evidence(&paths.evidence_dir(), layout, journal, &mut segments, &mut set_aside);
         witness.append(&mut segments);
         Found { items: witness, set_aside }
+    }
+}
+
+/// The most audit log shipped in one object.
+const AUDIT_CHUNK_MAX: u64 = 4 << 20;
+
+/// The audit log's lines appended since the last shipped chunk, as the
+/// next chunk: `PREFIX/HOST/audit/START-END.jsonl` (byte offsets in the
+/// log). Offsets come from the journal, so a log rewritten from the start
+/// lands on keys already in the bucket: a conflict, never a quiet
+/// replacement.
+fn audit_chunk(path: &Path, layout: &Layout, journal: &Journal) -> Result<Option<Item>, String> {
+    let shipped = journal
+        .keys()
+        .filter_map(|k| k.strip_prefix(&layout.audit_folder()))
+        .filter_map(|name| name.strip_suffix(".jsonl")?.split_once('-')?.1.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0);
+    let (file, meta) = match open_regular(path) {
+        Ok(f) => f,
+        Err(_) if !path.exists() => return Ok(None),
+        Err(why) => return Err(why),
+    };
+    if meta.len() < shipped {
+        return Err(format!(
+            "it is {} bytes, shorter than the {shipped} already shipped: it was cut or rewritten",
+            meta.len()
+        ));
+    }
+    let mut data = Vec::new();
+    let mut file = file;
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(shipped)).map_err(|e| e.to_string())?;
+    file.take(AUDIT_CHUNK_MAX).read_to_end(&mut data).map_err(|e| e.to_string())?;
+    let Some(end) = data.iter().rposition(|b| *b == b'\n') else { return Ok(None) };
+    data.truncate(end + 1);
+    let key = layout.audit(shipped, shipped + data.len() as u64);
+    Ok(Some(Item { key, local: path.to_owned(), wall: None, kind: Kind::Witness(data) }))
+}
+
+/// The files of every complete evidence bundle (its `manifest.sig` is
+/// written last) not shipped yet, the manifest and its signature after the
+/// rest: `PREFIX/HOST/evidence/BUNDLE/FILE.zst`.
+fn evidence(
+    dir: &Path,
+    layout: &Layout,
+    journal: &Journal,
+    items: &mut Vec<Item>,
+    set_aside: &mut Vec<String>,
+) {
+    /// Files a bundle may have (a host-wide capture has a few hundred).
+    const FILES_MAX: usize = 20_000;
+    let Ok(bundles) = std::fs::read_dir(dir) else { return };
+    for bundle in bundles.flatten() {
+        let root = bundle.path();
+        let Some(name) = root.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+            continue;
+        };
+        let is_dir = bundle.file_type().is_ok_and(|t| t.is_dir());
+        if !is_dir || !root.join("manifest.sig").is_file() {
+            continue;
+        }
+        if journal.has(&layout.evidence(&name, "manifest.sig")) {
+            continue;
+        }
+        let mut files = Vec::new();
+        let mut stack = vec![root.clone()];
+        while let Some(d) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else { continue };
+            for e in entries.flatten() {
+                // Never through a symbolic link.
+                match e.file_type() {
+                    Ok(t) if t.is_dir() => stack.push(e.path()),
+                    Ok(t) if t.is_file() => files.push(e.path()),
+                    _ => {}
+                }
+            }
+            if files.len() > FILES_MAX {
+                break;
+            }
+        }
+        if files.len() > FILES_MAX {
+            set_aside.push(format!("{}: more than {FILES_MAX} files", root.display()));
+            continue;
+        }
+        // The manifest and its signature last: a bundle whose signature is
+        // in the bucket is whole there.
+        files.sort_by_key(|f| {
+            let n = f.strip_prefix(&root).ok().map(|r| r.to_string_lossy().into_owned());
+            (n.as_deref() == Some("manifest.sig"), n.as_deref() == Some("manifest.json"), n)
+        });
+        for f in files {
+            let Some(rel) = f.strip_prefix(&root).ok().and_then(|r| r.to_str()) else { continue };
+            let key = layout.evidence(&name, rel);
+            if !journal.has(&key) {
+                items.push(Item { key, local: f.clone(), wall: None, kind: Kind::Segment });
+            }
+        }
     }
 }
 
