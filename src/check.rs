@@ -180,8 +180,8 @@ pub fn archive(paths: &crate::paths::Paths, config: &crate::config::ArchiveConfi
         let journal = crate::archive::Journal::open(&crate::archive::state_dir(paths))?;
         let st = crate::archive::status(paths, config, &journal)?;
         let pending = format!(
-            "{} checkpoint(s) and {} segment(s) pending",
-            st.pending_witness, st.pending_segments
+            "{} checkpoint(s), {} segment(s) and {} other object(s) pending",
+            st.pending_witness, st.pending_segments, st.pending_other
         );
         let last = match &st.last_pass {
             None => "never ran".to_owned(),

@@ -58,6 +58,10 @@ pub enum Command {
         /// One JSON array of session objects (schema in docs/GUIDE.md).
         #[arg(long)]
         json: bool,
+        /// List the recordings every host shipped to the archive
+        /// (docs/ARCHIVE.md); with --host H, only host H's.
+        #[arg(long)]
+        archive: bool,
     },
     /// Show who is attached to a session.
     Who {

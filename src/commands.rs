@@ -50,7 +50,11 @@ impl Ctx {
             Command::Attach { name, command } => self.attach(&name, command),
             Command::New(args) => self.new_session(args),
             Command::Watch { name } => self.watch(&name),
-            Command::Ls { json } => self.ls(json),
+            Command::Ls { json, archive: false } => self.ls(json),
+            Command::Ls { archive: true, .. } => Err(Failure::invalid(
+                "ls --archive reads the bucket from where you run it: run it locally",
+            )
+            .into()),
             Command::Who { name, json } => self.who(&name, json),
             Command::Kill { name, force } => self.kill(&name, force),
             Command::Rm { name } => self.rm(&name),
@@ -567,16 +571,40 @@ impl Ctx {
             }
             return Ok(if report.ok() { 0 } else { 1 });
         }
-        let rec = match &paths {
-            Some(_) => self.recording(path)?,
-            None => recording::Recording::open(std::path::Path::new(path))?,
+        // A recording in the archive: fetched from the bucket (segments and
+        // witness), wherever this runs.
+        let fetched = match (path.starts_with("s3://"), &self.config.archive) {
+            (false, _) => None,
+            (true, Some(archive)) if paths.is_some() => {
+                Some(crate::archive::fleet::fetch(archive, path)?)
+            }
+            (true, Some(_)) => {
+                return Err(
+                    Failure::invalid("verify s3://… reads the bucket: run it locally").into()
+                );
+            }
+            (true, None) => {
+                return Err(Failure::invalid(
+                    "verify s3://…: no [archive] in config.toml (docs/ARCHIVE.md)",
+                )
+                .into());
+            }
+        };
+        let rec = match (&fetched, &paths) {
+            (Some(f), _) => recording::Recording::open(&f.base)?,
+            (None, Some(_)) => self.recording(path)?,
+            (None, None) => recording::Recording::open(std::path::Path::new(path))?,
         };
         let trusted = trusted_key(key.as_deref(), paths.as_ref())?;
         let mut report = verify::verify(&rec, trusted)?;
+        if fetched.is_some() {
+            report.path = path.to_owned();
+        }
         if let (Some(_), Some(archive)) = (&paths, &self.config.archive) {
             // A rewrite re-signed with this host's key verifies locally;
             // the witness shipped off the host tells.
-            let witness = crate::archive::witness::check(archive, &rec.segments);
+            let root = fetched.as_ref().map(|f| f.root.as_str());
+            let witness = crate::archive::witness::check(archive, &rec.segments, root);
             if let Some(differs) = &witness.first_differs {
                 report.status = "rewritten".into();
                 report.message = format!(

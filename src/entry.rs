@@ -39,6 +39,18 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Daemon { listen, foreground } => {
             return crate::daemon::run(paths, config, listen, foreground);
         }
+        Command::Ls { json, archive: true } => {
+            let Some(archive) = &config.archive else {
+                return Err(crate::Failure::invalid(
+                    "ls --archive: no [archive] in config.toml (docs/ARCHIVE.md)",
+                )
+                .into());
+            };
+            // --host names a host in the archive here, not a daemon.
+            let all = crate::archive::fleet::list(archive, cli.host.as_deref())?;
+            crate::archive::run::print_archived(&all, json)?;
+            return Ok(0);
+        }
         Command::Archive { once, status, json } => {
             if cli.host.is_some() {
                 return Err(crate::Failure::invalid(

@@ -337,6 +337,33 @@ fn a_recording_rewritten_and_re_signed_on_the_host_is_reported_rewritten() {
     assert_eq!(report["status"], "rewritten", "{report}");
     let differs = report["witness"]["first_differs"].as_str().unwrap();
     assert!(differs.contains("segment 0 checkpoint"), "{differs}");
+
+    // The bucket still has it as it was: listed with every host's
+    // recordings, and intact when verified from there.
+    let out = run_with_timeout(with_keys(&env, &["ls", "--archive", "--json"]), TIMEOUT);
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entry = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["session"] == "audited")
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert_eq!(entry["status"], "ended", "{entry}");
+    assert_eq!(entry["segments"], 1);
+    let url = entry["url"].as_str().unwrap();
+    let host = entry["host"].as_str().unwrap();
+    let out = run_with_timeout(with_keys(&env, &["ls", "--archive", "--host", host]), TIMEOUT);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("audited"));
+    let out =
+        run_with_timeout(with_keys(&env, &["ls", "--archive", "--host", "elsewhere"]), TIMEOUT);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "nothing archived");
+    let out = run_with_timeout(with_keys(&env, &["verify", url]), TIMEOUT);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.contains("hello from the job") || text.contains("checkpoints match the archive"),
+        "{text}"
+    );
 }
 
 #[test]

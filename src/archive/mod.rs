@@ -18,6 +18,7 @@
 //! other content is reported (`conflict`), never replaced. Nothing local
 //! is deleted or changed because of an upload, failed or not.
 
+pub mod fleet;
 mod journal;
 pub mod run;
 mod scan;
@@ -67,6 +68,11 @@ impl Layout {
     pub fn new(prefix: &str, host: &str) -> Self {
         let root = if prefix.is_empty() { host.to_owned() } else { format!("{prefix}/{host}") };
         Layout { root }
+    }
+
+    /// The layout whose root (`PREFIX/HOST`) is `root`.
+    pub fn at(root: &str) -> Self {
+        Layout { root: root.trim_end_matches('/').to_owned() }
     }
 
     /// `PREFIX/HOST/recordings/BASE/FILE.zst`: a closed segment.
@@ -267,13 +273,15 @@ pub struct Status {
     /// The endpoint, if not AWS.
     pub endpoint: Option<String>,
     /// This host's part of the bucket (`PREFIX/HOST`).
-    pub host: String,
+    pub location: String,
     /// Objects shipped and verified so far.
     pub shipped: usize,
     /// Checkpoint and end lines not yet witnessed.
     pub pending_witness: usize,
     /// Closed segments not yet uploaded.
     pub pending_segments: usize,
+    /// Evidence files and audit log chunks not yet uploaded.
+    pub pending_other: usize,
     /// Seconds since the oldest checkpoint not yet witnessed was written
     /// (0 when none is pending).
     pub lag_secs: u64,
@@ -383,10 +391,14 @@ pub fn status(paths: &Paths, config: &ArchiveConfig, journal: &Journal) -> Resul
     Ok(Status {
         url: format!("s3://{bucket}/{prefix}"),
         endpoint: config.endpoint.clone(),
-        host: layout.root.clone(),
+        location: layout.root.clone(),
         shipped: journal.len(),
-        pending_witness: items.iter().filter(|i| matches!(i.kind, Kind::Witness(_))).count(),
-        pending_segments: items.iter().filter(|i| matches!(i.kind, Kind::Segment)).count(),
+        pending_witness: items.iter().filter(|i| i.key.contains("/witness/")).count(),
+        pending_segments: items.iter().filter(|i| i.key.contains("/recordings/")).count(),
+        pending_other: items
+            .iter()
+            .filter(|i| !i.key.contains("/witness/") && !i.key.contains("/recordings/"))
+            .count(),
         lag_secs,
         last_pass,
         unreadable,

@@ -155,9 +155,12 @@ fn print_status(st: &super::Status) {
         st.url,
         st.endpoint.as_ref().map(|e| format!(" at {e}")).unwrap_or_default()
     );
-    println!("host:      {}", st.host);
+    println!("location:  {}", st.location);
     println!("shipped:   {} objects", st.shipped);
-    println!("pending:   {} checkpoints, {} segments", st.pending_witness, st.pending_segments);
+    println!(
+        "pending:   {} checkpoints, {} segments, {} evidence files and audit log chunks",
+        st.pending_witness, st.pending_segments, st.pending_other
+    );
     println!("lag:       {} s", st.lag_secs);
     match &st.last_pass {
         Some(p) if p.errors.is_empty() => {
@@ -184,4 +187,36 @@ fn notify_ready() {
     if let (Ok(sock), Ok(addr)) = (UnixDatagram::unbound(), addr) {
         let _ = sock.send_to_addr(b"READY=1", &addr);
     }
+}
+
+/// `ls --archive` output, as a table or JSON.
+///
+/// # Errors
+///
+/// Writing fails.
+pub fn print_archived(all: &[super::fleet::Archived], json: bool) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, all)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    if all.is_empty() {
+        writeln!(out, "nothing archived")?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<28} {:<20} {:<20} {:>8} {:>10}  {:<6}  URL",
+        "HOST", "SESSION", "STARTED", "SEGMENTS", "BYTES", "STATUS"
+    )?;
+    for a in all {
+        writeln!(
+            out,
+            "{:<28} {:<20} {:<20} {:>8} {:>10}  {:<6}  {}",
+            a.host, a.session, a.started, a.segments, a.bytes, a.status, a.url
+        )?;
+    }
+    Ok(())
 }

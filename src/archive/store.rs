@@ -141,6 +141,34 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Every object under `prefix`, as the bucket lists them (page after
+    /// page, as the stream is read).
+    pub fn list_all(
+        &self,
+        prefix: &str,
+    ) -> futures_util::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
+    {
+        let prefix = (!prefix.is_empty()).then(|| Key::from(prefix));
+        self.s3.list(prefix.as_ref())
+    }
+
+    /// The `sha256` metadata of object `key`, if it has one.
+    ///
+    /// # Errors
+    ///
+    /// The request fails.
+    pub async fn sha256_of(&self, key: &Key) -> Result<Option<String>> {
+        let opts = object_store::GetOptions { head: true, ..object_store::GetOptions::default() };
+        let got = self
+            .s3
+            .get_opts(key, opts)
+            .await
+            .map_err(|e| anyhow!(describe(&e, &self.bucket, &self.target)))?;
+        Ok(got.attributes.get(&Attribute::Metadata("sha256".into())).map(|v| v.to_string()))
+    }
+}
+
 /// What a write-once put did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteOutcome {

@@ -119,11 +119,12 @@ fn place_of(name: &str) -> Option<Place> {
 }
 
 /// Compares the recording whose segments are `segments` (segment 0 first)
-/// with its witness in the archive.
-pub fn check(config: &ArchiveConfig, segments: &[PathBuf]) -> WitnessReport {
+/// with its witness in the archive: this host's, or the one under `root`
+/// (`PREFIX/HOST`, for a recording fetched from the bucket).
+pub fn check(config: &ArchiveConfig, segments: &[PathBuf], root: Option<&str>) -> WitnessReport {
     let run = || -> Result<WitnessReport> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        runtime.block_on(compare(config, segments))
+        runtime.block_on(compare(config, segments, root))
     };
     run().unwrap_or_else(|e| WitnessReport {
         unavailable: Some(format!("{e:#}")),
@@ -131,10 +132,17 @@ pub fn check(config: &ArchiveConfig, segments: &[PathBuf]) -> WitnessReport {
     })
 }
 
-async fn compare(config: &ArchiveConfig, segments: &[PathBuf]) -> Result<WitnessReport> {
+async fn compare(
+    config: &ArchiveConfig,
+    segments: &[PathBuf],
+    root: Option<&str>,
+) -> Result<WitnessReport> {
     let store = Store::open(config, std::time::Duration::from_secs(10))?;
     let (_, prefix) = config.bucket_and_prefix().map_err(crate::Failure::invalid)?;
-    let layout = Layout::new(&prefix, &host_id());
+    let layout = match root {
+        Some(root) => Layout::at(root),
+        None => Layout::new(&prefix, &host_id()),
+    };
     let base = base_of(segments);
     let folder = layout.witness(&base, 0, Some(0));
     let folder = &folder[..folder.rfind('/').unwrap_or(0) + 1];
