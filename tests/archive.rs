@@ -7,6 +7,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 const BUCKET: &str = "tether-archive";
@@ -490,4 +491,163 @@ fn evidence_bundles_and_the_audit_log_are_shipped_and_a_cut_log_is_named() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("audit log") && stderr.contains("cut or rewritten"), "{stderr}");
+}
+
+/// A TCP proxy on loopback in front of `upstream` that cuts about one
+/// connection in three after a random number of bytes, either way.
+struct CuttingProxy {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Connections cut so far.
+    cuts: std::sync::Arc<AtomicU64>,
+}
+
+impl CuttingProxy {
+    fn start(upstream: u16) -> CuttingProxy {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let cuts = std::sync::Arc::new(AtomicU64::new(0));
+        let counted = cuts.clone();
+        let seed = std::sync::Arc::new(AtomicU64::new(0x9e37_79b9_7f4a_7c15));
+        std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let _ = client.set_nonblocking(false);
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                // xorshift: which connections are cut, and where.
+                let mut x = seed.fetch_add(0x2545_f491_4f6c_dd1d, Ordering::Relaxed);
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let cut_after = if x.is_multiple_of(3) { Some((x >> 8) % 4096) } else { None };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server.try_clone().unwrap(), client.try_clone().unwrap()),
+                ] {
+                    let counted = counted.clone();
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 8192];
+                        let mut sent = 0u64;
+                        loop {
+                            let n = match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            if cut_after.is_some_and(|c| sent + n as u64 > c) {
+                                counted.fetch_add(1, Ordering::Relaxed);
+                                break;
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                            sent += n as u64;
+                        }
+                        let _ = from.shutdown(std::net::Shutdown::Both);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        CuttingProxy { port, stop, cuts }
+    }
+}
+
+impl Drop for CuttingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Waits until the uploader has nothing pending and every recording file
+/// is in the bucket, whole.
+fn wait_all_shipped(env: &TestEnv, moto: &Moto, within: Duration) {
+    wait_until_for(within, "everything shipped", || {
+        let status: Value = match serde_json::from_str(&env.ok(&["archive", "--status", "--json"]))
+        {
+            Ok(v) => v,
+            Err(_) => return false,
+        };
+        if status["pending_witness"] != 0 || status["pending_segments"] != 0 {
+            return false;
+        }
+        let objects = moto.objects();
+        recording_files(env).iter().all(|f| {
+            let sha = sha256_hex(&std::fs::read(f).unwrap());
+            objects.iter().any(|o| o["sha256"] == sha)
+        })
+    });
+}
+
+#[test]
+fn the_uploader_rides_out_a_server_that_is_down_then_comes_up() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let env = archiving_env(&format!("http://127.0.0.1:{port}"));
+    let file = finished_session(&env, "outage");
+    let before = std::fs::read(&file).unwrap();
+    let _uploader = Guard(
+        with_keys(&env, &["archive"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap(),
+    );
+    // Down: passes fail, the uploader waits longer each time; nothing local changes.
+    wait_until("a failed pass", || {
+        let status: Value =
+            serde_json::from_str(&env.ok(&["archive", "--status", "--json"])).unwrap();
+        status["last_pass"]["errors"][0].as_str().is_some_and(|e| e.contains("cannot reach"))
+    });
+    assert_eq!(std::fs::read(&file).unwrap(), before);
+    // Up, on the same port, with its bucket.
+    let child = Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let moto = Moto { child, endpoint: format!("http://127.0.0.1:{port}") };
+    wait_until_for(Duration::from_secs(60), "moto_server to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    moto.s3(&["mkbucket", BUCKET]);
+    wait_all_shipped(&env, &moto, Duration::from_secs(90));
+}
+
+#[test]
+fn every_byte_arrives_through_a_proxy_that_cuts_connections() {
+    let moto = Moto::start();
+    moto.s3(&["mkbucket", BUCKET]);
+    let upstream: u16 = moto.endpoint.rsplit(':').next().unwrap().parse().unwrap();
+    let proxy = CuttingProxy::start(upstream);
+    let env = archiving_env(&format!("http://127.0.0.1:{}", proxy.port));
+    let config = env.config_dir().join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("segment_bytes = 65536\n{text}")).unwrap();
+    env.start("cut", &["sh", "-c", "seq 1 40000; echo CUT-DONE"]);
+    env.ok(&["wait", "cut"]);
+    let _uploader = Guard(
+        with_keys(&env, &["archive"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap(),
+    );
+    wait_all_shipped(&env, &moto, Duration::from_secs(120));
+    // Every signed line too, each once.
+    let signed: usize = recording_files(&env)
+        .iter()
+        .map(|f| {
+            let data = std::fs::read(f).unwrap();
+            data.split(|b| *b == b'\n').filter(|l| l.starts_with(b"#tether:")).count()
+        })
+        .sum();
+    let witnessed =
+        moto.objects().iter().filter(|o| o["key"].as_str().unwrap().contains("/witness/")).count();
+    assert_eq!(witnessed, signed);
+    let cuts = proxy.cuts.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("the proxy cut {cuts} connection(s)");
+    assert!(cuts > 0, "the proxy cut nothing: the test proved nothing");
 }
