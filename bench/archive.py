@@ -37,14 +37,6 @@ BUCKET = "tether-bench"
 KEYS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret"}
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def s3_client(endpoint):
     import boto3
     return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="bench",
@@ -168,7 +160,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--mb", type=int, default=50)
     args = ap.parse_args()
-    port = free_port()
+    port = bench.free_port()
     endpoint = f"http://127.0.0.1:{port}"
     moto = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     env = bench.Env(os.path.join(ROOT, "target", "release", "tether"))

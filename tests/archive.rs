@@ -22,7 +22,11 @@ struct Moto {
 
 impl Moto {
     fn start() -> Moto {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Moto::start_on(free_port())
+    }
+
+    /// A server on `port`.
+    fn start_on(port: u16) -> Moto {
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
@@ -57,6 +61,11 @@ impl Drop for Moto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A loopback port nothing listens on (yet).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A test installation whose config.toml archives to `endpoint`.
@@ -239,7 +248,7 @@ fn a_bucket_that_cannot_be_used_is_named_in_one_line_and_nothing_local_changes()
     assert_eq!(out.status.code(), Some(2));
     assert!(one_line(&out).contains("AWS_ACCESS_KEY_ID"));
     // Nobody listening.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = free_port();
     let env2 = archiving_env(&format!("http://127.0.0.1:{closed}"));
     std::fs::create_dir_all(env2.root().join("data/tether/recordings")).unwrap();
     let out = run_with_timeout(with_keys(&env2, &["archive", "--once"]), TIMEOUT);
@@ -590,7 +599,7 @@ fn wait_all_shipped(env: &TestEnv, moto: &Moto, within: Duration) {
 
 #[test]
 fn the_uploader_rides_out_a_server_that_is_down_then_comes_up() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let env = archiving_env(&format!("http://127.0.0.1:{port}"));
     let file = finished_session(&env, "outage");
     let before = std::fs::read(&file).unwrap();
@@ -605,17 +614,7 @@ fn the_uploader_rides_out_a_server_that_is_down_then_comes_up() {
     });
     assert_eq!(std::fs::read(&file).unwrap(), before);
     // Up, on the same port, with its bucket.
-    let child = Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let moto = Moto { child, endpoint: format!("http://127.0.0.1:{port}") };
-    wait_until_for(Duration::from_secs(60), "moto_server to listen", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    let moto = Moto::start_on(port);
     moto.s3(&["mkbucket", BUCKET]);
     wait_all_shipped(&env, &moto, Duration::from_secs(90));
 }
