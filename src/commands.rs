@@ -610,6 +610,11 @@ impl Ctx {
                 report.message = format!(
                     "the recording no longer matches what the archive witnessed: {differs}"
                 );
+            } else if let (Some(why), true) = (&witness.unavailable, report.ok()) {
+                // Fail closed: with an archive configured, a file whose
+                // witness cannot be read is not vouched for.
+                report.status = "unwitnessed".into();
+                report.message = format!("the archive's witness could not be read: {why}");
             } else if let (Some(stale), true) = (&witness.stale, report.ok()) {
                 // Fail closed: a file the archive should have seen by now
                 // and has not is no better than an unsigned one.

@@ -650,3 +650,37 @@ fn every_byte_arrives_through_a_proxy_that_cuts_connections() {
     eprintln!("the proxy cut {cuts} connection(s)");
     assert!(cuts > 0, "the proxy cut nothing: the test proved nothing");
 }
+
+#[test]
+fn verify_trusts_no_witness_object_it_did_not_write_and_fails_closed_without_the_bucket() {
+    let moto = Moto::start();
+    moto.s3(&["mkbucket", BUCKET]);
+    let env = archiving_env(&moto.endpoint);
+    let file = finished_session(&env, "guarded");
+    let path = file.display().to_string();
+    let out = run_with_timeout(with_keys(&env, &["archive", "--once"]), TIMEOUT);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        run_with_timeout(with_keys(&env, &["verify", &path]), TIMEOUT).status.code(),
+        Some(0)
+    );
+    // Without credentials the witness cannot be read: not vouched for.
+    let out = env.run(&["verify", &path]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("UNWITNESSED") && text.contains("could not be read"), "{text}");
+    // Another spelling of checkpoint 1's place, planted by someone with
+    // the credentials, is not taken for the witness.
+    let end = moto
+        .objects()
+        .into_iter()
+        .map(|o| o["key"].as_str().unwrap().to_owned())
+        .find(|k| k.ends_with("/000000-end"))
+        .unwrap();
+    let planted = end.replace("000000-end", "00000000-1");
+    moto.s3(&["put", BUCKET, &planted, "#tether:checkpoint {}"]);
+    let out = run_with_timeout(with_keys(&env, &["verify", &path]), TIMEOUT);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("REWRITTEN") && text.contains("never writes"), "{text}");
+}

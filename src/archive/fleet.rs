@@ -93,14 +93,16 @@ pub fn list(config: &ArchiveConfig, host: Option<&str>) -> Result<Vec<Archived>>
             }
         }
         for (id, key) in ends {
-            let line = store.read(&key, 64 * 1024).await?.unwrap_or_default();
+            // An object that cannot be read as an end line leaves the
+            // recording `open`; the listing goes on.
+            let line = store.read(&key, 64 * 1024).await.ok().flatten().unwrap_or_default();
             let json =
                 line.strip_prefix(tether_proto::record::END_PREFIX.as_bytes()).unwrap_or(&line);
             let wall = serde_json::from_slice::<serde_json::Value>(json)
                 .ok()
                 .and_then(|v| v["wall"].as_str().map(str::to_owned));
-            if let Some(entry) = found.get_mut(&id) {
-                entry.ended = wall;
+            if let (Some(entry), Some(wall)) = (found.get_mut(&id), wall) {
+                entry.ended = Some(wall);
                 entry.status = "ended".into();
             }
         }
@@ -185,9 +187,10 @@ pub fn fetch(config: &ArchiveConfig, url: &str) -> Result<Fetched> {
         }
         for key in keys {
             let name = key.filename().unwrap_or_default().to_owned();
-            let Some(file) =
-                name.strip_suffix(".zst").filter(|f| segment::sibling(base, f).is_some())
-            else {
+            // Segments only: not strays named like one (`.0.cast`).
+            let Some(file) = name.strip_suffix(".zst").filter(|f| {
+                matches!(segment::sibling(base, f), Some(segment::Sibling::Segment(_)))
+            }) else {
                 continue;
             };
             let packed = store.read_path(&key, FETCH_MAX).await?.unwrap_or_default();
@@ -195,12 +198,16 @@ pub fn fetch(config: &ArchiveConfig, url: &str) -> Result<Fetched> {
             let mut data = Vec::new();
             std::io::Read::read_to_end(&mut std::io::Read::take(decoder, FETCH_MAX), &mut data)
                 .with_context(|| format!("{key}: does not decompress"))?;
-            if let Some(sha) = store.sha256_of(&key).await? {
-                anyhow::ensure!(
-                    sha == sha256_hex(&data),
-                    "{key}: its content does not match its SHA-256 metadata"
-                );
-            }
+            // The uploader writes the SHA-256 of every segment: one without
+            // it is not the uploader's.
+            let sha = store
+                .sha256_of(&key)
+                .await?
+                .with_context(|| format!("{key}: no SHA-256 metadata"))?;
+            anyhow::ensure!(
+                sha == sha256_hex(&data),
+                "{key}: its content does not match its SHA-256 metadata"
+            );
             let path = scratch.path().join(file);
             std::fs::write(&path, &data)?;
         }

@@ -11,8 +11,9 @@
 //!   recording has ended), zstd-compressed, with the SHA-256 of the local
 //!   file in the object's metadata.
 //!
-//! An object counts as shipped only once it has been read back and found
-//! equal; then it goes into the journal (`$XDG_STATE_HOME/tether/archive/`),
+//! An object counts as shipped only once the server has stored exactly it
+//! (a segment is read back and compared; a signed line is sent signed
+//! with its body's SHA-256, which S3 checks); then it goes into the journal (`$XDG_STATE_HOME/tether/archive/`),
 //! so that a restarted uploader skips it. Objects are written once and
 //! never overwritten or deleted: an object already in the bucket with
 //! other content is reported (`conflict`), never replaced. Nothing local

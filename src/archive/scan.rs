@@ -72,8 +72,17 @@ impl Scanner {
                 present.insert(path.clone());
                 let name = path.file_name().and_then(|f| f.to_str()).unwrap_or_default();
                 let segment_key = layout.segment(&base, name);
-                if journal.has(&segment_key) {
-                    continue;
+                let shipped = journal.has(&segment_key);
+                if shipped {
+                    // A shipped segment is not read again, unless it grew
+                    // after it was shipped (it was judged closed too
+                    // early): its new signed lines are still witnessed.
+                    let grew = self.seen.get(path).is_some_and(|seen| {
+                        std::fs::symlink_metadata(path).is_ok_and(|m| m.len() > seen.offset)
+                    });
+                    if !grew {
+                        continue;
+                    }
                 }
                 let seen = self.seen.entry(path.clone()).or_default();
                 let size = match read_new(path, seen, |line| signed(line, &base, *n, layout)) {
@@ -93,10 +102,17 @@ impl Scanner {
                     });
                 }
                 // Closed: a later segment exists, the recording has ended,
-                // or no running session writes it (its keeper is gone).
-                let closed =
-                    i + 1 < files.len() || seen.ended || !open.contains(&base_path(path, &base));
-                if closed && seen.offset == size {
+                // its session has ended or is lost (its keeper is gone), or
+                // no session record names it and it has not changed for a
+                // while (a new session's file exists a moment before its
+                // record does).
+                let abandoned = open.as_ref().is_some_and(|open| {
+                    let base = canonical(&base_path(path, &base));
+                    open.stopped.contains(&base)
+                        || (!open.running.contains(&base) && quiet_for(path, QUIET))
+                });
+                let closed = i + 1 < files.len() || seen.ended || abandoned;
+                if closed && !shipped && seen.offset == size {
                     segments.push(Item {
                         key: segment_key,
                         local: path.clone(),
@@ -134,7 +150,7 @@ fn audit_chunk(path: &Path, layout: &Layout, journal: &Journal) -> Result<Option
         .filter_map(|name| name.strip_suffix(".jsonl")?.split_once('-')?.1.parse::<u64>().ok())
         .max()
         .unwrap_or(0);
-    let (file, meta) = match open_regular(path) {
+    let (file, meta) = match open_regular(path, None) {
         Ok(f) => f,
         Err(_) if !path.exists() => return Ok(None),
         Err(why) => return Err(why),
@@ -149,8 +165,13 @@ fn audit_chunk(path: &Path, layout: &Layout, journal: &Journal) -> Result<Option
     let mut file = file;
     std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(shipped)).map_err(|e| e.to_string())?;
     file.take(AUDIT_CHUNK_MAX).read_to_end(&mut data).map_err(|e| e.to_string())?;
-    let Some(end) = data.iter().rposition(|b| *b == b'\n') else { return Ok(None) };
-    data.truncate(end + 1);
+    match data.iter().rposition(|b| *b == b'\n') {
+        Some(end) => data.truncate(end + 1),
+        // A "line" longer than a chunk would stop the log's shipping for
+        // good: shipped as it is.
+        None if data.len() as u64 == AUDIT_CHUNK_MAX => {}
+        None => return Ok(None),
+    }
     let key = layout.audit(shipped, shipped + data.len() as u64);
     Ok(Some(Item { key, local: path.to_owned(), wall: None, kind: Kind::Witness(data) }))
 }
@@ -174,7 +195,10 @@ fn evidence(
             continue;
         };
         let is_dir = bundle.file_type().is_ok_and(|t| t.is_dir());
-        if !is_dir || !root.join("manifest.sig").is_file() {
+        // Complete: its signature is written whole (created, then written).
+        let signed = std::fs::read(root.join("manifest.sig"))
+            .is_ok_and(|sig| sig.trim_ascii_end().ends_with(b"-----END SSH SIGNATURE-----"));
+        if !is_dir || !signed {
             continue;
         }
         if journal.has(&layout.evidence(&name, "manifest.sig")) {
@@ -222,14 +246,47 @@ fn base_path(path: &Path, base: &str) -> PathBuf {
 }
 
 /// The recordings the running sessions write (their segment 0).
-fn open_recordings(paths: &Paths) -> HashSet<PathBuf> {
-    crate::session::Registry::new(paths.clone())
-        .list()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|s| s.state == tether_proto::SessionState::Running)
-        .filter_map(|s| s.recording_path.map(PathBuf::from))
-        .collect()
+/// The recordings the running sessions write (their segment 0,
+/// canonical); `None` when the sessions cannot be read (then every
+/// recording may be open).
+fn open_recordings(paths: &Paths) -> Option<Recorded> {
+    let sessions = crate::session::Registry::new(paths.clone()).list().ok()?;
+    let mut recorded = Recorded::default();
+    for s in sessions {
+        let Some(path) = s.recording_path else { continue };
+        let path = canonical(Path::new(&path));
+        if s.state == tether_proto::SessionState::Running {
+            recorded.running.insert(path);
+        } else {
+            recorded.stopped.insert(path);
+        }
+    }
+    Some(recorded)
+}
+
+/// The recordings the session records name (segment 0, canonical).
+#[derive(Default)]
+struct Recorded {
+    /// Of running sessions: still written.
+    running: HashSet<PathBuf>,
+    /// Of ended or lost sessions: written no more.
+    stopped: HashSet<PathBuf>,
+}
+
+/// `path` with symbolic links resolved, where it can be.
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
+}
+
+/// How long a recording no session record names must be unchanged before
+/// its last segment counts as closed.
+const QUIET: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Whether `path` was last modified more than `quiet` ago.
+fn quiet_for(path: &Path, quiet: std::time::Duration) -> bool {
+    std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().is_ok_and(|e| e > quiet))
 }
 
 /// A signed line of segment `n` of recording `base`: its key, and when it
@@ -261,7 +318,9 @@ fn read_new(
     classify: impl Fn(&[u8]) -> Option<(String, Option<String>, bool)>,
 ) -> Result<u64, String> {
     let classify: &Classify<'_> = &classify;
-    let (mut file, meta) = open_regular(path)?;
+    // Read however large (signed lines must be witnessed); only uploads
+    // are limited.
+    let (mut file, meta) = open_regular(path, None)?;
     let size = meta.len();
     let id = (meta.dev(), meta.ino());
     if seen.id != id || size < seen.offset {
@@ -288,17 +347,18 @@ fn read_new(
                 }
                 continue;
             }
-            seen.offset += line_bytes;
-            line_bytes = 0;
             if line.len() <= LINE_MAX
                 && let Some((key, wall, end)) = classify(&line)
             {
                 if seen.lines.len() >= PENDING_MAX {
-                    return Err(format!("more than {PENDING_MAX} signed lines not shipped"));
+                    // Taken up again from this line once those are shipped.
+                    return Ok(size);
                 }
                 seen.ended |= end;
                 seen.lines.push((key, line.clone(), wall));
             }
+            seen.offset += line_bytes;
+            line_bytes = 0;
             line.clear();
         }
     }
@@ -307,7 +367,10 @@ fn read_new(
 
 /// Opens `path` for reading: a regular file, not through a symbolic link,
 /// never blocking on a FIFO.
-fn open_regular(path: &Path) -> Result<(std::fs::File, std::fs::Metadata), String> {
+fn open_regular(
+    path: &Path,
+    cap: Option<u64>,
+) -> Result<(std::fs::File, std::fs::Metadata), String> {
     let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -318,16 +381,54 @@ fn open_regular(path: &Path) -> Result<(std::fs::File, std::fs::Metadata), Strin
     if !meta.file_type().is_file() {
         return Err("not a regular file".into());
     }
-    if meta.len() > SEGMENT_MAX {
-        return Err(format!("larger than {} MiB", SEGMENT_MAX >> 20));
+    if let Some(cap) = cap
+        && meta.len() > cap
+    {
+        return Err(format!("larger than {} MiB: not uploaded", cap >> 20));
     }
     Ok((file, meta))
+}
+
+/// Calls `f` with every complete line of regular file `path` (without its
+/// newline), however large the file; lines longer than [`LINE_MAX`] are
+/// skipped.
+///
+/// # Errors
+///
+/// The file cannot be opened or read, or is not a regular file.
+pub fn for_each_line(path: &Path, mut f: impl FnMut(&[u8])) -> Result<(), String> {
+    let (file, _) = open_regular(path, None)?;
+    let mut reader = std::io::BufReader::with_capacity(64 * 1024, file);
+    let mut line = Vec::new();
+    let mut chunk = [0u8; 64 * 1024];
+    let mut long = false;
+    loop {
+        let got = reader.read(&mut chunk).map_err(|e| e.to_string())?;
+        if got == 0 {
+            return Ok(());
+        }
+        for &b in &chunk[..got] {
+            if b != b'\n' {
+                if line.len() < LINE_MAX {
+                    line.push(b);
+                } else {
+                    long = true;
+                }
+                continue;
+            }
+            if !long {
+                f(&line);
+            }
+            line.clear();
+            long = false;
+        }
+    }
 }
 
 /// The whole of segment file `path` (a regular file of at most
 /// [`SEGMENT_MAX`] bytes).
 pub fn read_whole(path: &Path) -> Result<Vec<u8>, String> {
-    let (file, meta) = open_regular(path)?;
+    let (file, meta) = open_regular(path, Some(SEGMENT_MAX))?;
     let mut data = Vec::with_capacity(meta.len() as usize);
     file.take(SEGMENT_MAX + 1).read_to_end(&mut data).map_err(|e| e.to_string())?;
     Ok(data)

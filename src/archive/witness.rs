@@ -36,6 +36,9 @@ pub struct WitnessReport {
 /// after the same time).
 pub const GRACE_SECS: i64 = 60;
 
+/// How far in the future a checkpoint's time may be (clock skew).
+const SKEW_SECS: i64 = 300;
+
 /// A checkpoint's place: segment, then `seq` ([`END`] for the end line,
 /// which comes after every checkpoint of its segment).
 type Place = (u32, u64);
@@ -61,23 +64,22 @@ struct Local {
 fn local_lines(segments: &[PathBuf]) -> BTreeMap<Place, Local> {
     let mut lines = BTreeMap::new();
     for (n, path) in segments.iter().enumerate() {
-        let Ok(data) = super::scan::read_whole(path) else { continue };
-        let complete = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        for line in data[..complete].split(|b| *b == b'\n') {
-            let Ok(text) = std::str::from_utf8(line) else { continue };
+        // Every complete line, however large the file.
+        let _ = super::scan::for_each_line(path, |line| {
+            let Ok(text) = std::str::from_utf8(line) else { return };
             let (json, end) =
                 match (text.strip_prefix(CHECKPOINT_PREFIX), text.strip_prefix(END_PREFIX)) {
                     (Some(j), _) => (j, false),
                     (_, Some(j)) => (j, true),
-                    _ => continue,
+                    _ => return,
                 };
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else { continue };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else { return };
             let seq = if end { Some(END) } else { v["seq"].as_u64().filter(|s| *s != END) };
             if let Some(seq) = seq {
                 let wall = v["wall"].as_str().map(str::to_owned);
                 lines.insert((n as u32, seq), Local { line: line.to_vec(), wall });
             }
-        }
+        });
     }
     lines
 }
@@ -109,13 +111,16 @@ fn base_of(segments: &[PathBuf]) -> String {
 
 /// Where a witness object's key puts it: `…/SSSSSS-CCCCCCCCCC` or
 /// `…/SSSSSS-end`.
+/// Exactly as the uploader writes them ([`Layout::witness`]): any other
+/// spelling of the same place (`00000000-1`) is not one.
 fn place_of(name: &str) -> Option<Place> {
     let (seg, rest) = name.split_once('-')?;
-    let seg = seg.parse().ok()?;
-    if rest == "end" {
-        return Some((seg, END));
-    }
-    Some((seg, rest.parse().ok().filter(|n| *n != END)?))
+    let seg: u32 = seg.parse().ok()?;
+    let place =
+        if rest == "end" { (seg, END) } else { (seg, rest.parse().ok().filter(|n| *n != END)?) };
+    let canonical =
+        if place.1 == END { format!("{seg:06}-end") } else { format!("{seg:06}-{:010}", place.1) };
+    (canonical == name).then_some(place)
 }
 
 /// Compares the recording whose segments are `segments` (segment 0 first)
@@ -150,7 +155,12 @@ async fn compare(
     for key in store.keys_under(folder).await? {
         match key.filename().and_then(place_of) {
             Some(place) => {
-                witnessed.insert(place, key);
+                if witnessed.insert(place, key.clone()).is_some() {
+                    return Ok(WitnessReport {
+                        first_differs: Some(format!("{key}: a second object for {}", label(place))),
+                        ..WitnessReport::default()
+                    });
+                }
             }
             None => {
                 // Not a name the uploader writes: reported, not trusted.
@@ -164,12 +174,17 @@ async fn compare(
     let local = local_lines(segments);
     let mut report = WitnessReport::default();
     for (place, key) in &witnessed {
-        let shipped = store.read_path(key, 64 * 1024).await?.unwrap_or_default();
+        // A signed line is about 500 bytes: a larger object is no witness
+        // the uploader wrote.
+        let shipped = store.read_path(key, 64 * 1024).await;
         report.compared += 1;
-        let why = match local.get(place) {
-            None => Some("is no longer in the file"),
-            Some(l) if l.line != shipped => Some("differs from what was shipped"),
-            Some(_) => None,
+        let why = match (local.get(place), shipped) {
+            (_, Err(_)) => Some("has a witness object that cannot be read as one"),
+            (None, _) => Some("is no longer in the file"),
+            (Some(l), Ok(shipped)) if Some(&l.line) != shipped.as_ref() => {
+                Some("differs from what was shipped")
+            }
+            (Some(_), Ok(_)) => None,
         };
         if let Some(why) = why {
             report.first_differs = Some(format!("{} {why}", label(*place)));
@@ -185,7 +200,10 @@ async fn compare(
             format!("{seg}:{seq}")
         });
         let written = l.wall.as_deref().and_then(|w| w.parse::<jiff::Timestamp>().ok());
-        let old = written.is_none_or(|t| now.duration_since(t).as_secs() > GRACE_SECS);
+        // Written long ago, or "in the future" (a clock cannot be that far
+        // off): either way the uploader should have seen it.
+        let age = written.map(|t| now.duration_since(t).as_secs());
+        let old = age.is_none_or(|a| !(-SKEW_SECS..=GRACE_SECS).contains(&a));
         if old && report.stale.is_none() {
             report.stale = Some(label(*place));
         }
@@ -202,6 +220,8 @@ mod tests {
         assert_eq!(place_of("000002-0000000007"), Some((2, 7)));
         assert_eq!(place_of("000000-end"), Some((0, END)));
         assert_eq!(place_of("evil"), None);
+        assert_eq!(place_of("00000000-1"), None, "only the uploader's spelling");
+        assert_eq!(place_of("000000-1"), None);
         assert_eq!(label((1, END)), "segment 1 end");
     }
 }
