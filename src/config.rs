@@ -86,8 +86,8 @@ pub struct ArchiveConfig {
     /// Allows an `http://` endpoint (only for a loopback test server).
     #[serde(default)]
     pub allow_http: bool,
-    /// Days a shipped, verified local copy is kept (0: never deleted, the
-    /// only value accepted so far).
+    /// Days a shipped, verified local copy is kept after its last change
+    /// (0: never deleted).
     #[serde(default)]
     pub keep_local_days: u32,
 }
@@ -236,13 +236,8 @@ impl Config {
         }
         if let Some(archive) = &config.archive {
             archive.bucket_and_prefix()?;
-            if archive.keep_local_days != 0 {
-                // Deleting shipped local copies is not built yet: refuse
-                // rather than keep them silently.
-                return Err(
-                    "archive keep_local_days: only 0 (keep local copies) is supported so far"
-                        .into(),
-                );
+            if archive.keep_local_days > 36_500 {
+                return Err("archive keep_local_days must be between 0 (never) and 36500".into());
             }
             if let Some(endpoint) = &archive.endpoint {
                 let http = endpoint.starts_with("http://");
@@ -347,7 +342,7 @@ mod tests {
             "[archive]\nurl = \"s3://logs\"\nendpoint = \"http://127.0.0.1:9000\"\n",
             "[archive]\nurl = \"s3://logs\"\nendpoint = \"ftp://x\"\n",
             "[archive]\nurl = \"s3://logs\"\naccess_key = \"AKIA\"\n",
-            "[archive]\nurl = \"s3://logs\"\nkeep_local_days = 5\n",
+            "[archive]\nurl = \"s3://logs\"\nkeep_local_days = 40000\n",
         ] {
             assert!(Config::parse(bad).is_err(), "{bad}");
         }

@@ -684,3 +684,49 @@ fn verify_trusts_no_witness_object_it_did_not_write_and_fails_closed_without_the
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("REWRITTEN") && text.contains("never writes"), "{text}");
 }
+
+#[test]
+fn local_copies_go_only_once_archived_and_kept_long_enough() {
+    let moto = Moto::start();
+    moto.s3(&["mkbucket", BUCKET]);
+    let env = archiving_env(&moto.endpoint);
+    let config = env.config_dir().join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}keep_local_days = 1\n")).unwrap();
+    let file = finished_session(&env, "kept");
+    // Something that cannot be shipped (not a regular file), old as well.
+    let fifo = file.with_file_name("stuck-20200101T000000Z.cast");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    // Shipped, but changed less than a day ago: kept.
+    let out = run_with_timeout(with_keys(&env, &["archive", "--once"]), TIMEOUT);
+    assert_eq!(out.status.code(), Some(1), "the FIFO is set aside");
+    assert!(file.exists());
+    // Three days later (by its time stamps), the next pass removes it and
+    // its sidecars; the FIFO, never shipped, stays.
+    let sidecars: Vec<PathBuf> =
+        ["cast.idx", "cast.keys"].iter().map(|e| file.with_extension(e)).collect();
+    for f in std::iter::once(&file).chain(sidecars.iter()).filter(|f| f.exists()) {
+        let touched =
+            Command::new("touch").args(["-h", "-d", "3 days ago"]).arg(f).status().unwrap();
+        assert!(touched.success());
+    }
+    assert!(
+        Command::new("touch").args(["-d", "3 days ago"]).arg(&fifo).status().unwrap().success()
+    );
+    let out = run_with_timeout(with_keys(&env, &["archive", "--once"]), TIMEOUT);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("removed the local copy of kept-"), "{stdout}");
+    assert!(!file.exists() && sidecars.iter().all(|s| !s.exists()));
+    assert!(fifo.exists(), "what is not archived is never removed");
+    // The archive still has it whole.
+    let listed: Value = serde_json::from_slice(
+        &run_with_timeout(with_keys(&env, &["ls", "--archive", "--json"]), TIMEOUT).stdout,
+    )
+    .unwrap();
+    let url = listed.as_array().unwrap().iter().find(|r| r["session"] == "kept").unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = run_with_timeout(with_keys(&env, &["verify", &url]), TIMEOUT);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+}

@@ -150,6 +150,8 @@ pub struct PassReport {
     pub shipped: usize,
     /// Keys not shipped, with why (an error, a conflict, an unreadable file).
     pub failed: Vec<String>,
+    /// Local recordings removed (shipped whole, kept long enough).
+    pub pruned: Vec<String>,
 }
 
 /// Ships everything pending once: first every signed line, then closed
@@ -170,6 +172,7 @@ pub async fn pass(
     layout: &Layout,
     journal: &mut Journal,
     budget: Option<std::time::Duration>,
+    keep_local_days: u32,
 ) -> Result<PassReport> {
     store.preflight().await?;
     let found = scanner.scan(paths, layout, journal);
@@ -224,7 +227,40 @@ pub async fn pass(
             }
         }
     }
+    if keep_local_days > 0 {
+        prune(paths, layout, journal, keep_local_days, &mut report);
+    }
     Ok(report)
+}
+
+/// Removes the local copies of recordings that are shipped whole (every
+/// segment in the journal, so each was closed, read back and compared)
+/// and unchanged for `days` days: their segments and derived sidecars.
+/// Anything else is never touched.
+fn prune(paths: &Paths, layout: &Layout, journal: &Journal, days: u32, report: &mut PassReport) {
+    let keep = std::time::Duration::from_secs(u64::from(days) * 86_400);
+    for (base, files) in scan::recordings(&paths.recordings_dir()) {
+        let shipped = files.iter().all(|(_, path)| {
+            let name = path.file_name().and_then(|f| f.to_str()).unwrap_or_default();
+            journal.has(&layout.segment(&base, name))
+        });
+        let old = files.iter().all(|(_, path)| {
+            std::fs::symlink_metadata(path)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|e| e > keep))
+        });
+        if !shipped || !old {
+            continue;
+        }
+        let Some((_, first)) = files.first() else { continue };
+        let sidecars = ["cast.idx", "cast.keys"].map(|ext| first.with_extension(ext));
+        for path in files.iter().map(|(_, p)| p.clone()).chain(sidecars) {
+            if let Err(e) = crate::fsutil::remove_if_exists(&path) {
+                report.failed.push(format!("{}: not removed: {e}", path.display()));
+            }
+        }
+        report.pruned.push(base);
+    }
 }
 
 /// Ships one item (write-once) and reads it back; returns the SHA-256 of

@@ -67,7 +67,9 @@ async fn run_once(paths: &Paths, archive: &ArchiveConfig, journal: &mut Journal)
     // A segment goes once its signed lines are shipped: passes until one
     // ships nothing more.
     for _ in 0..PASSES_MAX {
-        match pass(&store, &mut scanner, paths, &layout, journal, None).await {
+        match pass(&store, &mut scanner, paths, &layout, journal, None, archive.keep_local_days)
+            .await
+        {
             Ok(report) => {
                 shipped += report.shipped;
                 let last = LastPass { at: now(), shipped, errors: report.failed.clone() };
@@ -76,6 +78,12 @@ async fn run_once(paths: &Paths, archive: &ArchiveConfig, journal: &mut Journal)
                     continue;
                 }
                 println!("shipped {shipped} objects to {}", archive.url);
+                for base in &report.pruned {
+                    println!(
+                        "removed the local copy of {base} (archived, kept {} days)",
+                        archive.keep_local_days
+                    );
+                }
                 for failed in &report.failed {
                     eprintln!("tether: not shipped: {failed}");
                 }
@@ -106,11 +114,25 @@ async fn run_forever(paths: &Paths, archive: &ArchiveConfig, journal: &mut Journ
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut scanner = Scanner::default();
     loop {
-        let outcome =
-            pass(&store, &mut scanner, paths, &layout, journal, Some(SEGMENT_BUDGET)).await;
+        let outcome = pass(
+            &store,
+            &mut scanner,
+            paths,
+            &layout,
+            journal,
+            Some(SEGMENT_BUDGET),
+            archive.keep_local_days,
+        )
+        .await;
         let (shipped, errors) = match outcome {
             Ok(report) => {
                 wait = INTERVAL;
+                for base in &report.pruned {
+                    eprintln!(
+                        "tether: archive: removed the local copy of {base} (archived, kept {} days)",
+                        archive.keep_local_days
+                    );
+                }
                 (report.shipped, report.failed)
             }
             Err(e) => {
