@@ -5,7 +5,7 @@
 //! bucket, compared and journalled, never written twice.
 
 use anyhow::{Context, Result};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 /// The shipped objects, by key.
 pub struct Journal {
     path: PathBuf,
-    done: HashSet<String>,
+    /// Key → SHA-256 of what it stands for.
+    done: HashMap<String, String>,
     file: Option<File>,
 }
 
@@ -44,19 +45,24 @@ impl Journal {
         let done = text
             .lines()
             .filter_map(|l| serde_json::from_str::<Entry>(l).ok())
-            .map(|e| e.key)
+            .map(|e| (e.key, e.sha256))
             .collect();
         Ok(Journal { path, done, file: None })
     }
 
     /// Whether `key` was shipped and verified.
     pub fn has(&self, key: &str) -> bool {
-        self.done.contains(key)
+        self.done.contains_key(key)
+    }
+
+    /// The SHA-256 noted for `key` when it was shipped.
+    pub fn sha256(&self, key: &str) -> Option<&str> {
+        self.done.get(key).map(String::as_str)
     }
 
     /// The keys shipped and verified.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.done.iter().map(String::as_str)
+        self.done.keys().map(String::as_str)
     }
 
     /// Objects shipped and verified.
@@ -105,7 +111,7 @@ impl Journal {
         line.push(b'\n');
         let f = self.file.as_mut().context("journal not open")?;
         f.write_all(&line).with_context(|| format!("writing {}", self.path.display()))?;
-        self.done.insert(key.to_owned());
+        self.done.insert(key.to_owned(), sha.to_owned());
         Ok(())
     }
 

@@ -240,16 +240,26 @@ pub async fn pass(
 fn prune(paths: &Paths, layout: &Layout, journal: &Journal, days: u32, report: &mut PassReport) {
     let keep = std::time::Duration::from_secs(u64::from(days) * 86_400);
     for (base, files) in scan::recordings(&paths.recordings_dir()) {
-        let shipped = files.iter().all(|(_, path)| {
-            let name = path.file_name().and_then(|f| f.to_str()).unwrap_or_default();
-            journal.has(&layout.segment(&base, name))
-        });
+        let key_of = |path: &std::path::Path| {
+            layout.segment(&base, path.file_name().and_then(|f| f.to_str()).unwrap_or_default())
+        };
+        let shipped = files.iter().all(|(_, path)| journal.has(&key_of(path)));
         let old = files.iter().all(|(_, path)| {
             std::fs::symlink_metadata(path)
                 .and_then(|m| m.modified())
                 .is_ok_and(|t| t.elapsed().is_ok_and(|e| e > keep))
         });
         if !shipped || !old {
+            continue;
+        }
+        // Each file is still exactly what was shipped (one that grew after
+        // it was shipped keeps lines the archive has only as a witness).
+        let unchanged = files.iter().all(|(_, path)| {
+            scan::read_whole(path)
+                .is_ok_and(|data| journal.sha256(&key_of(path)) == Some(sha256_hex(&data).as_str()))
+        });
+        if !unchanged {
+            report.failed.push(format!("{base}: changed after it was archived: local copy kept"));
             continue;
         }
         let Some((_, first)) = files.first() else { continue };
