@@ -134,6 +134,10 @@ pub enum Command {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+        /// Search every host's recordings in the archive (docs/ARCHIVE.md),
+        /// fetched one at a time, instead of this host's.
+        #[arg(long, conflicts_with = "targets")]
+        archive: bool,
     },
     /// Write a recording in another format.
     Export {

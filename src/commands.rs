@@ -63,8 +63,8 @@ impl Ctx {
             Command::Replay { target, speed, idle_limit, at } => {
                 self.replay(&target, speed, idle_limit, at.as_deref())
             }
-            Command::Grep { pattern, targets, since, until, json } => {
-                self.grep(&pattern, &targets, since.as_deref(), until.as_deref(), json)
+            Command::Grep { pattern, targets, since, until, json, archive } => {
+                self.grep(&pattern, &targets, since.as_deref(), until.as_deref(), json, archive)
             }
             Command::Export { target, format, output } => self.export(&target, format, output),
             Command::Verify { path, key, json } => self.verify(&path, key, json),
@@ -294,6 +294,9 @@ impl Ctx {
     /// not limited to some sessions; either way, the session the recording
     /// belongs to is checked.
     fn recording(&self, target: &str) -> Result<Recording> {
+        if target.starts_with("s3://") {
+            return self.archived_recording(target);
+        }
         self.may_read_recording(target)?;
         let paths = self.recordings_paths()?;
         // A confined caller's word is a session's name, never a file
@@ -306,6 +309,28 @@ impl Ctx {
         let session =
             SessionName::new(&rec.session_name()).map_err(|_| Failure::no_such_session(target))?;
         self.backend.require(Op::Review, Some(&session))?;
+        Ok(rec)
+    }
+
+    /// A recording in the archive (`s3://…`, as `ls --archive` prints it),
+    /// fetched into a private scratch directory that lives as long as the
+    /// recording: locally only.
+    fn archived_recording(&self, url: &str) -> Result<Recording> {
+        let Some(archive) = &self.config.archive else {
+            return Err(Failure::invalid(format!(
+                "{url}: no [archive] in config.toml (docs/ARCHIVE.md)"
+            ))
+            .into());
+        };
+        if self.backend.local_paths().is_none() || self.backend.confined_paths() {
+            return Err(Failure::invalid(
+                "s3://… is read from where you run tether: run it locally",
+            )
+            .into());
+        }
+        let fetched = crate::archive::fleet::fetch(archive, url)?;
+        let mut rec = Recording::open(&fetched.base)?;
+        rec.held = Some(std::sync::Arc::new(fetched.scratch));
         Ok(rec)
     }
 
@@ -394,12 +419,43 @@ impl Ctx {
         since: Option<&str>,
         until: Option<&str>,
         json: bool,
+        archive: bool,
     ) -> Result<i32> {
         let regex = regex::Regex::new(pattern)
             .map_err(|e| Failure::invalid(format!("bad pattern: {e}")))?;
         let since = since.map(timespec::parse).transpose()?;
         let until = until.map(timespec::parse).transpose()?;
-        let recordings = if targets.is_empty() {
+        // Archived recordings are fetched one at a time, as searched.
+        let mut fetch: Vec<String> = Vec::new();
+        let recordings = if archive {
+            let Some(config) = &self.config.archive else {
+                return Err(Failure::invalid("grep --archive: no [archive] in config.toml").into());
+            };
+            if self.backend.confined_paths() {
+                return Err(
+                    Failure::invalid("grep --archive reads the bucket: run it locally").into()
+                );
+            }
+            for a in crate::archive::fleet::list(config, None)? {
+                // Not one that ended before --since or began after --until.
+                let ended_before = match (&a.ended, since) {
+                    (Some(end), Some(w @ timespec::When::At(_))) => {
+                        end.parse::<jiff::Timestamp>().is_ok_and(|e| w.offset_from(Some(e)) > 0.0)
+                    }
+                    _ => false,
+                };
+                let began_after = match (a.started.parse::<jiff::Timestamp>(), until) {
+                    (Ok(start), Some(w @ timespec::When::At(_))) => {
+                        w.offset_from(Some(start)) < 0.0
+                    }
+                    _ => false,
+                };
+                if !ended_before && !began_after {
+                    fetch.push(a.url);
+                }
+            }
+            Vec::new()
+        } else if targets.is_empty() {
             let mut all = recording::all(&self.recordings_paths()?)?;
             all.retain(|r| self.backend.visible(&r.session_name()));
             all
@@ -408,7 +464,17 @@ impl Ctx {
         };
         let mut matches = 0u64;
         let mut damaged = false;
-        for rec in &recordings {
+        let mut local = recordings.into_iter();
+        let mut archived = fetch.iter();
+        loop {
+            let rec = if let Some(rec) = local.next() {
+                rec
+            } else if let Some(url) = archived.next() {
+                self.recording(url)?
+            } else {
+                break;
+            };
+            let rec = &rec;
             let from = since.map_or(f64::NEG_INFINITY, |w| w.offset_from(rec.started()));
             let to = until.map_or(f64::INFINITY, |w| w.offset_from(rec.started()));
             let out = &mut self.out;

@@ -370,6 +370,19 @@ fn a_recording_rewritten_and_re_signed_on_the_host_is_reported_rewritten() {
     let out = run_with_timeout(with_keys(&env, &["verify", url]), TIMEOUT);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    // And it is read from there as from a file: grep across the fleet,
+    // export, replay.
+    let out =
+        run_with_timeout(with_keys(&env, &["grep", "hello from the job", "--archive"]), TIMEOUT);
+    let found = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{found}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(found.starts_with("audited\t") && found.contains("hello from the job"), "{found}");
+    let out = run_with_timeout(with_keys(&env, &["grep", "jello", "--archive"]), TIMEOUT);
+    assert_eq!(out.status.code(), Some(1), "the rewrite is only local");
+    let out = run_with_timeout(with_keys(&env, &["export", url, "--format", "txt"]), TIMEOUT);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("hello from the job"));
+    let out = run_with_timeout(with_keys(&env, &["replay", url, "--at", "+0.4s"]), TIMEOUT);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("hello from the job"), "{out:?}");
     assert!(
         text.contains("hello from the job") || text.contains("checkpoints match the archive"),
         "{text}"

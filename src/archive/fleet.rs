@@ -115,6 +115,7 @@ pub fn list(config: &ArchiveConfig, host: Option<&str>) -> Result<Vec<Archived>>
 }
 
 /// A private directory removed when dropped.
+#[derive(Debug)]
 pub struct Scratch(PathBuf);
 
 impl Scratch {

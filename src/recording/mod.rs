@@ -44,6 +44,9 @@ pub struct Recording {
     /// Files named like segments of this recording with a number tether
     /// never writes (`.0.cast`, `.01.cast`): not part of it.
     pub strays: Vec<PathBuf>,
+    /// What must outlive the files (the scratch directory of a copy
+    /// fetched from the archive, removed with its last holder).
+    pub held: Option<std::sync::Arc<crate::archive::fleet::Scratch>>,
 }
 
 /// A line as read, with where it is.
@@ -249,6 +252,7 @@ impl Recording {
             missing: layout.missing,
             after_gap: layout.after_gap,
             strays: layout.strays,
+            held: None,
         })
     }
 
