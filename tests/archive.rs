@@ -515,12 +515,13 @@ fn evidence_bundles_and_the_audit_log_are_shipped_and_a_cut_log_is_named() {
     assert!(stderr.contains("audit log") && stderr.contains("cut or rewritten"), "{stderr}");
 }
 
-/// A TCP proxy on loopback in front of `upstream` that cuts about one
-/// connection in three after a random number of bytes, either way.
+/// A TCP proxy on loopback in front of `upstream` that answers one
+/// connection in five with 503 and cuts about one in three of the others
+/// after a random number of bytes, either way.
 struct CuttingProxy {
     port: u16,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    /// Connections cut so far.
+    /// Connections cut or answered 503 so far.
     cuts: std::sync::Arc<AtomicU64>,
 }
 
@@ -551,6 +552,19 @@ impl CuttingProxy {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
+                // One connection in five is answered 503 at once (a server
+                // that is overloaded); one in three of the rest is cut.
+                if x % 5 == 1 {
+                    let mut client = client;
+                    let mut request = [0u8; 4096];
+                    let _ = client.set_read_timeout(Some(Duration::from_secs(2)));
+                    let _ = client.read(&mut request);
+                    let _ = client.write_all(
+                        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                    counted.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 let cut_after = if x.is_multiple_of(3) { Some((x >> 8) % 4096) } else { None };
                 for (mut from, mut to) in [
                     (client.try_clone().unwrap(), server.try_clone().unwrap()),
@@ -633,7 +647,7 @@ fn the_uploader_rides_out_a_server_that_is_down_then_comes_up() {
 }
 
 #[test]
-fn every_byte_arrives_through_a_proxy_that_cuts_connections() {
+fn every_byte_arrives_through_a_proxy_that_cuts_connections_and_answers_503() {
     let moto = Moto::start();
     moto.s3(&["mkbucket", BUCKET]);
     let upstream: u16 = moto.endpoint.rsplit(':').next().unwrap().parse().unwrap();
@@ -660,7 +674,7 @@ fn every_byte_arrives_through_a_proxy_that_cuts_connections() {
         moto.objects().iter().filter(|o| o["key"].as_str().unwrap().contains("/witness/")).count();
     assert_eq!(witnessed, signed);
     let cuts = proxy.cuts.load(std::sync::atomic::Ordering::Relaxed);
-    eprintln!("the proxy cut {cuts} connection(s)");
+    eprintln!("the proxy cut or answered 503 to {cuts} connection(s)");
     assert!(cuts > 0, "the proxy cut nothing: the test proved nothing");
 }
 
@@ -742,4 +756,31 @@ fn local_copies_go_only_once_archived_and_kept_long_enough() {
         .to_owned();
     let out = run_with_timeout(with_keys(&env, &["verify", &url]), TIMEOUT);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn credentials_come_from_a_profile_when_the_environment_has_none() {
+    let moto = Moto::start();
+    moto.s3(&["mkbucket", BUCKET]);
+    let env = archiving_env(&moto.endpoint);
+    finished_session(&env, "profiled");
+    let aws = env.root().join("home/.aws");
+    std::fs::create_dir_all(&aws).unwrap();
+    std::fs::write(
+        aws.join("credentials"),
+        format!("[default]\naws_access_key_id = nope\n\n[archive]\naws_access_key_id = {KEY_ID}\naws_secret_access_key = {SECRET}\n"),
+    )
+    .unwrap();
+    // `default` lacks its secret: named, not guessed around.
+    let out = env.run(&["archive", "--once"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("lacks aws_access_key_id or aws_secret_access_key")
+    );
+    let mut cmd = env.cmd(&["archive", "--once"]);
+    cmd.env("AWS_PROFILE", "archive");
+    let out = run_with_timeout(cmd, TIMEOUT);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!moto.objects().is_empty());
 }

@@ -34,15 +34,23 @@ impl Store {
     /// The configuration or the credentials are unusable (one line).
     pub fn open(config: &ArchiveConfig, patience: Duration) -> Result<Self> {
         let (bucket, prefix) = config.bucket_and_prefix().map_err(crate::Failure::invalid)?;
-        for var in [KEY_ID, SECRET] {
-            if std::env::var_os(var).is_none_or(|v| v.is_empty()) {
-                return Err(crate::Failure::invalid(format!(
-                    "archive: no credentials: set {KEY_ID} and {SECRET} (and AWS_SESSION_TOKEN for temporary ones); config.toml never holds them"
-                ))
-                .into());
+        let from_env =
+            [KEY_ID, SECRET].iter().all(|var| std::env::var_os(var).is_some_and(|v| !v.is_empty()));
+        let profile = if from_env { None } else { profile_credentials()? };
+        if !from_env && profile.is_none() {
+            return Err(crate::Failure::invalid(format!(
+                "archive: no credentials: set {KEY_ID} and {SECRET} (and AWS_SESSION_TOKEN for temporary ones), or a profile in ~/.aws/credentials (AWS_PROFILE); config.toml never holds them"
+            ))
+            .into());
+        }
+        let mut builder = AmazonS3Builder::from_env();
+        if let Some(p) = profile {
+            builder = builder.with_access_key_id(p.key_id).with_secret_access_key(p.secret);
+            if let Some(token) = p.token {
+                builder = builder.with_token(token);
             }
         }
-        let mut builder = AmazonS3Builder::from_env()
+        let mut builder = builder
             .with_bucket_name(&bucket)
             .with_retry(RetryConfig {
                 max_retries: 3,
@@ -166,6 +174,67 @@ impl Store {
             .await
             .map_err(|e| anyhow!(describe(&e, &self.bucket, &self.target)))?;
         Ok(got.attributes.get(&Attribute::Metadata("sha256".into())).map(|v| v.to_string()))
+    }
+}
+
+/// Credentials of a profile in the shared credentials file.
+struct Profile {
+    key_id: String,
+    secret: String,
+    token: Option<String>,
+}
+
+/// The profile `AWS_PROFILE` names (else `default`) in
+/// `AWS_SHARED_CREDENTIALS_FILE` (else `~/.aws/credentials`), as the AWS
+/// tools read it; `None` when there is no such file or profile.
+///
+/// # Errors
+///
+/// The profile exists but lacks a key.
+fn profile_credentials() -> Result<Option<Profile>> {
+    let file = match std::env::var_os("AWS_SHARED_CREDENTIALS_FILE") {
+        Some(f) => std::path::PathBuf::from(f),
+        None => match std::env::var_os("HOME") {
+            Some(home) => std::path::Path::new(&home).join(".aws/credentials"),
+            None => return Ok(None),
+        },
+    };
+    let Ok(text) = std::fs::read_to_string(&file) else { return Ok(None) };
+    let wanted = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
+    let mut section = String::new();
+    let mut found = false;
+    let (mut key_id, mut secret, mut token) = (None, None, None);
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('#') || line.starts_with(';') || line.is_empty() {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.trim().to_owned();
+            continue;
+        }
+        if section != wanted {
+            continue;
+        }
+        found = true;
+        let Some((k, v)) = line.split_once('=') else { continue };
+        let v = v.trim().to_owned();
+        match k.trim() {
+            "aws_access_key_id" => key_id = Some(v),
+            "aws_secret_access_key" => secret = Some(v),
+            "aws_session_token" => token = Some(v),
+            _ => {}
+        }
+    }
+    if !found {
+        return Ok(None);
+    }
+    match (key_id, secret) {
+        (Some(key_id), Some(secret)) => Ok(Some(Profile { key_id, secret, token })),
+        _ => Err(crate::Failure::invalid(format!(
+            "archive: profile {wanted:?} in {} lacks aws_access_key_id or aws_secret_access_key",
+            file.display()
+        ))
+        .into()),
     }
 }
 
