@@ -28,9 +28,10 @@ pub const SEGMENT_MAX: u64 = 512 << 20;
 /// The longest line taken for a signed line (they are about 500 bytes).
 const LINE_MAX: usize = 4096;
 
-/// Signed lines of one file waiting to be shipped, at most (a 64 MiB
-/// segment holds about 1,500).
-const PENDING_MAX: usize = 50_000;
+/// Signed lines waiting to be shipped held in memory, at most, over all
+/// files (about 10 MB of real ones; a 64 MiB segment holds about 1,500):
+/// past that, files are read further once some are shipped.
+const PENDING_MAX: usize = 20_000;
 
 /// What the scanner knows of one file between passes.
 #[derive(Default)]
@@ -67,6 +68,11 @@ impl Scanner {
         let mut segments = Vec::new();
         let mut set_aside = Vec::new();
         let mut present = HashSet::new();
+        let mut held = 0;
+        for seen in self.seen.values_mut() {
+            seen.lines.retain(|(key, _, _)| !journal.has(key));
+            held += seen.lines.len();
+        }
         for (base, files) in recordings(&paths.recordings_dir()) {
             for (i, (n, path)) in files.iter().enumerate() {
                 present.insert(path.clone());
@@ -85,14 +91,17 @@ impl Scanner {
                     }
                 }
                 let seen = self.seen.entry(path.clone()).or_default();
-                let size = match read_new(path, seen, |line| signed(line, &base, *n, layout)) {
+                let before = seen.lines.len();
+                let limit = before + PENDING_MAX.saturating_sub(held);
+                let read = read_new(path, seen, limit, |line| signed(line, &base, *n, layout));
+                held += seen.lines.len() - before;
+                let size = match read {
                     Ok(size) => size,
                     Err(why) => {
                         set_aside.push(format!("{}: {why}", path.display()));
                         continue;
                     }
                 };
-                seen.lines.retain(|(key, _, _)| !journal.has(key));
                 for (key, line, wall) in &seen.lines {
                     witness.push(Item {
                         key: key.clone(),
@@ -311,10 +320,12 @@ fn signed(
 type Classify<'a> = dyn Fn(&[u8]) -> Option<(String, Option<String>, bool)> + 'a;
 
 /// Reads what was appended to `path` since `seen.offset`, noting its
-/// signed lines; returns the file's size.
+/// signed lines until `seen` holds `limit` of them (the rest is read
+/// later); returns the file's size.
 fn read_new(
     path: &Path,
     seen: &mut Seen,
+    limit: usize,
     classify: impl Fn(&[u8]) -> Option<(String, Option<String>, bool)>,
 ) -> Result<u64, String> {
     let classify: &Classify<'_> = &classify;
@@ -350,7 +361,7 @@ fn read_new(
             if line.len() <= LINE_MAX
                 && let Some((key, wall, end)) = classify(&line)
             {
-                if seen.lines.len() >= PENDING_MAX {
+                if seen.lines.len() >= limit {
                     // Taken up again from this line once those are shipped.
                     return Ok(size);
                 }
@@ -485,21 +496,41 @@ mod tests {
         std::fs::write(&path, &text).unwrap();
         let mut seen = Seen::default();
         let classify = |line: &[u8]| signed(line, "a-20261128T043301Z.cast", 0, &layout());
-        read_new(&path, &mut seen, classify).unwrap();
+        read_new(&path, &mut seen, PENDING_MAX, classify).unwrap();
         let keys: Vec<&str> = seen.lines.iter().map(|l| l.0.as_str()).collect();
         assert_eq!(keys, ["p/h/witness/a-20261128T043301Z.cast/000000-0000000001"]);
         assert_eq!(seen.offset as usize, text.len() - cp(2).len() + 1, "up to the last newline");
         // The line is finished: read from where it stopped, found once.
         std::fs::write(&path, format!("{text}\n")).unwrap();
-        read_new(&path, &mut seen, classify).unwrap();
+        read_new(&path, &mut seen, PENDING_MAX, classify).unwrap();
         assert_eq!(seen.lines.len(), 2);
         assert!(seen.lines[1].0.ends_with("000000-0000000002"));
         // An overlong line is no signed line.
         let long =
             format!("#tether:checkpoint {{\"seq\":3,\"pad\":\"{}\"}}\n", "x".repeat(LINE_MAX));
         std::fs::write(&path, format!("{text}\n{long}")).unwrap();
-        read_new(&path, &mut seen, classify).unwrap();
+        read_new(&path, &mut seen, PENDING_MAX, classify).unwrap();
         assert_eq!(seen.lines.len(), 2);
+    }
+
+    #[test]
+    fn signed_lines_held_in_memory_are_bounded_and_the_rest_is_read_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a-20261128T043301Z.cast");
+        let text: String =
+            (1..=5).map(|n| format!("#tether:checkpoint {{\"seq\":{n}}}\n")).collect();
+        std::fs::write(&path, &text).unwrap();
+        let mut seen = Seen::default();
+        let classify = |line: &[u8]| signed(line, "a-20261128T043301Z.cast", 0, &layout());
+        let size = read_new(&path, &mut seen, 2, classify).unwrap();
+        assert_eq!(seen.lines.len(), 2);
+        assert!(seen.offset < size, "the rest waits");
+        // Shipped: room again; nothing is skipped or found twice.
+        seen.lines.clear();
+        read_new(&path, &mut seen, 10, classify).unwrap();
+        let seqs: Vec<&str> = seen.lines.iter().map(|l| &l.0[l.0.len() - 1..]).collect();
+        assert_eq!(seqs, ["3", "4", "5"]);
+        assert_eq!(seen.offset, size);
     }
 
     #[test]
@@ -509,11 +540,11 @@ mod tests {
         let ok = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success();
         assert!(ok);
         let mut seen = Seen::default();
-        let err = read_new(&fifo, &mut seen, |_| None).unwrap_err();
+        let err = read_new(&fifo, &mut seen, PENDING_MAX, |_| None).unwrap_err();
         assert!(err.contains("not a regular file"), "{err}");
         let link = dir.path().join("b-20261128T043301Z.cast");
         std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
-        assert!(read_new(&link, &mut Seen::default(), |_| None).is_err());
+        assert!(read_new(&link, &mut Seen::default(), PENDING_MAX, |_| None).is_err());
         assert!(read_whole(&link).is_err());
     }
 }
