@@ -93,7 +93,14 @@ impl Scanner {
                 let seen = self.seen.entry(path.clone()).or_default();
                 let before = seen.lines.len();
                 let limit = before + PENDING_MAX.saturating_sub(held);
-                let read = read_new(path, seen, limit, |line| signed(line, &base, *n, layout));
+                let read = read_new(path, seen, limit, |line| {
+                    signed(line, &base, *n, layout).map(|(key, wall, end)| {
+                        // Lines already shipped (a fresh scanner reads the
+                        // file from its start) are not held.
+                        let ship = !journal.has(&key);
+                        (key, wall, end, ship)
+                    })
+                });
                 held += seen.lines.len() - before;
                 let size = match read {
                     Ok(size) => size,
@@ -317,7 +324,9 @@ fn signed(
     Some((layout.witness(base, n, seq), v["wall"].as_str().map(str::to_owned), end))
 }
 
-type Classify<'a> = dyn Fn(&[u8]) -> Option<(String, Option<String>, bool)> + 'a;
+/// A line's key, time and whether it is the end line, if it is a signed
+/// line; and whether it still has to be shipped.
+type Classify<'a> = dyn Fn(&[u8]) -> Option<(String, Option<String>, bool, bool)> + 'a;
 
 /// Reads what was appended to `path` since `seen.offset`, noting its
 /// signed lines until `seen` holds `limit` of them (the rest is read
@@ -326,7 +335,7 @@ fn read_new(
     path: &Path,
     seen: &mut Seen,
     limit: usize,
-    classify: impl Fn(&[u8]) -> Option<(String, Option<String>, bool)>,
+    classify: impl Fn(&[u8]) -> Option<(String, Option<String>, bool, bool)>,
 ) -> Result<u64, String> {
     let classify: &Classify<'_> = &classify;
     // Read however large (signed lines must be witnessed); only uploads
@@ -359,14 +368,16 @@ fn read_new(
                 continue;
             }
             if line.len() <= LINE_MAX
-                && let Some((key, wall, end)) = classify(&line)
+                && let Some((key, wall, end, ship)) = classify(&line)
             {
-                if seen.lines.len() >= limit {
+                if ship && seen.lines.len() >= limit {
                     // Taken up again from this line once those are shipped.
                     return Ok(size);
                 }
                 seen.ended |= end;
-                seen.lines.push((key, line.clone(), wall));
+                if ship {
+                    seen.lines.push((key, line.clone(), wall));
+                }
             }
             seen.offset += line_bytes;
             line_bytes = 0;
@@ -495,7 +506,9 @@ mod tests {
         text.push_str(cp(2).trim_end());
         std::fs::write(&path, &text).unwrap();
         let mut seen = Seen::default();
-        let classify = |line: &[u8]| signed(line, "a-20261128T043301Z.cast", 0, &layout());
+        let classify = |line: &[u8]| {
+            signed(line, "a-20261128T043301Z.cast", 0, &layout()).map(|(k, w, e)| (k, w, e, true))
+        };
         read_new(&path, &mut seen, PENDING_MAX, classify).unwrap();
         let keys: Vec<&str> = seen.lines.iter().map(|l| l.0.as_str()).collect();
         assert_eq!(keys, ["p/h/witness/a-20261128T043301Z.cast/000000-0000000001"]);
@@ -521,7 +534,9 @@ mod tests {
             (1..=5).map(|n| format!("#tether:checkpoint {{\"seq\":{n}}}\n")).collect();
         std::fs::write(&path, &text).unwrap();
         let mut seen = Seen::default();
-        let classify = |line: &[u8]| signed(line, "a-20261128T043301Z.cast", 0, &layout());
+        let classify = |line: &[u8]| {
+            signed(line, "a-20261128T043301Z.cast", 0, &layout()).map(|(k, w, e)| (k, w, e, true))
+        };
         let size = read_new(&path, &mut seen, 2, classify).unwrap();
         assert_eq!(seen.lines.len(), 2);
         assert!(seen.offset < size, "the rest waits");
