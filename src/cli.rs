@@ -135,9 +135,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
         /// Search every host's recordings in the archive (docs/ARCHIVE.md),
-        /// fetched one at a time, instead of this host's.
+        /// fetched one at a time, instead of this host's; with --host H,
+        /// host H's only.
         #[arg(long, conflicts_with = "targets")]
         archive: bool,
+        /// With --archive: the host given with --host (a host in the
+        /// bucket, not a daemon).
+        #[arg(skip)]
+        archive_host: Option<String>,
     },
     /// Write a recording in another format.
     Export {

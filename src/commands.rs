@@ -63,7 +63,8 @@ impl Ctx {
             Command::Replay { target, speed, idle_limit, at } => {
                 self.replay(&target, speed, idle_limit, at.as_deref())
             }
-            Command::Grep { pattern, targets, since, until, json, archive } => {
+            Command::Grep { pattern, targets, since, until, json, archive, archive_host } => {
+                let archive = archive.then_some(archive_host);
                 self.grep(&pattern, &targets, since.as_deref(), until.as_deref(), json, archive)
             }
             Command::Export { target, format, output } => self.export(&target, format, output),
@@ -419,7 +420,7 @@ impl Ctx {
         since: Option<&str>,
         until: Option<&str>,
         json: bool,
-        archive: bool,
+        archive: Option<Option<String>>,
     ) -> Result<i32> {
         let regex = regex::Regex::new(pattern)
             .map_err(|e| Failure::invalid(format!("bad pattern: {e}")))?;
@@ -427,7 +428,7 @@ impl Ctx {
         let until = until.map(timespec::parse).transpose()?;
         // Archived recordings are fetched one at a time, as searched.
         let mut fetch: Vec<String> = Vec::new();
-        let recordings = if archive {
+        let recordings = if let Some(host) = &archive {
             let Some(config) = &self.config.archive else {
                 return Err(Failure::invalid("grep --archive: no [archive] in config.toml").into());
             };
@@ -436,7 +437,7 @@ impl Ctx {
                     Failure::invalid("grep --archive reads the bucket: run it locally").into()
                 );
             }
-            for a in crate::archive::fleet::list(config, None)? {
+            for a in crate::archive::fleet::list(config, host.as_deref())? {
                 // Not one that ended before --since or began after --until.
                 let ended_before = match (&a.ended, since) {
                     (Some(end), Some(w @ timespec::When::At(_))) => {

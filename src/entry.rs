@@ -18,7 +18,7 @@ use std::path::PathBuf;
 /// # Errors
 ///
 /// Whatever the command reports; see [`crate::error::exit_code`].
-pub fn run(cli: Cli) -> Result<i32> {
+pub fn run(mut cli: Cli) -> Result<i32> {
     match &cli.command {
         Command::Completions { shell } => {
             use clap::CommandFactory;
@@ -61,6 +61,10 @@ pub fn run(cli: Cli) -> Result<i32> {
             return crate::archive::run::main(&paths, &config, once, status, json);
         }
         _ => {}
+    }
+    if let Command::Grep { archive: true, archive_host, .. } = &mut cli.command {
+        // --host names a host in the archive here, not a daemon.
+        *archive_host = cli.host.take();
     }
     let backend: Box<dyn Backend> = match &cli.host {
         Some(host) => {

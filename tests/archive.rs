@@ -379,6 +379,12 @@ fn a_recording_rewritten_and_re_signed_on_the_host_is_reported_rewritten() {
     assert!(found.starts_with("audited\t") && found.contains("hello from the job"), "{found}");
     let out = run_with_timeout(with_keys(&env, &["grep", "jello", "--archive"]), TIMEOUT);
     assert_eq!(out.status.code(), Some(1), "the rewrite is only local");
+    let grep_on = |h: &str| {
+        let args = ["grep", "hello from the job", "--archive", "--host", h];
+        run_with_timeout(with_keys(&env, &args), TIMEOUT).status.code()
+    };
+    assert_eq!(grep_on(host), Some(0), "--host names a host in the bucket");
+    assert_eq!(grep_on("elsewhere"), Some(1));
     let out = run_with_timeout(with_keys(&env, &["export", url, "--format", "txt"]), TIMEOUT);
     assert!(String::from_utf8_lossy(&out.stdout).contains("hello from the job"));
     let out = run_with_timeout(with_keys(&env, &["replay", url, "--at", "+0.4s"]), TIMEOUT);

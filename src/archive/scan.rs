@@ -313,6 +313,13 @@ fn signed(
     n: u32,
     layout: &Layout,
 ) -> Option<(String, Option<String>, bool)> {
+    let (seq, wall) = parse_signed(line)?;
+    Some((layout.witness(base, n, seq), wall, seq.is_none()))
+}
+
+/// A signed line as the uploader and `verify` read it: its checkpoint's
+/// `seq` (`None` for the end line) and the time written in it.
+pub(super) fn parse_signed(line: &[u8]) -> Option<(Option<u64>, Option<String>)> {
     let text = std::str::from_utf8(line).ok()?;
     let (json, end) = match (text.strip_prefix(CHECKPOINT_PREFIX), text.strip_prefix(END_PREFIX)) {
         (Some(j), _) => (j, false),
@@ -321,7 +328,7 @@ fn signed(
     };
     let v: serde_json::Value = serde_json::from_str(json).ok()?;
     let seq = if end { None } else { Some(v["seq"].as_u64()?) };
-    Some((layout.witness(base, n, seq), v["wall"].as_str().map(str::to_owned), end))
+    Some((seq, v["wall"].as_str().map(str::to_owned)))
 }
 
 /// A line's key, time and whether it is the end line, if it is a signed

@@ -9,7 +9,6 @@ use anyhow::Result;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use tether_proto::record::{CHECKPOINT_PREFIX, END_PREFIX};
 
 /// What the witness says about a recording.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -66,19 +65,14 @@ fn local_lines(segments: &[PathBuf]) -> BTreeMap<Place, Local> {
     for (n, path) in segments.iter().enumerate() {
         // Every complete line, however large the file.
         let _ = super::scan::for_each_line(path, |line| {
-            let Ok(text) = std::str::from_utf8(line) else { return };
-            let (json, end) =
-                match (text.strip_prefix(CHECKPOINT_PREFIX), text.strip_prefix(END_PREFIX)) {
-                    (Some(j), _) => (j, false),
-                    (_, Some(j)) => (j, true),
-                    _ => return,
-                };
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else { return };
-            let seq = if end { Some(END) } else { v["seq"].as_u64().filter(|s| *s != END) };
-            if let Some(seq) = seq {
-                let wall = v["wall"].as_str().map(str::to_owned);
-                lines.insert((n as u32, seq), Local { line: line.to_vec(), wall });
-            }
+            let Some((seq, wall)) = super::scan::parse_signed(line) else { return };
+            // The end line's place is END; no checkpoint may take it.
+            let place = match seq {
+                None => END,
+                Some(END) => return,
+                Some(seq) => seq,
+            };
+            lines.insert((n as u32, place), Local { line: line.to_vec(), wall });
         });
     }
     lines
