@@ -399,11 +399,7 @@ fn osc8(seq: &str) -> Option<Option<String>> {
     if body.len() > crate::term::scan::COLLECT_MAX {
         return None;
     }
-    let target = pt.split_once(';').map_or("", |(_, t)| t);
-    Some(
-        (!target.is_empty() && pt.len() <= crate::term::scan::LINK_MAX)
-            .then(|| crate::term::scan::clean(pt.as_bytes(), crate::term::scan::LINK_MAX)),
-    )
+    Some(crate::term::scan::hyperlink(pt.as_bytes()))
 }
 
 /// Whether the text holds a sequence the feeder must follow (a cheap test:

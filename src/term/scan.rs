@@ -797,9 +797,7 @@ impl VtScanner {
                 None
             }
             8 => {
-                let target = pt.splitn(2, |b| *b == b';').nth(1).unwrap_or(b"");
-                self.modes.hyperlink =
-                    (!target.is_empty() && pt.len() <= LINK_MAX).then(|| clean(pt, LINK_MAX));
+                self.modes.hyperlink = hyperlink(pt);
                 None
             }
             // A clipboard read would hand the client's clipboard to the job.
@@ -887,6 +885,16 @@ fn dcs_dispatch(body: &[u8]) -> Option<Action> {
 
 /// Text from a sequence, kept to be written back in another one: control
 /// characters removed, at most `max` characters.
+/// The hyperlink (`params;target`, without controls) an OSC 8 with
+/// parameters `pt` opens; `None` if it closes the link: its target is
+/// empty once the controls terminals ignore inside a string are taken
+/// out (or it is too long to keep).
+pub(crate) fn hyperlink(pt: &[u8]) -> Option<String> {
+    let link = clean(pt, LINK_MAX);
+    let target = link.split_once(';').map_or("", |(_, t)| t);
+    (!target.is_empty() && pt.len() <= LINK_MAX).then_some(link)
+}
+
 pub(crate) fn clean(bytes: &[u8], max: usize) -> String {
     String::from_utf8_lossy(bytes).chars().filter(|c| !c.is_control()).take(max).collect()
 }

@@ -785,6 +785,19 @@ mod tests {
     }
 
     #[test]
+    fn a_link_whose_target_is_only_controls_closes_the_link() {
+        // Found by fuzzing: it was kept as a link that the redraw could
+        // only write as a close, so a keyframe lost the cells after it.
+        let mut screen = Screen::new(size(10, 2), 100);
+        screen.feed(b"\x1b]8;;http://f/\x07F\x1b]8;;\x01\x7f\x07G");
+        let links = links_of(&screen);
+        assert_eq!(links, [(0, 0, ";http://f/".to_owned())]);
+        let mut again = Screen::new(size(10, 2), 100);
+        again.feed(&screen.redraw());
+        assert_eq!(links_of(&again), links);
+    }
+
+    #[test]
     fn hyperlinks_are_kept_per_cell_and_redrawn_where_they_were() {
         // Found by an outside check: only the link open at the end was
         // restored; text printed under a link lost it on reattach.
