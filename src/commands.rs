@@ -314,8 +314,7 @@ impl Ctx {
     }
 
     /// A recording in the archive (`s3://…`, as `ls --archive` prints it),
-    /// fetched into a private scratch directory that lives as long as the
-    /// recording: locally only.
+    /// read in place with range requests: locally only.
     fn archived_recording(&self, url: &str) -> Result<Recording> {
         let Some(archive) = &self.config.archive else {
             return Err(Failure::invalid(format!(
@@ -329,10 +328,7 @@ impl Ctx {
             )
             .into());
         }
-        let fetched = crate::archive::fleet::fetch(archive, url)?;
-        let mut rec = Recording::open(&fetched.base)?;
-        rec.held = Some(std::sync::Arc::new(fetched.scratch));
-        Ok(rec)
+        Recording::open_archived(archive, url)
     }
 
     /// Whether a recording or bundle named `target` may be looked up at all.

@@ -447,7 +447,10 @@ fn closed_segments_ship_while_the_session_runs_and_a_lost_one_ships_whole() {
     let segments = |moto: &Moto| {
         moto.objects()
             .into_iter()
-            .filter(|o| o["key"].as_str().unwrap().contains("/recordings/"))
+            .filter(|o| {
+                let key = o["key"].as_str().unwrap();
+                key.contains("/recordings/") && key.ends_with(".cast.zst")
+            })
             .count()
     };
     // Every closed segment, not the one still being written.
@@ -523,16 +526,23 @@ fn evidence_bundles_and_the_audit_log_are_shipped_and_a_cut_log_is_named() {
 
 /// A TCP proxy on loopback in front of `upstream` that answers one
 /// connection in five with 503 and cuts about one in three of the others
-/// after a random number of bytes, either way.
+/// after a random number of bytes, either way (with `faults`; without, it
+/// only counts).
 struct CuttingProxy {
     port: u16,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Connections cut or answered 503 so far.
     cuts: std::sync::Arc<AtomicU64>,
+    /// Bytes passed from the server to its clients so far.
+    down: std::sync::Arc<AtomicU64>,
 }
 
 impl CuttingProxy {
     fn start(upstream: u16) -> CuttingProxy {
+        CuttingProxy::start_with(upstream, true)
+    }
+
+    fn start_with(upstream: u16, faults: bool) -> CuttingProxy {
         use std::io::{Read, Write};
         use std::sync::atomic::{AtomicBool, Ordering};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -542,6 +552,8 @@ impl CuttingProxy {
         let stopped = stop.clone();
         let cuts = std::sync::Arc::new(AtomicU64::new(0));
         let counted = cuts.clone();
+        let down = std::sync::Arc::new(AtomicU64::new(0));
+        let passed = down.clone();
         let seed = std::sync::Arc::new(AtomicU64::new(0x9e37_79b9_7f4a_7c15));
         std::thread::spawn(move || {
             while !stopped.load(Ordering::Relaxed) {
@@ -560,7 +572,7 @@ impl CuttingProxy {
                 x ^= x << 17;
                 // One connection in five is answered 503 at once (a server
                 // that is overloaded); one in three of the rest is cut.
-                if x % 5 == 1 {
+                if faults && x % 5 == 1 {
                     let mut client = client;
                     let mut request = [0u8; 4096];
                     let _ = client.set_read_timeout(Some(Duration::from_secs(2)));
@@ -571,12 +583,14 @@ impl CuttingProxy {
                     counted.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                let cut_after = if x.is_multiple_of(3) { Some((x >> 8) % 4096) } else { None };
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server.try_clone().unwrap(), client.try_clone().unwrap()),
+                let cut_after =
+                    if faults && x.is_multiple_of(3) { Some((x >> 8) % 4096) } else { None };
+                for (mut from, mut to, downward) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap(), false),
+                    (server.try_clone().unwrap(), client.try_clone().unwrap(), true),
                 ] {
                     let counted = counted.clone();
+                    let passed = passed.clone();
                     std::thread::spawn(move || {
                         let mut buf = [0u8; 8192];
                         let mut sent = 0u64;
@@ -593,6 +607,9 @@ impl CuttingProxy {
                                 break;
                             }
                             sent += n as u64;
+                            if downward {
+                                passed.fetch_add(n as u64, Ordering::Relaxed);
+                            }
                         }
                         let _ = from.shutdown(std::net::Shutdown::Both);
                         let _ = to.shutdown(std::net::Shutdown::Both);
@@ -600,7 +617,7 @@ impl CuttingProxy {
                 }
             }
         });
-        CuttingProxy { port, stop, cuts }
+        CuttingProxy { port, stop, cuts, down }
     }
 }
 
@@ -789,4 +806,54 @@ fn credentials_come_from_a_profile_when_the_environment_has_none() {
     let out = run_with_timeout(cmd, TIMEOUT);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!moto.objects().is_empty());
+}
+
+#[test]
+fn an_archived_recording_is_replayed_at_its_end_with_range_reads() {
+    let moto = Moto::start();
+    moto.s3(&["mkbucket", BUCKET]);
+    let upstream: u16 = moto.endpoint.rsplit(':').next().unwrap().parse().unwrap();
+    let proxy = CuttingProxy::start_with(upstream, false);
+    let env = archiving_env(&format!("http://127.0.0.1:{}", proxy.port));
+    // About 20 MiB of output that compresses poorly: many frames, several
+    // keyframes, one segment.
+    env.start(
+        "long",
+        &["sh", "-c", "head -c 15000000 /dev/urandom | base64 -w 100; printf '\\033[H\\033[2J'; echo THE-END-OF-IT"],
+    );
+    env.ok(&["wait", "long"]);
+    let out = run_with_timeout(with_keys(&env, &["archive", "--once"]), TIMEOUT);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    // The seek index and keyframes went too, once the recording ended.
+    let objects = moto.objects();
+    let keys: Vec<&str> = objects.iter().filter_map(|o| o["key"].as_str()).collect();
+    assert!(keys.iter().any(|k| k.ends_with(".cast.idx.zst")), "{keys:?}");
+    assert!(keys.iter().any(|k| k.ends_with(".cast.keys.zst")), "{keys:?}");
+    let stored: u64 = objects
+        .iter()
+        .filter(|o| o["key"].as_str().is_some_and(|k| k.contains("/recordings/")))
+        .map(|o| o["size"].as_u64().unwrap())
+        .sum();
+    let listed: Value = serde_json::from_slice(
+        &with_keys(&env, &["ls", "--archive", "--json"]).output().unwrap().stdout,
+    )
+    .unwrap();
+    let url = listed[0]["url"].as_str().unwrap().to_owned();
+    assert_eq!(listed[0]["segments"], 1, "{listed}");
+    let local = env.ok(&["replay", "long", "--at", "+10h"]);
+    assert!(local.contains("THE-END-OF-IT"), "{local}");
+    let before = proxy.down.load(std::sync::atomic::Ordering::Relaxed);
+    let remote = run_with_timeout(with_keys(&env, &["replay", &url, "--at", "+10h"]), TIMEOUT);
+    assert!(remote.status.success(), "{}", String::from_utf8_lossy(&remote.stderr));
+    let read = proxy.down.load(std::sync::atomic::Ordering::Relaxed) - before;
+    assert_eq!(String::from_utf8_lossy(&remote.stdout), local);
+    eprintln!("replay --at the end read {read} of {stored} bytes stored");
+    assert!(read * 2 < stored, "replay --at the end read {read} bytes of {stored}");
+    // Read through from the start, by range requests, it is the same too.
+    let whole = run_with_timeout(with_keys(&env, &["export", &url, "--format", "txt"]), TIMEOUT);
+    assert!(whole.status.success(), "{}", String::from_utf8_lossy(&whole.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&whole.stdout),
+        env.ok(&["export", "long", "--format", "txt"])
+    );
 }

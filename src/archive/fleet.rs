@@ -83,7 +83,7 @@ pub fn list(config: &ArchiveConfig, host: Option<&str>) -> Result<Vec<Archived>>
                 url: format!("s3://{bucket}/{root}{h}/recordings/{base}/"),
             });
             match kind {
-                "recordings" => {
+                "recordings" if super::is_segment_object(base, name) => {
                     entry.segments += 1;
                     entry.bytes += meta.size;
                 }
@@ -161,19 +161,8 @@ const FETCH_MAX: u64 = 512 << 20;
 ///
 /// Not such a URL, another bucket, nothing there, or the bucket fails.
 pub fn fetch(config: &ArchiveConfig, url: &str) -> Result<Fetched> {
-    let (bucket, _) = config.bucket_and_prefix().map_err(crate::Failure::invalid)?;
-    let rest = url.strip_prefix(&format!("s3://{bucket}/")).ok_or_else(|| {
-        crate::Failure::invalid(format!("{url}: not in the configured bucket s3://{bucket}/"))
-    })?;
-    let folder = rest.trim_end_matches('/');
-    let (root, base) = folder
-        .rsplit_once("/recordings/")
-        .filter(|(_, b)| segment::parse_name(b).is_some_and(|p| p.segment == 0) && !b.contains('/'))
-        .ok_or_else(|| {
-            crate::Failure::invalid(format!(
-                "{url}: not a recording's folder (…/HOST/recordings/NAME-STAMP.cast/)"
-            ))
-        })?;
+    let (folder, root, base) = super::remote::locate(config, url)?;
+    let (folder, base) = (folder.as_str(), base.as_str());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         let store = Store::open(config, std::time::Duration::from_secs(20))?;
@@ -189,9 +178,9 @@ pub fn fetch(config: &ArchiveConfig, url: &str) -> Result<Fetched> {
         for key in keys {
             let name = key.filename().unwrap_or_default().to_owned();
             // Segments only: not strays named like one (`.0.cast`).
-            let Some(file) = name.strip_suffix(".zst").filter(|f| {
-                matches!(segment::sibling(base, f), Some(segment::Sibling::Segment(_)))
-            }) else {
+            let Some(file) =
+                name.strip_suffix(".zst").filter(|_| super::is_segment_object(base, &name))
+            else {
                 continue;
             };
             let packed = store.read_path(&key, FETCH_MAX).await?.unwrap_or_default();
@@ -214,6 +203,6 @@ pub fn fetch(config: &ArchiveConfig, url: &str) -> Result<Fetched> {
         }
         let base_path = scratch.path().join(base);
         anyhow::ensure!(base_path.exists(), "{url}: segment 0 is not in the bucket (yet)");
-        Ok(Fetched { scratch, base: base_path, root: root.to_owned() })
+        Ok(Fetched { scratch, base: base_path, root })
     })
 }

@@ -21,8 +21,10 @@
 
 pub mod fleet;
 mod journal;
+pub mod remote;
 pub mod run;
 mod scan;
+mod seekable;
 mod store;
 pub mod witness;
 
@@ -138,6 +140,23 @@ enum Kind {
     Segment,
 }
 
+/// Whether object `name`, in the folder of recording `base`, is one of
+/// its segments (not a sidecar, not a stray).
+pub fn is_segment_object(base: &str, name: &str) -> bool {
+    matches!(
+        name.strip_suffix(".zst").and_then(|f| tether_proto::record::segment::sibling(base, f)),
+        Some(tether_proto::record::segment::Sibling::Segment(_))
+    )
+}
+
+/// Whether `key` is a segment's object (`…/recordings/BASE/FILE.zst`).
+fn names_a_segment(key: &str) -> bool {
+    let mut parts = key.rsplitn(4, '/');
+    let (name, base, kind) = (parts.next(), parts.next(), parts.next());
+    kind == Some("recordings")
+        && is_segment_object(base.unwrap_or_default(), name.unwrap_or_default())
+}
+
 /// The SHA-256 of `data`, in hex.
 pub fn sha256_hex(data: &[u8]) -> String {
     Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
@@ -243,7 +262,14 @@ fn prune(paths: &Paths, layout: &Layout, journal: &Journal, days: u32, report: &
         let key_of = |path: &std::path::Path| {
             layout.segment(&base, path.file_name().and_then(|f| f.to_str()).unwrap_or_default())
         };
-        let shipped = files.iter().all(|(_, path)| journal.has(&key_of(path)));
+        let Some((_, first)) = files.first() else { continue };
+        let sidecars = scan::sidecars(first);
+        // Sidecars too, where there are any: a reader of the archive seeks
+        // with them.
+        let shipped = files.iter().all(|(_, path)| journal.has(&key_of(path)))
+            && sidecars
+                .iter()
+                .all(|p| std::fs::symlink_metadata(p).is_err() || journal.has(&key_of(p)));
         let old = files.iter().all(|(_, path)| {
             std::fs::symlink_metadata(path)
                 .and_then(|m| m.modified())
@@ -262,8 +288,6 @@ fn prune(paths: &Paths, layout: &Layout, journal: &Journal, days: u32, report: &
             report.failed.push(format!("{base}: changed after it was archived: local copy kept"));
             continue;
         }
-        let Some((_, first)) = files.first() else { continue };
-        let sidecars = ["cast.idx", "cast.keys"].map(|ext| first.with_extension(ext));
         for path in files.iter().map(|(_, p)| p.clone()).chain(sidecars) {
             if let Err(e) = crate::fsutil::remove_if_exists(&path) {
                 report.failed.push(format!("{}: not removed: {e}", path.display()));
@@ -282,7 +306,7 @@ async fn ship(store: &Store, item: &Item) -> Result<String> {
             let data = scan::read_whole(&item.local)
                 .map_err(|why| anyhow::anyhow!("{}: {why}", item.local.display()))?;
             let sha = sha256_hex(&data);
-            let packed = zstd::bulk::compress(&data, ZSTD_LEVEL).context("compressing")?;
+            let packed = seekable::compress(&data, ZSTD_LEVEL)?;
             (packed, sha, data.len() as u64)
         }
     };
@@ -347,7 +371,8 @@ pub struct Status {
     pub pending_witness: usize,
     /// Closed segments not yet uploaded.
     pub pending_segments: usize,
-    /// Evidence files and audit log chunks not yet uploaded.
+    /// Evidence files, audit log chunks, and the seek indexes and
+    /// keyframes of ended recordings, not yet uploaded.
     pub pending_other: usize,
     /// Seconds since the oldest checkpoint not yet witnessed was written
     /// (0 when none is pending).
@@ -389,7 +414,7 @@ pub fn fill_archived(
             let (Some(kind), Some(base), Some(name)) = (kind, base, name) else { continue };
             let entry = index.entry(base.to_owned()).or_default();
             match kind {
-                "recordings" => entry.0 += 1,
+                "recordings" if is_segment_object(base, name) => entry.0 += 1,
                 "witness" if name.ends_with("-end") => entry.1 = true,
                 _ => {}
             }
@@ -461,10 +486,10 @@ pub fn status(paths: &Paths, config: &ArchiveConfig, journal: &Journal) -> Resul
         location: layout.root.clone(),
         shipped: journal.len(),
         pending_witness: items.iter().filter(|i| i.key.contains("/witness/")).count(),
-        pending_segments: items.iter().filter(|i| i.key.contains("/recordings/")).count(),
+        pending_segments: items.iter().filter(|i| names_a_segment(&i.key)).count(),
         pending_other: items
             .iter()
-            .filter(|i| !i.key.contains("/witness/") && !i.key.contains("/recordings/"))
+            .filter(|i| !i.key.contains("/witness/") && !names_a_segment(&i.key))
             .count(),
         lag_secs,
         last_pass,

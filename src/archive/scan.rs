@@ -74,7 +74,11 @@ impl Scanner {
             held += seen.lines.len();
         }
         for (base, files) in recordings(&paths.recordings_dir()) {
+            // Whether the last segment is closed: then the recording's
+            // seek index and keyframes are written no more.
+            let mut ended = false;
             for (i, (n, path)) in files.iter().enumerate() {
+                let last = i + 1 == files.len();
                 present.insert(path.clone());
                 let name = path.file_name().and_then(|f| f.to_str()).unwrap_or_default();
                 let segment_key = layout.segment(&base, name);
@@ -87,6 +91,7 @@ impl Scanner {
                         std::fs::symlink_metadata(path).is_ok_and(|m| m.len() > seen.offset)
                     });
                     if !grew {
+                        ended |= last;
                         continue;
                     }
                 }
@@ -127,7 +132,8 @@ impl Scanner {
                     open.stopped.contains(&base)
                         || (!open.running.contains(&base) && quiet_for(path, QUIET))
                 });
-                let closed = i + 1 < files.len() || seen.ended || abandoned;
+                let closed = !last || seen.ended || abandoned;
+                ended |= last && closed && seen.offset == size;
                 if closed && !shipped && seen.offset == size {
                     segments.push(Item {
                         key: segment_key,
@@ -135,6 +141,15 @@ impl Scanner {
                         wall: None,
                         kind: Kind::Segment,
                     });
+                }
+            }
+            if ended && let Some((_, first)) = files.first() {
+                for path in sidecars(first) {
+                    let name = path.file_name().and_then(|f| f.to_str()).unwrap_or_default();
+                    let key = layout.segment(&base, name);
+                    if !journal.has(&key) && std::fs::symlink_metadata(&path).is_ok() {
+                        segments.push(Item { key, local: path, wall: None, kind: Kind::Segment });
+                    }
                 }
             }
         }
@@ -257,6 +272,13 @@ fn evidence(
 }
 
 /// Segment 0's path, beside `path`.
+/// The seek index and keyframes of the recording whose segment 0 is
+/// `first` (derived files, shipped once the recording is written no more,
+/// so that a reader of the archive can seek).
+pub fn sidecars(first: &Path) -> [PathBuf; 2] {
+    [tether_proto::record::index::path(first), tether_proto::record::keyframe::path(first)]
+}
+
 fn base_path(path: &Path, base: &str) -> PathBuf {
     path.with_file_name(base)
 }

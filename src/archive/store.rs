@@ -140,12 +140,42 @@ impl Store {
     ///
     /// The listing fails (one line).
     pub async fn keys_under(&self, prefix: &str) -> Result<Vec<Key>> {
+        Ok(self.objects_under(prefix).await?.into_iter().map(|o| o.location).collect())
+    }
+
+    /// The objects directly under `prefix` (a folder: `…/`), with their
+    /// sizes, all pages.
+    ///
+    /// # Errors
+    ///
+    /// The listing fails (one line).
+    pub async fn objects_under(&self, prefix: &str) -> Result<Vec<object_store::ObjectMeta>> {
         let listed = self
             .s3
             .list_with_delimiter(Some(&Key::from(prefix)))
             .await
             .map_err(|e| anyhow!(describe(&e, &self.bucket, &self.target)))?;
-        Ok(listed.objects.into_iter().map(|o| o.location).collect())
+        Ok(listed.objects)
+    }
+
+    /// Bytes `range` of object `key` (a range request).
+    ///
+    /// # Errors
+    ///
+    /// The request fails, or the object is shorter.
+    pub async fn read_range(&self, key: &Key, range: std::ops::Range<u64>) -> Result<Vec<u8>> {
+        let want = range.end - range.start;
+        let got = self
+            .s3
+            .get_range(key, range)
+            .await
+            .map_err(|e| anyhow!(describe(&e, &self.bucket, &self.target)))?;
+        anyhow::ensure!(
+            got.len() as u64 == want,
+            "{key}: {} bytes where {want} were asked",
+            got.len()
+        );
+        Ok(got.to_vec())
     }
 }
 

@@ -15,7 +15,7 @@ use crate::session::Registry;
 use anyhow::{Context, Result};
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use tether_proto::record::index::{self, IndexEntry};
 use tether_proto::record::keyframe::{self, Keyframe};
@@ -47,6 +47,37 @@ pub struct Recording {
     /// What must outlive the files (the scratch directory of a copy
     /// fetched from the archive, removed with its last holder).
     pub held: Option<std::sync::Arc<crate::archive::fleet::Scratch>>,
+    /// Where the files are read.
+    pub source: Source,
+}
+
+/// Where a recording's files are read: this host's files, or objects in
+/// the archive read with range requests.
+#[derive(Debug, Clone, Default)]
+pub enum Source {
+    /// Files on this host.
+    #[default]
+    Local,
+    /// A recording's folder in the archive.
+    Archive(std::sync::Arc<crate::archive::remote::Remote>),
+}
+
+/// A file as a reader can read and seek it.
+pub trait ReadSeek: Read + Seek + Send {}
+impl<T: Read + Seek + Send> ReadSeek for T {}
+
+impl Source {
+    /// Opens the file `path` names.
+    ///
+    /// # Errors
+    ///
+    /// It cannot be opened (or fetched).
+    pub fn open(&self, path: &Path) -> std::io::Result<Box<dyn ReadSeek>> {
+        Ok(match self {
+            Source::Local => Box::new(File::open(path)?),
+            Source::Archive(remote) => Box::new(remote.open_file(path)?),
+        })
+    }
 }
 
 /// A line as read, with where it is.
@@ -233,12 +264,23 @@ impl Recording {
     /// The file cannot be read or does not start with an asciicast v3 header.
     pub fn open(base: &Path) -> Result<Recording> {
         let names = list_dir(dir_of(base));
-        Self::open_among(base, names.as_deref())
+        Self::open_among(base, names.as_deref(), Source::Local)
+    }
+
+    /// The archived recording at `url` (`s3://…`, as `ls --archive` prints
+    /// it), read in place with range requests.
+    ///
+    /// # Errors
+    ///
+    /// Not such a URL; nothing archived there; the bucket fails.
+    pub fn open_archived(config: &crate::config::ArchiveConfig, url: &str) -> Result<Recording> {
+        let (remote, base, names) = crate::archive::remote::Remote::open(config, url)?;
+        Self::open_among(&base, Some(&names), Source::Archive(remote))
     }
 
     /// [`Recording::open`] with the directory already listed.
-    fn open_among(base: &Path, names: Option<&[String]>) -> Result<Recording> {
-        let file = File::open(base).with_context(|| format!("opening {}", base.display()))?;
+    fn open_among(base: &Path, names: Option<&[String]>, source: Source) -> Result<Recording> {
+        let file = source.open(base).with_context(|| format!("opening {}", base.display()))?;
         let mut first = String::new();
         BufReader::new(file).read_line(&mut first)?;
         let header = parse_header(first.trim_end())
@@ -253,6 +295,7 @@ impl Recording {
             after_gap: layout.after_gap,
             strays: layout.strays,
             held: None,
+            source,
         })
     }
 
@@ -282,6 +325,7 @@ impl Recording {
         LineIter {
             base: self.base.clone(),
             segments: self.segments.clone(),
+            source: self.source.clone(),
             seg: 0,
             reader: None,
             number: 0,
@@ -306,11 +350,12 @@ impl Recording {
     /// The segment cannot be opened.
     pub fn lines_from(&self, seg: u32, pos: u64) -> Result<LineIter> {
         let path = self.segments.get(seg as usize).context("no such segment")?;
-        let mut file = File::open(path)?;
+        let mut file = self.source.open(path)?;
         file.seek(SeekFrom::Start(pos))?;
         Ok(LineIter {
             base: self.base.clone(),
             segments: self.segments.clone(),
+            source: self.source.clone(),
             seg: seg as usize,
             reader: Some(BufReader::new(file)),
             // Line numbers after a seek are not known; they only matter to
@@ -330,18 +375,18 @@ impl Recording {
 
     /// The seek index (`.idx` sidecar), if any.
     pub fn index(&self) -> Vec<IndexEntry> {
-        read_sidecar(&index::path(&self.base), |l| IndexEntry::decode(l).ok())
+        read_sidecar(&self.source, &index::path(&self.base), |l| IndexEntry::decode(l).ok())
     }
 
     /// The keyframes (`.keys` sidecar), if any.
     pub fn keyframes(&self) -> Vec<Keyframe> {
-        read_sidecar(&keyframe::path(&self.base), |l| Keyframe::decode(l).ok())
+        read_sidecar(&self.source, &keyframe::path(&self.base), |l| Keyframe::decode(l).ok())
     }
 }
 
 /// The lines of a sidecar that `decode` accepts (none if it is missing).
-fn read_sidecar<T>(path: &Path, decode: impl Fn(&str) -> Option<T>) -> Vec<T> {
-    let Ok(file) = File::open(path) else { return Vec::new() };
+fn read_sidecar<T>(source: &Source, path: &Path, decode: impl Fn(&str) -> Option<T>) -> Vec<T> {
+    let Ok(file) = source.open(path) else { return Vec::new() };
     BufReader::new(file).lines().map_while(Result::ok).filter_map(|l| decode(&l)).collect()
 }
 
@@ -353,8 +398,9 @@ fn read_sidecar<T>(path: &Path, decode: impl Fn(&str) -> Option<T>) -> Vec<T> {
 pub struct LineIter {
     base: PathBuf,
     segments: Vec<PathBuf>,
+    source: Source,
     seg: usize,
-    reader: Option<BufReader<File>>,
+    reader: Option<BufReader<Box<dyn ReadSeek>>>,
     number: u64,
     offset: u64,
     gap: Option<Damage>,
@@ -381,7 +427,7 @@ impl Iterator for LineIter {
                     self.done = true;
                     return self.gap.take().and_then(|d| self.fail(d));
                 };
-                match File::open(path) {
+                match self.source.open(path) {
                     Ok(f) => self.reader = Some(BufReader::new(f)),
                     Err(e) => {
                         self.done = true;
@@ -570,7 +616,7 @@ pub fn all(paths: &Paths) -> Result<Vec<Recording>> {
         if segment::parse_name(name).is_none_or(|s| s.segment != 0) {
             continue;
         }
-        match Recording::open_among(&dir.join(name), Some(&names)) {
+        match Recording::open_among(&dir.join(name), Some(&names), Source::Local) {
             Ok(mut rec) => {
                 rec.session = session_of(paths, &rec);
                 out.push(rec);

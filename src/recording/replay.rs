@@ -49,8 +49,8 @@ pub fn text_at(rec: &Recording, t: f64) -> Result<Vec<String>> {
 /// from the tail of the last segment, not the whole file).
 pub fn duration(rec: &Recording) -> f64 {
     let Some(last) = rec.segments.last() else { return 0.0 };
-    let Ok(mut file) = std::fs::File::open(last) else { return 0.0 };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let Ok(mut file) = rec.source.open(last) else { return 0.0 };
+    let len = file.seek(SeekFrom::End(0)).unwrap_or(0);
     let _ = file.seek(SeekFrom::Start(len.saturating_sub(256 * 1024)));
     let mut tail = String::new();
     let _ = file.read_to_string(&mut tail);
