@@ -110,7 +110,12 @@ impl Journal {
         let mut line = serde_json::to_vec(&entry)?;
         line.push(b'\n');
         let f = self.file.as_mut().context("journal not open")?;
-        f.write_all(&line).with_context(|| format!("writing {}", self.path.display()))?;
+        if let Err(e) = f.write_all(&line) {
+            // Part of the line may be written (a full disk): the next
+            // entry starts on a line of its own, after a reopen.
+            self.file = None;
+            return Err(e).with_context(|| format!("writing {}", self.path.display()));
+        }
         self.done.insert(key.to_owned(), sha.to_owned());
         Ok(())
     }

@@ -73,7 +73,7 @@ async fn run_once(paths: &Paths, archive: &ArchiveConfig, journal: &mut Journal)
             Ok(report) => {
                 shipped += report.shipped;
                 let last = LastPass { at: now(), shipped, errors: report.failed.clone() };
-                save_last_pass(paths, &last)?;
+                note_last_pass(paths, &last);
                 if report.shipped > 0 && report.failed.is_empty() {
                     continue;
                 }
@@ -91,10 +91,10 @@ async fn run_once(paths: &Paths, archive: &ArchiveConfig, journal: &mut Journal)
             }
             Err(e) => {
                 let message = format!("{e:#}");
-                save_last_pass(
+                note_last_pass(
                     paths,
                     &LastPass { at: now(), shipped, errors: vec![message.clone()] },
-                )?;
+                );
                 return Err(Failure::new(ErrorCode::Unavailable, message).into());
             }
         }
@@ -111,6 +111,7 @@ async fn run_forever(paths: &Paths, archive: &ArchiveConfig, journal: &mut Journ
     eprintln!("tether: archiving to {} as {}", archive.url, host_id());
     let mut wait = INTERVAL;
     let mut last_error = String::new();
+    let mut last_note_error: Option<String> = None;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut scanner = Scanner::default();
     loop {
@@ -152,13 +153,30 @@ async fn run_forever(paths: &Paths, archive: &ArchiveConfig, journal: &mut Journ
             last_error = first;
         }
         if shipped > 0 || !errors.is_empty() {
-            save_last_pass(paths, &LastPass { at: now(), shipped, errors })?;
+            // A disk too full to note it stops nothing (said once).
+            let noted = save_last_pass(paths, &LastPass { at: now(), shipped, errors })
+                .err()
+                .map(|e| format!("{e:#}"));
+            if noted != last_note_error {
+                if let Some(e) = &noted {
+                    eprintln!("tether: archive: cannot note the last pass for --status: {e}");
+                }
+                last_note_error = noted;
+            }
         }
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             _ = tokio::signal::ctrl_c() => return Ok(0),
             _ = term.recv() => return Ok(0),
         }
+    }
+}
+
+/// Notes the last pass for `--status` and `check`, or says why not: a
+/// disk too full for it does not hide what the pass did.
+fn note_last_pass(paths: &Paths, last: &LastPass) {
+    if let Err(e) = save_last_pass(paths, last) {
+        eprintln!("tether: archive: cannot note the last pass for --status: {e:#}");
     }
 }
 
