@@ -3,6 +3,11 @@
 //! restarted uploader (after `kill -9`, a reboot) reads it and skips what
 //! it lists; an object shipped but not yet journalled is found in the
 //! bucket, compared and journalled, never written twice.
+//!
+//! The witness of a checkpoint is needed in it only until its segment is
+//! shipped (a shipped segment is never read again): [`Journal::compact`]
+//! rewrites the journal without such entries, so that it grows with the
+//! segments, not with the seconds.
 
 use anyhow::{Context, Result};
 use std::collections::HashMap;
@@ -16,7 +21,17 @@ pub struct Journal {
     path: PathBuf,
     /// Key → SHA-256 of what it stands for.
     done: HashMap<String, String>,
+    /// Entries dropped by compactions (still shipped).
+    compacted: usize,
+    /// Entries held when compaction was last considered.
+    considered_at: usize,
     file: Option<File>,
+}
+
+/// The first line of a compacted journal: how many entries it dropped.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Compacted {
+    compacted: usize,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -42,12 +57,17 @@ impl Journal {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
+        let compacted = text
+            .lines()
+            .next()
+            .and_then(|l| serde_json::from_str::<Compacted>(l).ok())
+            .map_or(0, |c| c.compacted);
         let done = text
             .lines()
             .filter_map(|l| serde_json::from_str::<Entry>(l).ok())
             .map(|e| (e.key, e.sha256))
             .collect();
-        Ok(Journal { path, done, file: None })
+        Ok(Journal { path, done, compacted, considered_at: 0, file: None })
     }
 
     /// Whether `key` was shipped and verified.
@@ -65,14 +85,80 @@ impl Journal {
         self.done.keys().map(String::as_str)
     }
 
-    /// Objects shipped and verified.
+    /// Objects shipped and verified (those compacted away included).
     pub fn len(&self) -> usize {
-        self.done.len()
+        self.done.len() + self.compacted
     }
 
     /// Whether nothing was shipped yet.
     pub fn is_empty(&self) -> bool {
-        self.done.is_empty()
+        self.len() == 0
+    }
+
+    /// Entries held (those [`Journal::compact`] has not dropped).
+    pub fn held(&self) -> usize {
+        self.done.len()
+    }
+
+    /// Whether compaction is worth considering: the journal has doubled
+    /// since it was last considered (so that considering it costs little
+    /// over time, however large the journal).
+    pub fn worth_considering(&mut self) -> bool {
+        let due = self.held() >= 2 * self.considered_at;
+        if due {
+            self.considered_at = self.held().max(1);
+        }
+        due
+    }
+
+    /// Rewrites the journal without the entries `keep` refuses: a new
+    /// file, synced, renamed over the old one (a crash leaves one or the
+    /// other whole). Returns how many it dropped.
+    ///
+    /// # Errors
+    ///
+    /// The new journal cannot be written; the old one is left as it was.
+    pub fn compact(&mut self, keep: impl Fn(&str) -> bool) -> Result<usize> {
+        let dropped = self.done.keys().filter(|k| !keep(k)).count();
+        if dropped == 0 {
+            return Ok(0);
+        }
+        let text = std::fs::read_to_string(&self.path)
+            .with_context(|| format!("reading {}", self.path.display()))?;
+        let compacted = self.compacted + dropped;
+        let mut out = serde_json::to_vec(&Compacted { compacted })?;
+        out.push(b'\n');
+        for line in text.lines() {
+            if serde_json::from_str::<Entry>(line).is_ok_and(|e| keep(&e.key)) {
+                out.extend_from_slice(line.as_bytes());
+                out.push(b'\n');
+            }
+        }
+        let tmp = self.path.with_file_name("journal.compacting");
+        let written = (|| -> std::io::Result<()> {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(&out)?;
+            f.sync_all()
+        })();
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e).with_context(|| format!("writing {}", tmp.display()));
+        }
+        std::fs::rename(&tmp, &self.path)
+            .with_context(|| format!("renaming {} into place", tmp.display()))?;
+        if let Some(dir) = self.path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+        self.file = None;
+        self.done.retain(|k, _| keep(k));
+        self.compacted = compacted;
+        self.considered_at = self.held().max(1);
+        Ok(dropped)
     }
 
     /// Notes that `key` (from `local`, whose content has SHA-256 `sha`) is
@@ -156,5 +242,28 @@ mod tests {
         assert_eq!(j.len(), 2);
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn compaction_drops_what_is_not_kept_and_counts_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        for key in ["w/1", "w/2", "s/1", "w/3"] {
+            j.record(key, "ab", Path::new("/x")).unwrap();
+        }
+        assert_eq!(j.compact(|k| !k.starts_with("w/") || k == "w/3").unwrap(), 2);
+        assert_eq!(j.compact(|k| !k.starts_with("w/") || k == "w/3").unwrap(), 0);
+        // Appends go on after it, into the new file.
+        j.record("s/2", "cd", Path::new("/y")).unwrap();
+        j.sync().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        assert!(j.has("s/1") && j.has("s/2") && j.has("w/3"));
+        assert!(!j.has("w/1") && !j.has("w/2"));
+        assert_eq!((j.len(), j.held()), (5, 3));
+        let text = std::fs::read_to_string(dir.path().join("journal")).unwrap();
+        assert_eq!(text.lines().count(), 4, "{text}");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("journal")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 }

@@ -39,6 +39,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
+use tether_proto::record::segment;
 
 /// Signed lines shipped at once.
 const WITNESS_IN_FLIGHT: usize = 16;
@@ -112,6 +113,19 @@ impl Layout {
         format!("{}{start:016}-{end:016}.jsonl", self.audit_folder())
     }
 
+    /// The key of the segment whose checkpoint `key` witnesses (`None` for
+    /// an end line, or a key that is no witness of this layout).
+    pub fn segment_of_checkpoint(&self, key: &str) -> Option<String> {
+        let rest = key.strip_prefix(&self.root)?.strip_prefix("/witness/")?;
+        let (base, name) = rest.split_once('/')?;
+        let (seg, seq) = name.split_once('-')?;
+        if seq == "end" || seq.contains('/') {
+            return None;
+        }
+        let file = segment::segment_path(std::path::Path::new(base), seg.parse().ok()?);
+        Some(self.segment(base, file.file_name()?.to_str()?))
+    }
+
     /// `PREFIX/HOST/witness/BASE/SSSSSS-CCCCCCCCCC`: checkpoint `seq` of
     /// segment `seg` (`SSSSSS-end` for the end line), holding the line as
     /// written.
@@ -144,8 +158,8 @@ enum Kind {
 /// its segments (not a sidecar, not a stray).
 pub fn is_segment_object(base: &str, name: &str) -> bool {
     matches!(
-        name.strip_suffix(".zst").and_then(|f| tether_proto::record::segment::sibling(base, f)),
-        Some(tether_proto::record::segment::Sibling::Segment(_))
+        name.strip_suffix(".zst").and_then(|f| segment::sibling(base, f)),
+        Some(segment::Sibling::Segment(_))
     )
 }
 
@@ -249,7 +263,27 @@ pub async fn pass(
     if keep_local_days > 0 {
         prune(paths, layout, journal, keep_local_days, &mut report);
     }
+    if journal.worth_considering() {
+        compact(layout, journal)?;
+    }
     Ok(report)
+}
+
+/// Drops from the journal the checkpoints of segments that are shipped
+/// (a shipped segment is never read again, so they are never asked
+/// about). The end lines stay: they say a recording is archived whole.
+/// Called when the journal has doubled since the last time, so that the
+/// cost stays in proportion to what is appended.
+fn compact(layout: &Layout, journal: &mut Journal) -> Result<()> {
+    let spent: std::collections::HashSet<String> = journal
+        .keys()
+        .filter(|k| layout.segment_of_checkpoint(k).is_some_and(|s| journal.has(&s)))
+        .map(str::to_owned)
+        .collect();
+    if !spent.is_empty() {
+        journal.compact(|k| !spent.contains(k))?;
+    }
+    Ok(())
 }
 
 /// Removes the local copies of recordings that are shipped whole (every
@@ -427,11 +461,8 @@ pub fn fill_archived(
             match (&index, path) {
                 (Some(index), Some(path)) => {
                     let base = path.file_name().and_then(|f| f.to_str()).unwrap_or_default();
-                    let files = (0..)
-                        .take_while(|n| {
-                            tether_proto::record::segment::segment_path(path, *n).exists()
-                        })
-                        .count();
+                    let files =
+                        (0..).take_while(|n| segment::segment_path(path, *n).exists()).count();
                     let ended = s.state != tether_proto::SessionState::Running;
                     match index.get(base) {
                         None => "pending",
@@ -516,6 +547,17 @@ mod tests {
             l.witness("b.cast", 2, None),
             "fleet/web1-0123456789ab/witness/b.cast/000002-end"
         );
+        let base = "build-20261128T043301Z.cast";
+        assert_eq!(
+            l.segment_of_checkpoint(&l.witness(base, 2, Some(7))),
+            Some(l.segment(base, "build-20261128T043301Z.2.cast"))
+        );
+        assert_eq!(
+            l.segment_of_checkpoint(&l.witness(base, 0, Some(1))),
+            Some(l.segment(base, base))
+        );
+        assert_eq!(l.segment_of_checkpoint(&l.witness(base, 0, None)), None);
+        assert_eq!(l.segment_of_checkpoint(&l.segment(base, base)), None);
         assert_eq!(Layout::new("", "h").witness("b", 0, Some(0)), "h/witness/b/000000-0000000000");
         let host = host_id();
         assert!(!host.is_empty() && !host.contains('/'), "{host}");
