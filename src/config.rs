@@ -223,8 +223,11 @@ impl Config {
                 config.log_level
             ));
         }
-        if config.segment_bytes < 64 * 1024 {
-            return Err("segment_bytes must be at least 65536".into());
+        // At most 256 MiB: the archive ships a segment whole, in one
+        // request, and sets aside one over 512 MiB (a segment ends after
+        // the line that reaches the limit, so it may pass it a little).
+        if !(64 * 1024..=256 << 20).contains(&config.segment_bytes) {
+            return Err("segment_bytes must be between 65536 and 268435456 (256 MiB)".into());
         }
         if config.per_address_burst > 100_000 {
             return Err("per_address_burst must be between 0 (no limit) and 100000".into());
@@ -327,6 +330,16 @@ mod tests {
             assert_eq!(DetachKeySpec::parse(text).ok().map(|k| k.0), want, "{text}");
         }
         assert_eq!(DetachKeySpec(0x1c).describe(), "Ctrl-\\");
+    }
+
+    #[test]
+    fn segments_stay_small_enough_to_ship_in_one_request() {
+        assert!(Config::parse("segment_bytes = 65536").is_ok());
+        assert!(Config::parse("segment_bytes = 268435456").is_ok());
+        for bad in ["segment_bytes = 65535", "segment_bytes = 268435457"] {
+            let err = Config::parse(bad).unwrap_err().to_string();
+            assert!(err.contains("segment_bytes"), "{bad}: {err}");
+        }
     }
 
     #[test]
