@@ -173,7 +173,7 @@ fn names_a_segment(key: &str) -> bool {
 
 /// The SHA-256 of `data`, in hex.
 pub fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+    tether_proto::record::chain::hex(&Sha256::digest(data))
 }
 
 /// What one pass did.
