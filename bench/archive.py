@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The archive's benchmark (docs/ARCHIVE.md, docs/PERFORMANCE.md).
 
-    python3 bench/archive.py [--sessions 50] [--seconds 20] [--mb 50]
+    python3 bench/archive.py [--sessions 50] [--seconds 20] [--mb 50] [--backlog 10000]
 
 Starts moto's S3 server on loopback (pip install 'moto[server]'), then:
 
@@ -14,7 +14,10 @@ Starts moto's S3 server on loopback (pip install 'moto[server]'), then:
   `tether archive --once` on those recordings, compressed and raw;
 * keeper throughput with the archive on and off: the job's own time to
   print MB MiB detached, with the uploader running (shipping the
-  checkpoints as they come) and without, in the same run.
+  checkpoints as they come) and without, in the same run;
+* a backlog: BACKLOG finished recordings not shipped yet (copies of one
+  real recording), shipped by `tether archive --once`: its peak RSS and
+  peak open files (sampled from /proc), objects shipped, and time.
 
 Needs the release build (target/release/tether). Prints the numbers and
 writes them to target/bench-archive.json.
@@ -88,24 +91,36 @@ def witness_lag(env, s3, sessions, seconds):
         for i in range(sessions):
             env.run([env.tether, "new", "-d", f"lag{i}", "--", "sh", "-c", job])
         start = time.time()
-        # While they print, then until nothing is pending (30 s at most).
-        time.sleep(seconds)
-        while time.time() < start + seconds + 30 and pending(env):
-            time.sleep(0.5)
         # When each witness object was acknowledged by the server: the
-        # uploader's journal (one entry a shipped object, with its time).
+        # uploader's journal (one entry a shipped object, with its time),
+        # read as it grows (the uploader compacts it once segments ship).
         seen = {}
-        with open(env.path("state", "tether", "archive", "journal")) as f:
-            for line in f:
+        journal = env.path("state", "tether", "archive", "journal")
+
+        def read_journal():
+            try:
+                with open(journal) as f:
+                    lines = f.readlines()
+            except OSError:
+                return
+            for line in lines:
                 try:
                     e = json.loads(line)
                 except ValueError:
                     continue
-                if "/witness/" in e["key"]:
+                if "/witness/" in e.get("key", "") and e["key"] not in seen:
                     at = e["at"].rstrip("Z")
                     whole, _, frac = at.partition(".")
                     t = calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S")) + float("0." + (frac or "0"))
                     seen[e["key"]] = t
+        # While they print, then until nothing is pending (30 s at most).
+        while time.time() < start + seconds:
+            read_journal()
+            time.sleep(0.25)
+        while time.time() < start + seconds + 30 and pending(env):
+            read_journal()
+            time.sleep(0.25)
+        read_journal()
         walls = checkpoint_walls(env)
         lags = []
         for k, t in seen.items():
@@ -154,11 +169,53 @@ def keeper_time(env, data, n, with_uploader):
             uploader.wait()
 
 
+def backlog(env, s3, count):
+    """Ships COUNT finished recordings at once; returns peak RSS (KiB), peak
+    open files, objects shipped, seconds."""
+    clear_recordings(env)
+    env.run([env.tether, "new", "-d", "seed", "--", "sh", "-c", "seq 1 2000; sleep 2.5; echo done"])
+    env.run([env.tether, "wait", "seed"])
+    rec = env.path("data", "tether", "recordings")
+    [seed] = [n for n in os.listdir(rec) if n.endswith(".cast")]
+    with open(os.path.join(rec, seed), "rb") as f:
+        data = f.read()
+    env.run([env.tether, "rm", "seed"], check=False)
+    os.remove(os.path.join(rec, seed))
+    for n in [n for n in os.listdir(rec) if not n.endswith(".cast")]:
+        os.remove(os.path.join(rec, n))
+    # No session names them, and they are an hour old: closed.
+    old = time.time() - 3600
+    for i in range(count):
+        path = os.path.join(rec, f"b{i}-20260101T000000Z.cast")
+        with open(path, "wb") as f:
+            f.write(data)
+        os.utime(path, (old, old))
+    before = len(keys(s3))
+    start = time.perf_counter()
+    p = subprocess.Popen([env.tether, "archive", "--once"], env=env.env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env.pids.append(p.pid)
+    peak_rss, peak_fds = 0, 0
+    while p.poll() is None:
+        try:
+            with open(f"/proc/{p.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        peak_rss = max(peak_rss, int(line.split()[1]))
+            peak_fds = max(peak_fds, len(os.listdir(f"/proc/{p.pid}/fd")))
+        except OSError:
+            pass
+        time.sleep(0.05)
+    took = time.perf_counter() - start
+    return peak_rss, peak_fds, len(keys(s3)) - before, took, p.returncode
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sessions", type=int, default=50)
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--mb", type=int, default=50)
+    ap.add_argument("--backlog", type=int, default=10000)
     args = ap.parse_args()
     port = bench.free_port()
     endpoint = f"http://127.0.0.1:{port}"
@@ -194,6 +251,11 @@ def main():
             clear_recordings(env)
             on.append(keeper_time(env, data, 201 + 2 * i, True))
         results["keeper_job_seconds"] = {"archive_off": off, "archive_on": on}
+        bench.reset(env)
+        if args.backlog:
+            rss, fds, objects, took, code = backlog(env, s3, args.backlog)
+            results["backlog"] = {"recordings": args.backlog, "peak_rss_kib": rss, "peak_fds": fds,
+                                  "objects": objects, "seconds": took, "exit": code}
     finally:
         env.cleanup()
         moto.terminate()
@@ -211,6 +273,10 @@ def main():
     m_off, m_on = statistics.median(k["archive_off"]), statistics.median(k["archive_on"])
     print(f"keeper: {args.mb} MiB detached, the job's own time, median of 3: archive off {m_off:.2f} s, on {m_on:.2f} s "
           f"(on/off {m_on / m_off:.2f}x)")
+    if "backlog" in results:
+        b = results["backlog"]
+        print(f"backlog: {b['recordings']} recordings, {b['objects']} objects shipped in {b['seconds']:.1f} s "
+              f"(exit {b['exit']}); uploader peak RSS {b['peak_rss_kib'] / 1024:.1f} MiB, peak open files {b['peak_fds']}")
 
 
 if __name__ == "__main__":

@@ -1106,3 +1106,45 @@ fn a_full_disk_under_the_journal_stops_nothing_and_loses_nothing() {
     let out = run_with_timeout(with_keys(&env, &["archive", "--once"]), TIMEOUT);
     assert!(String::from_utf8_lossy(&out.stdout).contains("shipped 0 objects"));
 }
+
+#[test]
+fn a_checkpoint_claimed_before_the_uploader_shipped_it_is_marked_and_verify_says_so() {
+    let moto = Moto::start();
+    moto.s3(&["mkbucket", BUCKET]);
+    let env = archiving_env(&moto.endpoint);
+    env.start(
+        "claimed",
+        &[
+            "sh",
+            "-c",
+            "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; do echo tick $i; sleep 0.25; done",
+        ],
+    );
+    env.ok(&["wait", "claimed"]);
+    let file = recording_files(&env).remove(0);
+    let local = std::fs::read_to_string(&file).unwrap();
+    assert!(local.contains("#tether:checkpoint {\"seq\":2,"), "too few checkpoints: {local}");
+    // Someone holding the credentials puts checkpoint 2's witness first,
+    // with a line of their own.
+    let status: Value = serde_json::from_str(&env.ok(&["archive", "--status", "--json"])).unwrap();
+    let root = status["location"].as_str().unwrap();
+    let base = file.file_name().unwrap().to_str().unwrap();
+    let key = format!("{root}/witness/{base}/000000-0000000002");
+    moto.s3(&["put", BUCKET, &key, "#tether:checkpoint {\"seq\":2,\"forged\":true}"]);
+    // The uploader never overwrites it: it reports the conflict and leaves
+    // a mark beside it.
+    let out = run_with_timeout(with_keys(&env, &["archive", "--once"]), TIMEOUT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("conflict"), "{stderr}");
+    let objects = moto.objects();
+    let mark = format!("{key}.conflict");
+    assert!(objects.iter().any(|o| o["key"] == mark.as_str()), "no mark in {objects:?}");
+    assert_eq!(moto.s3(&["get", BUCKET, &key]), b"#tether:checkpoint {\"seq\":2,\"forged\":true}");
+    // verify reports it, whatever the file holds.
+    let out = run_with_timeout(with_keys(&env, &["verify", &file.display().to_string()]), TIMEOUT);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("REWRITTEN") || stdout.contains("rewritten"), "{stdout}");
+    assert!(stdout.contains("claimed before the uploader shipped it"), "{stdout}");
+}

@@ -41,6 +41,10 @@ use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use tether_proto::record::segment;
 
+/// Beside a witness key, what marks a conflict: the uploader found another
+/// object under the key, and put its own line here.
+pub const CONFLICT_SUFFIX: &str = ".conflict";
+
 /// Signed lines shipped at once.
 const WITNESS_IN_FLIGHT: usize = 16;
 
@@ -364,6 +368,8 @@ async fn ship(store: &Store, item: &Item) -> Result<String> {
         })
     };
     let limit = body.len() as u64 + (1 << 20);
+    // The line, for a conflict mark (below).
+    let line = matches!(item.kind, Kind::Witness(_)).then(|| body.clone());
     let existing = match store.write_once(&item.key, body, &sha).await? {
         // A signed line needs no read-back: the request is signed with the
         // SHA-256 of its body, which S3 checks before it stores anything.
@@ -383,6 +389,18 @@ async fn ship(store: &Store, item: &Item) -> Result<String> {
     let got = unpack(&back)?;
     match existing {
         Some(()) if got != sha => {
+            // Someone wrote this checkpoint's witness before the uploader
+            // did (a claim ahead of the line). A mark beside it, written
+            // once, makes `verify` report it; credentials that may only
+            // put cannot take it away.
+            if let (Some(line), true) = (line, item.key.contains("/witness/")) {
+                let mark = format!("{}{CONFLICT_SUFFIX}", item.key);
+                if let Err(e) = store.write_once(&mark, line, &sha).await {
+                    anyhow::bail!(
+                        "conflict: the bucket holds other content (SHA-256 {got}, local {sha}), and the conflict mark was not written: {e:#}"
+                    );
+                }
+            }
             anyhow::bail!("conflict: the bucket holds other content (SHA-256 {got}, local {sha})")
         }
         None if got != sha => anyhow::bail!("read back with SHA-256 {got}, local {sha}"),

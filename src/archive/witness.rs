@@ -146,9 +146,23 @@ async fn compare(
     let folder = layout.witness(&base, 0, Some(0));
     let folder = &folder[..folder.rfind('/').unwrap_or(0) + 1];
     let mut witnessed = BTreeMap::new();
-    for key in store.keys_under(folder).await? {
-        match key.filename().and_then(place_of) {
+    // When the server stored each object (its clock, not the host's).
+    let mut stored = BTreeMap::new();
+    for meta in store.objects_under(folder).await? {
+        let key = meta.location;
+        let name = key.filename().unwrap_or_default();
+        if let Some(place) = name.strip_suffix(super::CONFLICT_SUFFIX).and_then(place_of) {
+            return Ok(WitnessReport {
+                first_differs: Some(format!(
+                    "{} was claimed before the uploader shipped it ({key}: another object was already under its key)",
+                    label(place)
+                )),
+                ..WitnessReport::default()
+            });
+        }
+        match place_of(name) {
             Some(place) => {
+                stored.insert(place, meta.last_modified.timestamp());
                 if witnessed.insert(place, key.clone()).is_some() {
                     return Ok(WitnessReport {
                         first_differs: Some(format!("{key}: a second object for {}", label(place))),
@@ -167,18 +181,33 @@ async fn compare(
     }
     let local = local_lines(segments);
     let mut report = WitnessReport::default();
+    // The latest time a witnessed line gives, so far in order.
+    let mut latest: Option<(i64, Place)> = None;
     for (place, key) in &witnessed {
         // A signed line is about 500 bytes: a larger object is no witness
         // the uploader wrote.
         let shipped = store.read_path(key, 64 * 1024).await;
         report.compared += 1;
         let why = match (local.get(place), shipped) {
-            (_, Err(_)) => Some("has a witness object that cannot be read as one"),
-            (None, _) => Some("is no longer in the file"),
+            (_, Err(_)) => Some("has a witness object that cannot be read as one".to_owned()),
+            (None, _) => Some("is no longer in the file".to_owned()),
             (Some(l), Ok(shipped)) if Some(&l.line) != shipped.as_ref() => {
-                Some("differs from what was shipped")
+                Some("differs from what was shipped".to_owned())
             }
-            (Some(_), Ok(_)) => None,
+            (Some(l), Ok(_)) => {
+                let written = l
+                    .wall
+                    .as_deref()
+                    .and_then(|w| w.parse::<jiff::Timestamp>().ok())
+                    .map(|t| t.as_second());
+                let why = out_of_order(written, stored.get(place).copied(), latest);
+                if let Some(t) = written
+                    && latest.is_none_or(|(l, _)| t > l)
+                {
+                    latest = Some((t, *place));
+                }
+                why
+            }
         };
         if let Some(why) = why {
             report.first_differs = Some(format!("{} {why}", label(*place)));
@@ -205,6 +234,41 @@ async fn compare(
     Ok(report)
 }
 
+/// How far apart the host's and the server's clocks, or two checkpoints
+/// out of order, may be before a witness is not trusted.
+const ORDER_SLACK_SECS: i64 = 120;
+
+/// Why a witnessed line (written at `written`, by its own time; stored by
+/// the server at `stored`) is not the uploader's, if it is not: the
+/// uploader ships a line after it is written, and the lines of a
+/// recording in order. An object stored before the time its line gives
+/// was put there ahead of the line (someone holding the credentials
+/// claimed a checkpoint to come); a line dated before an earlier one
+/// (`latest`) was not written in order.
+fn out_of_order(
+    written: Option<i64>,
+    stored: Option<i64>,
+    latest: Option<(i64, Place)>,
+) -> Option<String> {
+    let written = written?;
+    if let Some(stored) = stored
+        && stored + ORDER_SLACK_SECS < written
+    {
+        return Some(format!(
+            "was stored {} s before the time it gives: put there ahead of the line, not by the uploader",
+            written - stored
+        ));
+    }
+    match latest {
+        Some((t, before)) if written + ORDER_SLACK_SECS < t => Some(format!(
+            "is dated {} s before {}: not written in order",
+            t - written,
+            label(before)
+        )),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,5 +281,22 @@ mod tests {
         assert_eq!(place_of("00000000-1"), None, "only the uploader's spelling");
         assert_eq!(place_of("000000-1"), None);
         assert_eq!(label((1, END)), "segment 1 end");
+    }
+
+    #[test]
+    fn a_witness_stored_ahead_of_its_line_or_out_of_order_is_not_trusted() {
+        let t = 1_800_000_000;
+        // The uploader's: stored a moment after the line, in order.
+        assert_eq!(out_of_order(Some(t), Some(t + 1), Some((t - 1, (0, 4)))), None);
+        // Clocks a minute apart are no reason to distrust.
+        assert_eq!(out_of_order(Some(t), Some(t - 60), None), None);
+        // Stored ten minutes before the line gives as its time.
+        let why = out_of_order(Some(t), Some(t - 600), None).unwrap();
+        assert!(why.contains("600 s before"), "{why}");
+        // Dated an hour before an earlier checkpoint.
+        let why = out_of_order(Some(t - 3600), Some(t), Some((t, (0, 7)))).unwrap();
+        assert!(why.contains("segment 0 checkpoint 7"), "{why}");
+        // Without a time, nothing to say.
+        assert_eq!(out_of_order(None, Some(0), None), None);
     }
 }
