@@ -268,6 +268,8 @@ impl Local {
     fn spec(&self, req: &CreateRequest) -> Result<KeeperSpec> {
         let command =
             if req.command.is_empty() { vec![default_shell()] } else { req.command.clone() };
+        // The default shell, and only it, gets the shell integration.
+        let shell_integration = self.config.shell_integration && req.command.is_empty();
         let cwd = match &req.cwd {
             Some(dir) => std::path::absolute(dir)?,
             None => self.default_cwd.clone(),
@@ -302,6 +304,7 @@ impl Local {
             scrollback_cells: self.config.scrollback_cells,
             record,
             record_input: req.record_input || self.config.record_input,
+            shell_integration,
             segment_bytes: self.config.segment_bytes,
             consent: req.consent,
             watchers_unsafe_ok: self.config.watcher_passthrough,

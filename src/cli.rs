@@ -247,6 +247,35 @@ pub enum Command {
         #[arg(long, requires = "status")]
         json: bool,
     },
+    /// Print the shell integration for your own rc file (docs/COMMANDS.md):
+    /// `eval "$(tether shell-init bash)"`. A session whose command is the
+    /// default shell has it already (config.toml `shell_integration`).
+    ShellInit {
+        /// The shell: bash.
+        shell: String,
+    },
+    /// List the commands run in sessions (from the shell's marks): session,
+    /// start, duration, exit status, who, working directory, command,
+    /// tab-separated; a running command shows as running.
+    Commands {
+        /// Session names or recording files (default: every recording).
+        targets: Vec<String>,
+        /// Only commands whose text matches REGEX.
+        #[arg(long, value_name = "REGEX")]
+        grep: Option<String>,
+        /// Only commands begun at or after TIME.
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only commands begun at or before TIME.
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Only commands that ended with a non-zero status.
+        #[arg(long)]
+        failed: bool,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Runs a session's keeper (internal).
     #[command(name = "__keeper", hide = true)]
     Keeper,

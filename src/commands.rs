@@ -68,6 +68,14 @@ impl Ctx {
                 self.grep(&pattern, &targets, since.as_deref(), until.as_deref(), json, archive)
             }
             Command::Export { target, format, output } => self.export(&target, format, output),
+            Command::Commands { targets, grep, since, until, failed, json } => self.commands(
+                &targets,
+                grep.as_deref(),
+                since.as_deref(),
+                until.as_deref(),
+                failed,
+                json,
+            ),
             Command::Verify { path, key, json } => self.verify(&path, key, json),
             Command::Snapshot { name, system, out, freeze, memory } => {
                 self.snapshot(name.as_ref(), system, out, freeze, memory)
@@ -80,7 +88,10 @@ impl Ctx {
             }
             Command::Completions { .. } | Command::Man => Ok(0),
             Command::Thaw { name } => self.simple(&name, Request::Thaw),
-            Command::Daemon { .. } | Command::Keeper | Command::Archive { .. } => {
+            Command::Daemon { .. }
+            | Command::Keeper
+            | Command::Archive { .. }
+            | Command::ShellInit { .. } => {
                 Err(Failure::invalid("that command only runs locally").into())
             }
         };
@@ -512,6 +523,67 @@ impl Ctx {
         })
     }
 
+    /// `tether commands`: the commands the recordings hold.
+    fn commands(
+        &mut self,
+        targets: &[String],
+        pattern: Option<&str>,
+        since: Option<&str>,
+        until: Option<&str>,
+        failed: bool,
+        json: bool,
+    ) -> Result<i32> {
+        let regex = pattern
+            .map(regex::Regex::new)
+            .transpose()
+            .map_err(|e| Failure::invalid(format!("bad pattern: {e}")))?;
+        let since = since.map(timespec::parse).transpose()?;
+        let until = until.map(timespec::parse).transpose()?;
+        let recordings = if targets.is_empty() {
+            let mut all = recording::all(&self.recordings_paths()?)?;
+            all.retain(|r| self.backend.visible(&r.session_name()));
+            all
+        } else {
+            targets.iter().map(|t| self.recording(t)).collect::<Result<Vec<_>>>()?
+        };
+        let mut listed = 0u64;
+        for rec in &recordings {
+            let from = since.map_or(f64::NEG_INFINITY, |w| w.offset_from(rec.started()));
+            let to = until.map_or(f64::INFINITY, |w| w.offset_from(rec.started()));
+            for ran in recording::cmdlog::commands(rec)? {
+                if ran.offset < from
+                    || ran.offset > to
+                    || (failed && ran.exit.is_none_or(|e| e == 0))
+                    || regex.as_ref().is_some_and(|r| !r.is_match(&ran.command))
+                {
+                    continue;
+                }
+                listed += 1;
+                if json {
+                    serde_json::to_writer(&mut self.out, &ran)?;
+                    writeln!(self.out)?;
+                } else {
+                    let duration = ran.duration.map_or_else(|| "-".into(), |d| format!("{d:.3}"));
+                    let exit = match (ran.state, ran.exit) {
+                        ("running", _) => "running".to_owned(),
+                        (_, Some(e)) => e.to_string(),
+                        (_, None) => "?".to_owned(),
+                    };
+                    writeln!(
+                        self.out,
+                        "{}\t{}\t{duration}\t{exit}\t{}\t{}\t{}",
+                        ran.session,
+                        ran.started.as_deref().unwrap_or("-"),
+                        visible(ran.who.as_deref().unwrap_or("-")),
+                        visible(ran.cwd.as_deref().unwrap_or("-")),
+                        visible(&ran.command),
+                    )?;
+                }
+            }
+        }
+        Ok(if listed > 0 { 0 } else { 1 })
+    }
+
     fn export(
         &mut self,
         target: &str,
@@ -797,12 +869,17 @@ pub fn right_needed(command: &Command) -> (Op, Option<SessionName>) {
         Command::Replay { target: t, .. } | Command::Export { target: t, .. } => {
             (Op::Review, target(t))
         }
-        Command::Grep { .. } | Command::Verify { .. } => (Op::Review, None),
+        Command::Grep { .. } | Command::Verify { .. } | Command::Commands { .. } => {
+            (Op::Review, None)
+        }
         Command::Snapshot { name, .. } => (Op::Forensics, name.clone()),
         Command::Freeze { name } | Command::Thaw { name } => (Op::Forensics, s(name)),
         // `check` creates (and removes) a probe session.
         Command::Check { .. } => (Op::New, None),
-        Command::Daemon { .. } | Command::Keeper | Command::Archive { .. } => (Op::Rm, None),
+        Command::Daemon { .. }
+        | Command::Keeper
+        | Command::Archive { .. }
+        | Command::ShellInit { .. } => (Op::Rm, None),
     }
 }
 

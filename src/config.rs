@@ -42,6 +42,10 @@ pub struct Config {
     pub recording: RecordingPolicy,
     /// Record input too (as with `new --record-input`).
     pub record_input: bool,
+    /// A session whose command is the default shell (bash) writes marks
+    /// around its commands, so that the keeper records each command
+    /// (docs/COMMANDS.md); no rc file is changed.
+    pub shell_integration: bool,
     /// Bytes per recording segment before rotating to the next file.
     pub segment_bytes: u64,
     /// Let read-only watchers' streams carry sequences that act on the
@@ -150,6 +154,7 @@ impl Default for Config {
             per_address_rate: 5,
             recording: RecordingPolicy::On,
             record_input: false,
+            shell_integration: true,
             segment_bytes: 64 << 20,
             watcher_passthrough: false,
             clipboard: false,

@@ -60,6 +60,10 @@ pub fn run(mut cli: Cli) -> Result<i32> {
             }
             return crate::archive::run::main(&paths, &config, once, status, json);
         }
+        Command::ShellInit { shell } => {
+            print!("{}", crate::shell::snippet(crate::shell::Shell::named(&shell)?));
+            return Ok(0);
+        }
         _ => {}
     }
     if let Command::Grep { archive: true, archive_host, .. } = &mut cli.command {

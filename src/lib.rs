@@ -54,6 +54,7 @@ pub mod recorder;
 pub mod recording;
 pub mod remote;
 pub mod session;
+pub mod shell;
 pub mod signing;
 pub mod sshd;
 pub mod term;

@@ -10,6 +10,7 @@ mod access;
 mod archive;
 mod attach;
 mod clients;
+mod commands;
 mod faults;
 mod fidelity;
 mod forensic;

@@ -123,6 +123,10 @@ pub struct KeeperSpec {
     pub record: bool,
     /// Record input too.
     pub record_input: bool,
+    /// Start the command (the default shell) with tether's shell
+    /// integration, if it is a shell tether integrates with.
+    #[serde(default)]
+    pub shell_integration: bool,
     /// Bytes per recording segment.
     pub segment_bytes: u64,
     /// Watchers need consent.
@@ -325,8 +329,27 @@ fn start(spec: &KeeperSpec) -> Result<Running> {
     let listener = UnixListener::bind(&socket)
         .with_context(|| format!("listening on {}", socket.display()))?;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+    // The default shell with the integration: marks carrying a secret the
+    // reader removes (keeper/marks.rs).
+    let mut command = spec.command.clone();
+    let mut marks = None;
+    let mut startup = None;
+    if spec.shell_integration && spec.record {
+        let secret = super::marks::MarkSecret::new();
+        let dir = paths.runtime_dir.join("shell");
+        let program = spec.command.first().map_or("", String::as_str);
+        match crate::shell::prepare(&dir, name.as_str(), program, secret.secret()) {
+            Ok(Some(prepared)) => {
+                command = prepared.command;
+                startup = Some(prepared.file);
+                marks = Some(Arc::new(secret));
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("shell integration for {name}: {e:#}; starting without it"),
+        }
+    }
     let job_spec = JobSpec {
-        command: spec.command.clone(),
+        command,
         cwd: spec.cwd.clone(),
         env: spec.env.clone(),
         term: spec.term.clone(),
@@ -375,6 +398,8 @@ fn start(spec: &KeeperSpec) -> Result<Running> {
         watchers_unsafe_ok: spec.watchers_unsafe_ok,
         passthrough: spec.passthrough,
         consent: spec.consent,
+        marks,
+        startup,
     };
     let keeper = Arc::new(Keeper::new(parts));
     if let Some(recorder) = &keeper.recorder {
@@ -480,6 +505,10 @@ fn run(running: Running) -> i32 {
     wait_for_parser(&parsed_rx);
     keeper.finish(status, FLUSH_TIMEOUT);
     let _ = crate::fsutil::remove_if_exists(&socket);
+    if let Some(file) = &keeper.startup {
+        // The shell removes it when it reads it; a shell that never did.
+        let _ = crate::fsutil::remove_if_exists(file);
+    }
     tracing::info!("keeper exits");
     0
 }
@@ -561,16 +590,12 @@ fn read_pty(
     let mut onlcr = None;
     let mut buf = vec![0u8; 64 * 1024];
     let mut chunks = ChunkAllocator::default();
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            // EIO: every slave fd is closed (the job and its children are gone).
-            Err(_) => break,
-        };
-        panics::test_point("pty-reader");
-        let chunk = chunks.copy(&buf[..n]);
+    // With the shell integration: the mark secret is removed here, before
+    // anyone sees the output (keeper/marks.rs), and where it was is noted
+    // in terms of the output passed on.
+    let mut passed = 0u64;
+    let mut held: Vec<u8> = Vec::new();
+    let mut pass_on = |chunk: bytes::Bytes| {
         // Live attachments first: an echo should not wait for the recorder.
         keeper.on_read(&chunk);
         if let Some(r) = recorder {
@@ -585,6 +610,34 @@ fn read_pty(
             r.output(chunk.clone(), std::time::Instant::now());
         }
         backlog.push(chunk);
+    };
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            // EIO: every slave fd is closed (the job and its children are gone).
+            Err(_) => break,
+        };
+        panics::test_point("pty-reader");
+        let chunk = match &keeper.marks {
+            None => chunks.copy(&buf[..n]),
+            Some(marks) => {
+                held.extend_from_slice(&buf[..n]);
+                let now = marks.strip(&mut held, passed);
+                let rest = held.split_off(now);
+                let data = std::mem::replace(&mut held, rest);
+                if data.is_empty() {
+                    continue;
+                }
+                passed += data.len() as u64;
+                chunks.copy(&data)
+            }
+        };
+        pass_on(chunk);
+    }
+    if !held.is_empty() {
+        pass_on(chunks.copy(&held));
     }
     let _ = done.try_send(());
 }

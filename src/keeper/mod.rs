@@ -29,6 +29,7 @@ pub mod conn;
 pub mod fanout;
 pub mod input;
 pub mod launch;
+pub mod marks;
 mod output;
 pub mod panics;
 pub mod presence;
@@ -122,6 +123,11 @@ struct State {
     frozen: bool,
     /// Why the keeper is ending the session itself (a thread panicked).
     end_reason: Option<String>,
+    /// Who last pressed Enter (an interactive client whose input held a
+    /// carriage return or newline): name and key fingerprint.
+    enter_by: Option<(String, Option<String>)>,
+    /// Commands begun so far (the shell's marks).
+    commands: u64,
 }
 
 /// The pieces a keeper is built from.
@@ -140,6 +146,11 @@ pub struct Parts {
     pub recorder: Option<Recorder>,
     /// Record input events.
     pub record_input: bool,
+    /// The shell integration's mark secret, when the job has it.
+    pub marks: Option<Arc<marks::MarkSecret>>,
+    /// The shell's start-up file (removed when the keeper ends, if the
+    /// shell did not remove it).
+    pub startup: Option<std::path::PathBuf>,
     /// Send watchers the sequences that act on a viewer's machine too.
     pub watchers_unsafe_ok: bool,
     /// What interactive clients get of those (the screen's routing must
@@ -163,6 +174,10 @@ pub struct Keeper {
     record_input: bool,
     watchers_unsafe_ok: bool,
     consent: bool,
+    /// The shell integration's mark secret, when the job has it.
+    pub(crate) marks: Option<Arc<marks::MarkSecret>>,
+    /// The shell's start-up file, removed when the keeper ends.
+    pub(crate) startup: Option<std::path::PathBuf>,
     /// Held by the parser for each read it interprets, and by control
     /// operations.
     state: Mutex<State>,
@@ -204,6 +219,8 @@ impl Keeper {
             consents: std::collections::VecDeque::new(),
             frozen: false,
             end_reason: None,
+            enter_by: None,
+            commands: 0,
         };
         Keeper {
             meta: parts.meta,
@@ -213,6 +230,8 @@ impl Keeper {
             record_input: parts.record_input,
             watchers_unsafe_ok: parts.watchers_unsafe_ok,
             consent: parts.consent,
+            marks: parts.marks,
+            startup: parts.startup,
             state: Mutex::new(state),
             stream: Mutex::new(Stream::new(parts.passthrough)),
             changed: Condvar::new(),
@@ -415,6 +434,9 @@ impl Keeper {
                 return;
             }
             let size = a.size;
+            if bytes.iter().any(|b| matches!(b, b'\r' | b'\n')) {
+                st.enter_by = Some((a.identity.name.clone(), a.identity.fingerprint.clone()));
+            }
             // A y or n while a watch request is on screen answers it.
             if self.answer_prompt(&mut st, &bytes) {
                 return;

@@ -7,7 +7,7 @@ use super::fanout::Outbox;
 use super::stream::Subscriber;
 use super::{KEYFRAME_EVERY, Keeper, State, lock, redraw_frames};
 use crate::term::redraw::Caps;
-use crate::term::screen::{self, Fed};
+use crate::term::screen::{self, Fed, ShellEvent};
 use bytes::Bytes;
 use tether_proto::Message;
 use tether_proto::record::keyframe::Keyframe;
@@ -26,8 +26,14 @@ impl Keeper {
     pub fn on_output(&self, data: &[u8]) -> Vec<u8> {
         let mut st = self.state();
         let from = Self::parsed_position(&st);
-        let Fed { output, one_client, watchers, replies } = st.screen.feed(data);
+        let marks = self.marks.as_deref();
+        let mut vouch = |end: usize| marks.is_some_and(|m| m.vouches(from + end as u64));
+        let Fed { output, one_client, watchers, replies, commands } =
+            st.screen.feed_marked(data, &mut vouch);
         st.parsed += data.len() as u64;
+        if !commands.is_empty() {
+            self.record_commands(&mut st, commands);
+        }
         self.keyframe_if_due(&mut st);
         let routed = screen::Routed { output, one_client, watchers };
         if !routed.is_empty() {
@@ -42,6 +48,44 @@ impl Keeper {
             self.go_live_if_caught_up(&mut st);
         }
         replies
+    }
+
+    /// Records the commands the shell's marks began and ended.
+    fn record_commands(&self, st: &mut State, commands: Vec<ShellEvent>) {
+        use tether_proto::record::{Command, MarkSource, Phase};
+        let source = |authentic: bool| if authentic { MarkSource::Tether } else { MarkSource::Job };
+        for event in commands {
+            let command = match event {
+                ShellEvent::Start { command, cwd, authentic } => {
+                    st.commands += 1;
+                    let (who, fingerprint) = st.enter_by.clone().unzip();
+                    Command {
+                        n: st.commands,
+                        phase: Phase::Start,
+                        command: Some(command),
+                        cwd,
+                        who,
+                        fingerprint: fingerprint.flatten(),
+                        exit: None,
+                        marks: source(authentic),
+                    }
+                }
+                ShellEvent::End { exit, authentic } => Command {
+                    n: st.commands,
+                    phase: Phase::End,
+                    command: None,
+                    cwd: None,
+                    who: None,
+                    fingerprint: None,
+                    exit,
+                    marks: source(authentic),
+                },
+            };
+            tracing::debug!(n = command.n, phase = ?command.phase, "command");
+            if let Some(r) = &self.recorder {
+                r.command(command);
+            }
+        }
     }
 
     /// Output the parser will never see (an unreadable spill file): counted

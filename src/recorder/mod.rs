@@ -86,6 +86,7 @@ enum Item {
     Input(String, Instant),
     Resize(u16, u16, Instant),
     Marker(String, Instant),
+    Command(tether_proto::record::Command, Instant),
     Keyframe(Keyframe),
     Checkpoint(std::sync::mpsc::SyncSender<Option<Checkpoint>>),
     Finish(Option<i32>, std::sync::mpsc::SyncSender<Option<FinalHead>>),
@@ -254,6 +255,11 @@ impl Recorder {
         self.push(Item::Marker(label, Instant::now()));
     }
 
+    /// Records a command that began or ended (docs/COMMANDS.md).
+    pub fn command(&self, command: tether_proto::record::Command) {
+        self.push(Item::Command(command, Instant::now()));
+    }
+
     /// Hands over a keyframe for the seek index.
     pub fn keyframe(&self, frame: Keyframe) {
         self.push(Item::Keyframe(frame));
@@ -364,6 +370,10 @@ fn run(shared: &Shared, mut writer: writer::Writer) {
             }
             Some(Item::Marker(label, at)) => {
                 writer.marker(label, at);
+                None
+            }
+            Some(Item::Command(command, at)) => {
+                writer.command(command, at);
                 None
             }
             Some(Item::Keyframe(k)) => {

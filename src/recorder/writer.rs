@@ -312,6 +312,11 @@ impl Writer {
         self.event(time, EventData::Marker(label), 0);
     }
 
+    pub(super) fn command(&mut self, command: tether_proto::record::Command, at: Instant) {
+        let time = self.now(at);
+        self.event(time, EventData::Command(command), 0);
+    }
+
     pub(super) fn keyframe(&mut self, frame: &Keyframe) {
         if let Some(keys) = self.keys.as_mut() {
             let _ = writeln!(keys, "{}", frame.encode());

@@ -2,6 +2,7 @@
 //! and the commands built on that ([`verify`], [`export`], [`grep`],
 //! [`replay`]).
 
+pub mod cmdlog;
 pub mod export;
 pub mod grep;
 pub mod replay;

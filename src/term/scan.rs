@@ -319,7 +319,32 @@ pub struct VtScanner {
     passthrough: Passthrough,
     /// The modes seen so far.
     pub modes: Modes,
+    /// Shell marks in the buffers scanned since they were last taken,
+    /// each with where it ends in the buffer of its scan.
+    pub marks: Vec<(usize, ShellMark)>,
+    /// The mark of the string being finished.
+    mark: Option<ShellMark>,
 }
+
+/// A mark a shell writes around its prompt and commands (OSC 133, as
+/// FinalTerm defined it and terminals and multiplexers use it) or about
+/// its working directory (OSC 7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShellMark {
+    /// `133;A`: a prompt begins.
+    Prompt,
+    /// `133;B`: the command line begins (after the prompt).
+    Input,
+    /// `133;C`: the command line was entered and runs.
+    Run,
+    /// `133;D[;EXIT]`: the command ended, with its exit status.
+    Done(Option<i32>),
+    /// `7;file://HOST/PATH`: the working directory (PATH decoded).
+    Cwd(String),
+}
+
+/// The longest working directory kept from an OSC 7.
+const CWD_MAX: usize = 4096;
 
 impl Default for VtScanner {
     fn default() -> Self {
@@ -332,6 +357,8 @@ impl Default for VtScanner {
             carry: None,
             passthrough: Passthrough::default(),
             modes: Modes::default(),
+            marks: Vec::new(),
+            mark: None,
         }
     }
 }
@@ -654,6 +681,9 @@ impl VtScanner {
         }
         let body = std::mem::take(&mut self.collected);
         let action = if osc { self.osc_dispatch(&body) } else { dcs_dispatch(&body) };
+        if let Some(mark) = self.mark.take() {
+            self.marks.push((i + 1, mark));
+        }
         let action = action.or(risky);
         if let Some(action) = action {
             spans.push(Span { range: self.start..i + 1, action });
@@ -800,11 +830,56 @@ impl VtScanner {
                 self.modes.hyperlink = hyperlink(pt);
                 None
             }
+            133 => {
+                let mut fields = pt.split(|b| *b == b';');
+                self.mark = match fields.next() {
+                    Some(b"A") => Some(ShellMark::Prompt),
+                    Some(b"B") => Some(ShellMark::Input),
+                    Some(b"C") => Some(ShellMark::Run),
+                    Some(b"D") => Some(ShellMark::Done(
+                        fields.next().and_then(|f| std::str::from_utf8(f).ok()?.parse().ok()),
+                    )),
+                    _ => None,
+                };
+                None
+            }
+            7 => {
+                self.mark = file_url_path(pt).map(ShellMark::Cwd);
+                None
+            }
             // A clipboard read would hand the client's clipboard to the job.
             52 if pt.split(|b| *b == b';').nth(1) == Some(b"?") => Some(Action::Drop),
             _ => None,
         }
     }
+}
+
+/// The path of a `file://HOST/PATH` URL, percent-decoded; `None` for
+/// anything else, or a path with control characters or too long.
+fn file_url_path(url: &[u8]) -> Option<String> {
+    let rest = url.strip_prefix(b"file://")?;
+    let path = &rest[rest.iter().position(|b| *b == b'/')?..];
+    let mut out = Vec::with_capacity(path.len());
+    let mut i = 0;
+    while i < path.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            path[i],
+            path.get(i + 1).copied().and_then(hex),
+            path.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    let path = String::from_utf8(out).ok()?;
+    (path.len() <= CWD_MAX && !path.chars().any(char::is_control)).then_some(path)
 }
 
 /// Follows the modes of a stream without classifying anything else: what
@@ -828,6 +903,7 @@ impl ModeTracker {
         self.spans.clear();
         let complete = self.scanner.scan(&self.pending, &mut self.spans);
         self.pending.drain(..complete);
+        self.scanner.marks.clear();
     }
 
     /// The modes in effect.
@@ -945,6 +1021,32 @@ fn parse_u16(digits: &[u8]) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shell_marks_are_found_where_they_end() {
+        let mut sc = VtScanner::new();
+        let mut spans = Vec::new();
+        let data = b"a\x1b]133;A\x07b\x1b]133;D;2\x1b\\\x1b]133;D\x07\x1b]133;Z\x07\
+                     \x1b]7;file://host/srv/a%20b%25\x07\x1b]7;http://x/\x07\x1b]133;C\xc2\x9c";
+        let n = sc.scan(data, &mut spans);
+        assert_eq!(n, data.len());
+        let marks: Vec<(usize, ShellMark)> = std::mem::take(&mut sc.marks);
+        let kinds: Vec<&ShellMark> = marks.iter().map(|(_, m)| m).collect();
+        assert_eq!(
+            kinds,
+            [
+                &ShellMark::Prompt,
+                &ShellMark::Done(Some(2)),
+                &ShellMark::Done(None),
+                &ShellMark::Cwd("/srv/a b%".into()),
+                &ShellMark::Run,
+            ]
+        );
+        assert_eq!(marks[0].0, 1 + 8, "after the BEL");
+        assert_eq!(marks[4].0, data.len(), "after the C1 ST");
+        // A directory with a control character in it is not taken.
+        assert_eq!(file_url_path(b"file://h/a%1bb"), None);
+    }
 
     fn scan_all(input: &[u8]) -> (usize, Vec<Span>, VtScanner) {
         let mut s = VtScanner::new();

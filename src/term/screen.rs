@@ -14,7 +14,7 @@
 use crate::term::cells::Table;
 use crate::term::feed::Feeder;
 use crate::term::redraw::{Caps, Style, portable, sets_tabs, write_default_tabs};
-use crate::term::scan::{Action, Modes, Query, Span, VtScanner};
+use crate::term::scan::{Action, Modes, Query, ShellMark, Span, VtScanner};
 use avt::{Line, Observation, Observer, Pen, ScreenKind, Terminal};
 use bytes::Bytes;
 use tether_proto::{AttachMode, WindowSize};
@@ -33,7 +33,51 @@ pub struct Fed {
     pub watchers: Option<Bytes>,
     /// The keeper's own answers to the job's queries, for the PTY.
     pub replies: Vec<u8>,
+    /// Commands that began or ended (from the shell's marks).
+    pub commands: Vec<ShellEvent>,
 }
+
+/// A command the shell's marks (OSC 133) say began or ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShellEvent {
+    /// It began: its command line as the screen showed it between the
+    /// `B` and `C` marks (so after editing and history recall), and the
+    /// working directory the shell last reported (OSC 7).
+    Start {
+        /// The command line.
+        command: String,
+        /// The working directory.
+        cwd: Option<String>,
+        /// Both marks were the shell integration's own.
+        authentic: bool,
+    },
+    /// It ended (`D`), with the status the shell gave.
+    End {
+        /// The exit status.
+        exit: Option<i32>,
+        /// The mark was the shell integration's own.
+        authentic: bool,
+    },
+}
+
+/// What the shell's marks have said so far.
+#[derive(Debug, Default)]
+struct Shell {
+    /// The working directory (OSC 7).
+    cwd: Option<String>,
+    /// Where the command line began (`B`): absolute line, column, and
+    /// whether the mark was the integration's own.
+    input: Option<(u64, usize, bool)>,
+    /// A command runs (`C` seen, `D` not yet).
+    running: bool,
+    /// A mark of the shell integration's own was seen: from then on,
+    /// marks without its secret change nothing (an end is still reported,
+    /// as the job's).
+    integrated: bool,
+}
+
+/// The longest command line kept (bytes).
+const COMMAND_MAX: usize = 16 * 1024;
 
 /// Scanned output as each kind of attachment receives it.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -152,6 +196,8 @@ pub struct Screen {
     /// The column where the feeder's carried cell landed (on the cursor's
     /// row), for zero-width characters in the next read.
     landed: Option<usize>,
+    /// The shell's marks so far.
+    shell: Shell,
 }
 
 impl Screen {
@@ -170,6 +216,7 @@ impl Screen {
             kept: None,
             feeder,
             landed: None,
+            shell: Shell::default(),
         }
     }
 
@@ -262,33 +309,164 @@ impl Screen {
 
     /// Interprets one read of job output.
     pub fn feed(&mut self, data: &[u8]) -> Fed {
+        self.feed_marked(data, &mut |_| false)
+    }
+
+    /// [`Screen::feed`], with `authentic` saying whether the shell mark
+    /// that ends at a byte offset (counted from the first byte this call
+    /// interprets: the held-back bytes of the last read, then `data`) was
+    /// the shell integration's own.
+    pub fn feed_marked(&mut self, data: &[u8], authentic: &mut dyn FnMut(usize) -> bool) -> Fed {
         self.pending.extend_from_slice(data);
         let buf = std::mem::take(&mut self.pending);
         self.spans.clear();
         let complete = self.scanner.scan(&buf, &mut self.spans);
         let spans = std::mem::take(&mut self.spans);
-        let fed = self.interpret(&buf[..complete], &spans);
+        let marks = std::mem::take(&mut self.scanner.marks);
+        let fed = self.interpret(&buf[..complete], &spans, &marks, authentic);
         self.spans = spans;
+        self.scanner.marks = marks;
+        self.scanner.marks.clear();
         self.pending = buf;
         self.pending.drain(..complete);
         fed
     }
 
-    fn interpret(&mut self, buf: &[u8], spans: &[Span]) -> Fed {
+    fn interpret(
+        &mut self,
+        buf: &[u8],
+        spans: &[Span],
+        marks: &[(usize, ShellMark)],
+        authentic: &mut dyn FnMut(usize) -> bool,
+    ) -> Fed {
         let Routed { output, one_client, watchers } = route(buf, spans);
         let mut replies = Vec::new();
+        let mut commands = Vec::new();
         let mut fed = 0;
-        for span in spans {
-            if let Action::Answer(query) = span.action {
-                // The answer must see the screen as it was when the job
-                // asked (the cursor position, in particular).
-                self.feed_terminal(&buf[fed..span.range.end]);
-                fed = span.range.end;
+        // Answers and marks, in the order of the output: each sees the
+        // screen as it was at that point (the cursor, in particular).
+        let answers = spans.iter().filter_map(|span| match span.action {
+            Action::Answer(query) => Some((span.range.end, Some(query), None)),
+            _ => None,
+        });
+        let marked = marks.iter().map(|(end, mark)| (*end, None, Some(mark)));
+        let mut cuts: Vec<(usize, Option<Query>, Option<&ShellMark>)> =
+            answers.chain(marked).collect();
+        cuts.sort_by_key(|c| c.0);
+        for (end, query, mark) in cuts {
+            let end = end.min(buf.len()).max(fed);
+            self.feed_terminal(&buf[fed..end]);
+            fed = end;
+            if let Some(query) = query {
                 replies.extend_from_slice(self.answer(query).as_bytes());
+            }
+            if let Some(mark) = mark {
+                commands.extend(self.on_mark(mark, authentic(end)));
             }
         }
         self.feed_terminal(&buf[fed..]);
-        Fed { output, one_client, watchers, replies }
+        Fed { output, one_client, watchers, replies, commands }
+    }
+
+    /// Follows a shell mark; returns the command it begins or ends.
+    fn on_mark(&mut self, mark: &ShellMark, authentic: bool) -> Option<ShellEvent> {
+        self.shell.integrated |= authentic;
+        if self.shell.integrated && !authentic {
+            // A job imitating the integration: its end is reported as the
+            // job's and ends nothing; anything else it says is ignored.
+            return match mark {
+                ShellMark::Done(exit) if self.shell.running => {
+                    Some(ShellEvent::End { exit: *exit, authentic: false })
+                }
+                _ => None,
+            };
+        }
+        match mark {
+            ShellMark::Cwd(dir) => {
+                self.shell.cwd = Some(dir.clone());
+                None
+            }
+            ShellMark::Prompt => {
+                self.shell.input = None;
+                None
+            }
+            ShellMark::Input => {
+                let (col, row, _) = self.cursor();
+                self.shell.input = (!self.scanner.modes.alt_screen())
+                    .then(|| (self.absolute_line(row), col, authentic));
+                None
+            }
+            ShellMark::Run => {
+                let (line, col, input_authentic) = self.shell.input.take()?;
+                if self.shell.running {
+                    return None;
+                }
+                let command = self.text_since(line, col);
+                if command.is_empty() {
+                    return None;
+                }
+                self.shell.running = true;
+                Some(ShellEvent::Start {
+                    command,
+                    cwd: self.shell.cwd.clone(),
+                    authentic: authentic && input_authentic,
+                })
+            }
+            ShellMark::Done(exit) => {
+                let running = std::mem::take(&mut self.shell.running);
+                running.then_some(ShellEvent::End { exit: *exit, authentic })
+            }
+        }
+    }
+
+    /// The absolute number of a row of the primary screen (lines evicted
+    /// and in history above it, plus the row).
+    fn absolute_line(&self, row: usize) -> u64 {
+        self.evicted + (self.history_len() + row) as u64
+    }
+
+    /// The text from absolute line `line`, column `col`, up to the cursor
+    /// (a command line as typed, wrapped lines joined): what the shell
+    /// showed between its `B` and `C` marks.
+    fn text_since(&self, line: u64, col: usize) -> String {
+        let (cur_col, cur_row, _) = self.cursor();
+        let end_line = self.absolute_line(cur_row);
+        let Some(first) = line.checked_sub(self.evicted) else { return String::new() };
+        if line > end_line {
+            return String::new();
+        }
+        let table = self.feeder.table();
+        let mut out = String::new();
+        let lines = self.term.primary_screen().all_lines().skip(first as usize);
+        for (i, l) in lines.take((end_line - line) as usize + 1).enumerate() {
+            let is_first = i == 0;
+            let is_last = line + i as u64 == end_line;
+            let from = if is_first { col } else { 0 };
+            let to = if is_last { cur_col } else { usize::MAX };
+            let cells: Vec<char> = l
+                .chars()
+                .enumerate()
+                .filter(|(c, _)| *c >= from && *c < to)
+                .map(|(_, ch)| ch)
+                .collect();
+            let text = table.text(cells);
+            out.push_str(text.trim_end());
+            if !is_last && !l.is_wrapped() {
+                out.push('\n');
+            }
+            if out.len() > COMMAND_MAX {
+                break;
+            }
+        }
+        let mut out = out.trim_end().to_owned();
+        if out.len() > COMMAND_MAX {
+            let mut cut = COMMAND_MAX;
+            while !out.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.truncate(cut);
+        }
+        out
     }
 
     fn feed_terminal(&mut self, bytes: &[u8]) {
@@ -602,6 +780,61 @@ mod tests {
 
     fn size(cols: u16, rows: u16) -> WindowSize {
         WindowSize { cols, rows }
+    }
+
+    /// The commands a stream's shell marks begin and end, with marks
+    /// ending at the offsets in `vouched` taken as the integration's own.
+    fn shell_events(s: &mut Screen, data: &[u8], vouched: &[usize]) -> Vec<ShellEvent> {
+        s.feed_marked(data, &mut |end| vouched.contains(&end)).commands
+    }
+
+    #[test]
+    fn a_command_line_is_read_from_the_screen_between_its_marks() {
+        let mut s = Screen::new(size(20, 5), 100_000);
+        // A prompt, a line typed past the right edge (wrapped), edited
+        // with a backspace, then Enter at the bottom (the screen scrolls).
+        let stream = "\x1b]7;file://h/tmp/a%20b\x07\x1b]133;A\x07\r\n\r\n\r\n\r\n$ \x1b]133;B\x07\
+                      echo 0123456789abcdefx\x08 \x08\r\n\x1b]133;C\x07out\r\n\x1b]133;D;3\x07";
+        let events = shell_events(&mut s, stream.as_bytes(), &[]);
+        assert_eq!(
+            events,
+            [
+                ShellEvent::Start {
+                    command: "echo 0123456789abcdef".into(),
+                    cwd: Some("/tmp/a b".into()),
+                    authentic: false,
+                },
+                ShellEvent::End { exit: Some(3), authentic: false },
+            ]
+        );
+        // An empty line (no C) and an end without a command: nothing.
+        assert!(
+            shell_events(&mut s, b"\x1b]133;A\x07$ \x1b]133;B\x07\r\n\x1b]133;D;0\x07", &[])
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn once_the_integration_marked_a_command_a_job_s_marks_end_nothing() {
+        let mut s = Screen::new(size(40, 5), 100_000);
+        let b = "$ \x1b]133;B\x07";
+        let c = "ls\r\n\x1b]133;C\x07";
+        let forged = "\x1b]133;D;9\x07";
+        let real = "\x1b]133;D;0\x07";
+        let stream = format!("{b}{c}{forged}{real}");
+        let end = |part: &str| stream.find(part).unwrap() + part.len();
+        let vouched = [end(b), end(c), end(real)];
+        let events = shell_events(&mut s, stream.as_bytes(), &vouched);
+        assert_eq!(
+            events,
+            [
+                ShellEvent::Start { command: "ls".into(), cwd: None, authentic: true },
+                ShellEvent::End { exit: Some(9), authentic: false },
+                ShellEvent::End { exit: Some(0), authentic: true },
+            ]
+        );
+        // A forged command start changes nothing either.
+        assert!(shell_events(&mut s, format!("{b}{c}").as_bytes(), &[]).is_empty());
     }
 
     /// Feeds a redraw into a fresh emulator of the same size.

@@ -56,8 +56,61 @@ pub enum EventData {
         /// `OPOST` and `ONLCR` are on (the default for a new PTY).
         onlcr: bool,
     },
+    /// `c` (tether): a command the shell ran, found from its OSC 133
+    /// marks (docs/COMMANDS.md): one event when it starts, one when it
+    /// ends. Players skip the code.
+    Command(Command),
     /// Any other code, kept as read.
     Other(String, String),
+}
+
+/// What a `c` event says (its data is this, as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Command {
+    /// The command's number in the recording, from 1.
+    pub n: u64,
+    /// `start` or `end`.
+    pub phase: Phase,
+    /// The command line as the screen showed it when it started (start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// The working directory the shell last reported (OSC 7), if any (start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// Who typed it: the identity of the interactive client whose input
+    /// last held an Enter (an SSH key's comment, or the local user) (start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub who: Option<String>,
+    /// That client's key fingerprint (`SHA256:…`), over SSH (start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// The exit status the shell reported (end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<i32>,
+    /// Who wrote the marks: tether's shell integration, or anything else
+    /// in the session (a prompt of the user's own, or a job printing them).
+    pub marks: MarkSource,
+}
+
+/// A command event's phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// The command began (OSC 133 C).
+    Start,
+    /// It ended (OSC 133 D).
+    End,
+}
+
+/// Who wrote a command's marks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MarkSource {
+    /// tether's shell integration: each mark carried the session's secret,
+    /// which the keeper removed before anything else saw the output.
+    Tether,
+    /// Anything else: the marks are only as good as what printed them.
+    Job,
 }
 
 /// What a gap event says.

@@ -71,6 +71,7 @@ pub fn encode_event(event: &Event, prev: f64) -> String {
         EventData::Exit(code) => ("x", json_string(&code.to_string())),
         EventData::Gap(g) => ("g", json_string(&serde_json::to_string(g).unwrap_or_default())),
         EventData::TtyMode { onlcr } => ("t", json_string(if *onlcr { "onlcr" } else { "-onlcr" })),
+        EventData::Command(c) => ("c", json_string(&serde_json::to_string(c).unwrap_or_default())),
         EventData::Other(code, data) => (code.as_str(), json_string(data)),
     };
     format!("[{interval:.6}, {}, {data}]", json_string(code))
@@ -195,6 +196,9 @@ fn event_data(code: &str, text: String) -> Result<EventData, LineError> {
         "g" => EventData::Gap(
             serde_json::from_str::<Gap>(&text).map_err(|e| LineError(format!("bad gap: {e}")))?,
         ),
+        "c" => EventData::Command(
+            serde_json::from_str(&text).map_err(|e| LineError(format!("bad command: {e}")))?,
+        ),
         other => EventData::Other(other.to_owned(), text),
     })
 }
@@ -241,6 +245,32 @@ mod tests {
             },
             Event { time: 4.0, data: EventData::Exit(137) },
             Event { time: 4.0, data: EventData::TtyMode { onlcr: false } },
+            Event {
+                time: 4.5,
+                data: EventData::Command(crate::record::Command {
+                    n: 3,
+                    phase: crate::record::Phase::Start,
+                    command: Some("cd /tmp".into()),
+                    cwd: Some("/home/al ice".into()),
+                    who: Some("alice@laptop".into()),
+                    fingerprint: Some("SHA256:abc".into()),
+                    exit: None,
+                    marks: crate::record::MarkSource::Tether,
+                }),
+            },
+            Event {
+                time: 5.0,
+                data: EventData::Command(crate::record::Command {
+                    n: 3,
+                    phase: crate::record::Phase::End,
+                    command: None,
+                    cwd: None,
+                    who: None,
+                    fingerprint: None,
+                    exit: Some(1),
+                    marks: crate::record::MarkSource::Job,
+                }),
+            },
         ];
         let mut prev = 0.0;
         let mut dec = Decoder::new();

@@ -1,0 +1,99 @@
+//! `tether commands`: the commands a recording holds (its `c` events,
+//! docs/COMMANDS.md), one per line.
+
+use super::Recording;
+use anyhow::Result;
+use serde::Serialize;
+use tether_proto::record::{Command, EventData, MarkSource, Phase};
+
+/// One command, as `tether commands` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ran {
+    /// The session.
+    pub session: String,
+    /// Its number in the recording, from 1.
+    pub n: u64,
+    /// When it began (RFC 3339 UTC), if the recording's start is known.
+    pub started: Option<String>,
+    /// Seconds from the recording's start to the command's.
+    pub offset: f64,
+    /// How long it ran, once it ended.
+    pub duration: Option<f64>,
+    /// Its exit status, once it ended (and the shell said).
+    pub exit: Option<i32>,
+    /// `ended`, or `running` (no end recorded yet).
+    pub state: &'static str,
+    /// Who typed it (an SSH key's comment, or the local user).
+    pub who: Option<String>,
+    /// Their key's fingerprint, over SSH.
+    pub fingerprint: Option<String>,
+    /// The working directory the shell reported.
+    pub cwd: Option<String>,
+    /// The command line as shown.
+    pub command: String,
+    /// Who wrote the marks: `tether` (its shell integration, vouched for
+    /// by the session's secret) or `job` (anything else). A command is
+    /// `tether` only when its start and end marks both were.
+    pub marks: MarkSource,
+    /// Ends the job wrote while a command begun by tether's marks ran
+    /// (their exit statuses): they ended nothing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub forged_ends: Vec<Option<i32>>,
+}
+
+/// The commands of `rec`, in the order they began.
+///
+/// # Errors
+///
+/// The recording cannot be read (damage, an undecodable line).
+pub fn commands(rec: &Recording) -> Result<Vec<Ran>> {
+    let session = rec.session_name();
+    let started = rec.started();
+    let mut out: Vec<Ran> = Vec::new();
+    for event in rec.events() {
+        let event = event?;
+        let EventData::Command(c) = event.data else { continue };
+        match c.phase {
+            Phase::Start => out.push(begun(&session, started, event.time, c)),
+            Phase::End => {
+                // The latest command of that number still running.
+                if let Some(ran) = out.iter_mut().rev().find(|r| r.n == c.n && r.state == "running")
+                {
+                    if ran.marks == MarkSource::Tether && c.marks == MarkSource::Job {
+                        ran.forged_ends.push(c.exit);
+                        continue;
+                    }
+                    ran.state = "ended";
+                    ran.exit = c.exit;
+                    ran.duration = Some((event.time - ran.offset).max(0.0));
+                    if c.marks == MarkSource::Job {
+                        ran.marks = MarkSource::Job;
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn begun(session: &str, started: Option<jiff::Timestamp>, time: f64, c: Command) -> Ran {
+    let at = started.and_then(|s| {
+        let ms = (time * 1000.0).round() as i64;
+        s.checked_add(jiff::SignedDuration::from_millis(ms)).ok()
+    });
+    Ran {
+        session: session.to_owned(),
+        n: c.n,
+        started: at.map(|t| t.round(jiff::Unit::Millisecond).unwrap_or(t).to_string()),
+        offset: time,
+        duration: None,
+        exit: None,
+        state: "running",
+        who: c.who,
+        fingerprint: c.fingerprint,
+        cwd: c.cwd,
+        command: c.command.unwrap_or_default(),
+        marks: c.marks,
+        forged_ends: Vec::new(),
+    }
+}

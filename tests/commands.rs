@@ -1,0 +1,150 @@
+//! Commands as audit records (docs/COMMANDS.md): keys typed into a real
+//! PTY running `tether attach` with bash as the default shell (no rc file
+//! touched), then `tether commands`.
+
+use crate::support::*;
+use serde_json::Value;
+
+/// `tether attach NAME` with bash as the default shell.
+fn bash_session(env: &TestEnv, name: &str) -> Terminal {
+    let term =
+        env.terminal_program(&["/usr/bin/env", "SHELL=/bin/bash", bin(), "attach", name], 100, 30);
+    term.wait_attached();
+    term
+}
+
+/// The commands `tether commands ARGS --json` lists.
+fn commands(env: &TestEnv, args: &[&str]) -> Vec<Value> {
+    let mut argv = vec!["commands"];
+    argv.extend_from_slice(args);
+    argv.push("--json");
+    let out = env.run(&argv);
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Types `keys` and waits until `name` has `count` commands that ended.
+fn run_line(env: &TestEnv, term: &mut Terminal, name: &str, keys: &[u8], count: usize) {
+    term.send(keys);
+    wait_until(&format!("{count} commands ended in {name}"), || {
+        commands(env, &[name]).iter().filter(|c| c["state"] == "ended").count() >= count
+    });
+}
+
+#[test]
+fn typed_commands_are_recorded_with_their_text_status_directory_and_typist() {
+    let env = TestEnv::new();
+    let mut term = bash_session(&env, "cmds");
+    let lines: [&[u8]; 7] = [
+        b"echo one\r",
+        b"false\r",
+        b"cd /tmp\r",
+        b"printf 'x%.0s' {1..3}\r",
+        // Edited before Enter: a backspace, and three steps left to
+        // insert a letter.
+        b"echo wrlx\x7fd\x1b[D\x1b[D\x1b[Do\r",
+        // Recalled with the up arrow.
+        b"\x1b[A\r",
+        // A job that prints a forged end mark, then ends itself.
+        b"printf '\\033]133;D;7\\007'; sleep 0.2\r",
+    ];
+    for (i, keys) in lines.iter().enumerate() {
+        run_line(&env, &mut term, "cmds", keys, i + 1);
+    }
+    term.detach();
+    let all = commands(&env, &["cmds"]);
+    let texts: Vec<&str> = all.iter().map(|c| c["command"].as_str().unwrap()).collect();
+    assert_eq!(
+        texts,
+        [
+            "echo one",
+            "false",
+            "cd /tmp",
+            "printf 'x%.0s' {1..3}",
+            "echo world",
+            "echo world",
+            "printf '\\033]133;D;7\\007'; sleep 0.2",
+        ],
+        "{all:?}"
+    );
+    let exits: Vec<i64> = all.iter().map(|c| c["exit"].as_i64().unwrap()).collect();
+    assert_eq!(exits, [0, 1, 0, 0, 0, 0, 0], "{all:?}");
+    // The directory each began in: /tmp once `cd /tmp` has run.
+    let home_cwd = env.root().display().to_string();
+    assert_eq!(all[0]["cwd"], home_cwd.as_str());
+    assert_eq!(all[2]["cwd"], home_cwd.as_str());
+    assert_eq!(all[3]["cwd"], "/tmp");
+    // Who typed them: the local user; the marks were tether's own.
+    for c in &all {
+        assert_eq!(c["who"], user_name().as_str(), "{c}");
+        assert_eq!(c["marks"], "tether", "{c}");
+    }
+    // The forged end ended nothing: it is kept, as the job's.
+    assert_eq!(all[6]["forged_ends"], serde_json::json!([7]), "{}", all[6]);
+    // Times in order.
+    let starts: Vec<f64> = all.iter().map(|c| c["offset"].as_f64().unwrap()).collect();
+    assert!(starts.windows(2).all(|w| w[0] < w[1]), "{starts:?}");
+    // --failed: only `false`.
+    let failed = commands(&env, &["cmds", "--failed"]);
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["command"], "false");
+    // The secret that vouches for the marks is nowhere in the recording.
+    let recordings = env.root().join("data/tether/recordings");
+    for entry in std::fs::read_dir(recordings).unwrap().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        assert!(!text.contains("tether="), "{}", entry.path().display());
+    }
+    // The plain listing: session, start, duration, exit, who, cwd, command.
+    let listing = env.ok(&["commands", "cmds"]);
+    let second: Vec<&str> = listing.lines().nth(1).unwrap().split('\t').collect();
+    assert_eq!(second.len(), 7, "{listing}");
+    assert_eq!((second[0], second[3], second[6]), ("cmds", "1", "false"), "{listing}");
+}
+
+#[test]
+fn commands_grep_finds_the_session_that_ran_it_and_a_running_command_shows_running() {
+    let env = TestEnv::new();
+    let mut a = bash_session(&env, "alpha");
+    run_line(&env, &mut a, "alpha", b"echo alpha-only\r", 1);
+    a.detach();
+    let mut b = bash_session(&env, "beta");
+    run_line(&env, &mut b, "beta", b"echo needle-in-beta\r", 1);
+    b.send(b"sleep 30\r");
+    wait_until("sleep to be listed as running", || {
+        commands(&env, &["beta"])
+            .iter()
+            .any(|c| c["command"] == "sleep 30" && c["state"] == "running")
+    });
+    // Across every recording, the one session that ran it.
+    let found = commands(&env, &["--grep", "needle-in"]);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["session"], "beta");
+    let listing = env.ok(&["commands", "beta"]);
+    assert!(
+        listing.lines().any(|l| l.ends_with("sleep 30") && l.contains("\trunning\t")),
+        "{listing}"
+    );
+    // Nothing matches: exit 1.
+    assert_eq!(env.run(&["commands", "--grep", "no-such-command"]).status.code(), Some(1));
+    b.send(b"\x03");
+    b.detach();
+}
+
+#[test]
+fn shell_init_prints_a_snippet_bash_accepts_and_other_commands_get_no_integration() {
+    let env = TestEnv::new();
+    let snippet = env.ok(&["shell-init", "bash"]);
+    assert!(snippet.contains("133;"), "{snippet}");
+    let check = std::process::Command::new("bash").args(["-n", "-c", &snippet]).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let out = env.run(&["shell-init", "tcsh"]);
+    assert_eq!(out.status.code(), Some(2));
+    // A session with a command of its own (here bash itself) is started
+    // as asked: no integration, no commands.
+    env.start("plain", &["bash", "-c", "echo plain; sleep 0.3"]);
+    env.ok(&["wait", "plain"]);
+    assert!(commands(&env, &["plain"]).is_empty());
+}
