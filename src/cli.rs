@@ -112,7 +112,8 @@ pub enum Command {
         /// Play pauses longer than S seconds as S seconds.
         #[arg(long, value_name = "S")]
         idle_limit: Option<f64>,
-        /// A moment: HH:MM[:SS] (today), RFC 3339, or an offset like +5m30s.
+        /// A moment: HH:MM[:SS] (today), RFC 3339, an offset like +5m30s,
+        /// or cmd:N (when command N began; tether commands lists them).
         #[arg(long, value_name = "TIME")]
         at: Option<String>,
     },
@@ -134,6 +135,10 @@ pub enum Command {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+        /// Only the output of commands whose text matches REGEX (from the
+        /// shell's marks, docs/COMMANDS.md).
+        #[arg(long, value_name = "REGEX")]
+        command: Option<String>,
         /// Search every host's recordings in the archive (docs/ARCHIVE.md),
         /// fetched one at a time, instead of this host's; with --host H,
         /// host H's only.

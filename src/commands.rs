@@ -63,9 +63,19 @@ impl Ctx {
             Command::Replay { target, speed, idle_limit, at } => {
                 self.replay(&target, speed, idle_limit, at.as_deref())
             }
-            Command::Grep { pattern, targets, since, until, json, archive, archive_host } => {
+            Command::Grep {
+                pattern,
+                targets,
+                since,
+                until,
+                json,
+                command,
+                archive,
+                archive_host,
+            } => {
                 let archive = archive.then_some(archive_host);
-                self.grep(&pattern, &targets, since.as_deref(), until.as_deref(), json, archive)
+                let span = Span { since: since.as_deref(), until: until.as_deref() };
+                self.grep(&pattern, &targets, span, command.as_deref(), json, archive)
             }
             Command::Export { target, format, output } => self.export(&target, format, output),
             Command::Commands { targets, grep, since, until, failed, json } => self.commands(
@@ -408,6 +418,29 @@ impl Ctx {
             return Err(Failure::invalid("--speed must be a positive number").into());
         }
         let rec = self.recording(target)?;
+        // The moment command N began (docs/COMMANDS.md): where its mark is
+        // in the output.
+        if let Some(t) = at
+            && let Some(n) = t.strip_prefix("cmd:")
+        {
+            let n: u64 = n
+                .parse()
+                .map_err(|_| Failure::invalid(format!("--at {t}: cmd:N takes a command number")))?;
+            let ran = recording::cmdlog::commands(&rec)?;
+            let Some(found) = ran.iter().find(|r| r.n == n) else {
+                return Err(Failure::invalid(format!(
+                    "--at {t}: the recording has {} command(s) (tether commands {target})",
+                    ran.len()
+                ))
+                .into());
+            };
+            let lines = match found.out {
+                Some(out) => recording::seek::at_output(&rec, out)?.visible_text(),
+                None => replay::text_at(&rec, found.offset)?,
+            };
+            self.print_lines(&lines)?;
+            return Ok(0);
+        }
         let start = match at {
             Some(t) => replay::offset(&rec, timespec::parse(t)?),
             None => 0.0,
@@ -424,15 +457,19 @@ impl Ctx {
         &mut self,
         pattern: &str,
         targets: &[String],
-        since: Option<&str>,
-        until: Option<&str>,
+        span: Span<'_>,
+        command: Option<&str>,
         json: bool,
         archive: Option<Option<String>>,
     ) -> Result<i32> {
         let regex = regex::Regex::new(pattern)
             .map_err(|e| Failure::invalid(format!("bad pattern: {e}")))?;
-        let since = since.map(timespec::parse).transpose()?;
-        let until = until.map(timespec::parse).transpose()?;
+        let command = command
+            .map(regex::Regex::new)
+            .transpose()
+            .map_err(|e| Failure::invalid(format!("bad --command pattern: {e}")))?;
+        let since = span.since.map(timespec::parse).transpose()?;
+        let until = span.until.map(timespec::parse).transpose()?;
         // Archived recordings are fetched one at a time, as searched.
         let mut fetch: Vec<String> = Vec::new();
         let recordings = if let Some(host) = &archive {
@@ -486,7 +523,18 @@ impl Ctx {
             let from = since.map_or(f64::NEG_INFINITY, |w| w.offset_from(rec.started()));
             let to = until.map_or(f64::INFINITY, |w| w.offset_from(rec.started()));
             let out = &mut self.out;
-            let searched = grep::search(rec, &regex, from, to, &mut |m| {
+            // With --command: only while a matching command ran.
+            let within = match &command {
+                None => None,
+                Some(re) => Some(
+                    recording::cmdlog::commands(rec)?
+                        .into_iter()
+                        .filter(|r| re.is_match(&r.command))
+                        .map(|r| (r.offset, r.duration.map_or(f64::INFINITY, |d| r.offset + d)))
+                        .collect::<Vec<_>>(),
+                ),
+            };
+            let searched = grep::search(rec, &regex, from, to, within.as_deref(), &mut |m| {
                 matches += 1;
                 if json {
                     serde_json::to_writer(&mut *out, &m)?;
@@ -881,6 +929,13 @@ pub fn right_needed(command: &Command) -> (Op, Option<SessionName>) {
         | Command::Archive { .. }
         | Command::ShellInit { .. } => (Op::Rm, None),
     }
+}
+
+/// `--since` and `--until`, as given.
+#[derive(Clone, Copy)]
+struct Span<'a> {
+    since: Option<&'a str>,
+    until: Option<&'a str>,
 }
 
 /// Whether a recording target names a file rather than a session (the

@@ -97,6 +97,15 @@ fn typed_commands_are_recorded_with_their_text_status_directory_and_typist() {
         let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
         assert!(!text.contains("tether="), "{}", entry.path().display());
     }
+    // The screen when command 4 began: its command line, not yet its output.
+    let at = env.ok(&["replay", "cmds", "--at", "cmd:4"]);
+    assert!(at.contains("printf 'x%.0s' {1..3}"), "{at}");
+    assert!(!at.contains("xxx"), "{at}");
+    assert_eq!(env.run(&["replay", "cmds", "--at", "cmd:99"]).status.code(), Some(2));
+    // grep within the output of matching commands only.
+    let found = env.ok(&["grep", "^one$", "cmds", "--command", "^echo one"]);
+    assert_eq!(found.lines().count(), 1, "{found}");
+    assert_eq!(env.run(&["grep", "^one$", "cmds", "--command", "^false"]).status.code(), Some(1));
     // The plain listing: session, start, duration, exit, who, cwd, command.
     let listing = env.ok(&["commands", "cmds"]);
     let second: Vec<&str> = listing.lines().nth(1).unwrap().split('\t').collect();
@@ -147,4 +156,30 @@ fn shell_init_prints_a_snippet_bash_accepts_and_other_commands_get_no_integratio
     env.start("plain", &["bash", "-c", "echo plain; sleep 0.3"]);
     env.ok(&["wait", "plain"]);
     assert!(commands(&env, &["plain"]).is_empty());
+}
+
+#[test]
+fn over_ssh_the_typist_is_the_key_s_comment_and_fingerprint() {
+    use crate::support::ssh::{Daemon, Key, Ssh, authorize};
+    let env = TestEnv::new();
+    let key = Key::new(&env.root().join("keys"), "alice", "alice@laptop");
+    authorize(&env, &[key.public()]);
+    let daemon = Daemon::start(&env, "127.0.0.1:0");
+    let ssh = Ssh::new(&env, &daemon, &key);
+    // A session whose command is the default shell, bash.
+    let mut new = env.cmd(&["new", "-d", "remote"]);
+    new.env("SHELL", "/bin/bash");
+    let out = run_with_timeout(new, TIMEOUT);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let argv = ssh.argv(&["-tt"], &["attach", "remote"]);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let mut term = env.terminal_program(&argv, 100, 30);
+    term.wait_attached();
+    run_line(&env, &mut term, "remote", b"echo typed-over-ssh\r", 1);
+    assert_eq!(term.detach(), 0);
+    let all = commands(&env, &["remote"]);
+    assert_eq!(all[0]["command"], "echo typed-over-ssh", "{all:?}");
+    assert_eq!(all[0]["who"], "alice@laptop", "{all:?}");
+    assert_eq!(all[0]["fingerprint"], key.fingerprint().as_str(), "{all:?}");
+    assert_eq!(all[0]["marks"], "tether", "{all:?}");
 }

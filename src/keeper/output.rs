@@ -32,7 +32,7 @@ impl Keeper {
             st.screen.feed_marked(data, &mut vouch);
         st.parsed += data.len() as u64;
         if !commands.is_empty() {
-            self.record_commands(&mut st, commands);
+            self.record_commands(&mut st, from, commands);
         }
         self.keyframe_if_due(&mut st);
         let routed = screen::Routed { output, one_client, watchers };
@@ -51,10 +51,12 @@ impl Keeper {
     }
 
     /// Records the commands the shell's marks began and ended.
-    fn record_commands(&self, st: &mut State, commands: Vec<ShellEvent>) {
+    /// `from`: where in the output the bytes the marks ended in began.
+    fn record_commands(&self, st: &mut State, from: u64, commands: Vec<(usize, ShellEvent)>) {
         use tether_proto::record::{Command, MarkSource, Phase};
         let source = |authentic: bool| if authentic { MarkSource::Tether } else { MarkSource::Job };
-        for event in commands {
+        for (end, event) in commands {
+            let out = Some(from + end as u64);
             let command = match event {
                 ShellEvent::Start { command, cwd, authentic } => {
                     st.commands += 1;
@@ -67,6 +69,7 @@ impl Keeper {
                         who,
                         fingerprint: fingerprint.flatten(),
                         exit: None,
+                        out,
                         marks: source(authentic),
                     }
                 }
@@ -78,6 +81,7 @@ impl Keeper {
                     who: None,
                     fingerprint: None,
                     exit,
+                    out,
                     marks: source(authentic),
                 },
             };

@@ -43,6 +43,10 @@ const FLUSH_AT: usize = 64 * 1024;
 /// How often a failing disk is retried.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
 
+/// Output chunks whose read time is kept, to date a command event by the
+/// output that held its mark.
+const RECENT_CHUNKS: usize = 256;
+
 /// The signed end of a finished recording.
 #[derive(Debug, Clone)]
 pub struct FinalHead {
@@ -93,6 +97,10 @@ pub(super) struct Writer {
     splitter: Splitter,
     out_bytes: u64,
     committed_out: u64,
+    /// Output received so far (chunks, as handed over), and when the
+    /// latest chunks were read: where each ends, and its time.
+    received: u64,
+    recent: std::collections::VecDeque<(u64, Instant)>,
     next_index: u64,
     index: Option<File>,
     keys: Option<File>,
@@ -160,6 +168,8 @@ impl Writer {
             splitter: Splitter::new(),
             out_bytes: 0,
             committed_out: 0,
+            received: 0,
+            recent: std::collections::VecDeque::new(),
             next_index: 0,
             index: private_file(&index::path(&spec.path), true).ok(),
             keys: private_file(&keyframe::path(&spec.path), true).ok(),
@@ -276,6 +286,11 @@ impl Writer {
     }
 
     pub(super) fn output(&mut self, chunk: &[u8], at: Instant) {
+        self.received += chunk.len() as u64;
+        self.recent.push_back((self.received, at));
+        if self.recent.len() > RECENT_CHUNKS {
+            self.recent.pop_front();
+        }
         let time = self.now(at);
         for piece in self.splitter.split(chunk) {
             match piece {
@@ -312,8 +327,14 @@ impl Writer {
         self.event(time, EventData::Marker(label), 0);
     }
 
+    /// A command event: at the time of the output that held its mark (the
+    /// parser finds marks a little after the reader read them), if that
+    /// output is recent enough to be known.
     pub(super) fn command(&mut self, command: tether_proto::record::Command, at: Instant) {
-        let time = self.now(at);
+        let read = command
+            .out
+            .and_then(|out| self.recent.iter().find(|(end, _)| *end >= out).map(|(_, t)| *t));
+        let time = self.now(read.unwrap_or(at));
         self.event(time, EventData::Command(command), 0);
     }
 

@@ -31,6 +31,9 @@ pub struct Ran {
     pub cwd: Option<String>,
     /// The command line as shown.
     pub command: String,
+    /// Output bytes before its start mark (for `replay --at cmd:N`).
+    #[serde(skip)]
+    pub out: Option<u64>,
     /// Who wrote the marks: `tether` (its shell integration, vouched for
     /// by the session's secret) or `job` (anything else). A command is
     /// `tether` only when its start and end marks both were.
@@ -93,6 +96,7 @@ fn begun(session: &str, started: Option<jiff::Timestamp>, time: f64, c: Command)
         fingerprint: c.fingerprint,
         cwd: c.cwd,
         command: c.command.unwrap_or_default(),
+        out: c.out,
         marks: c.marks,
         forged_ends: Vec::new(),
     }

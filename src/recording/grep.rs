@@ -73,6 +73,7 @@ pub fn search(
     pattern: &Regex,
     since: f64,
     until: f64,
+    within: Option<&[(f64, f64)]>,
     found: &mut dyn FnMut(Match) -> Result<()>,
 ) -> Result<()> {
     let session = rec.session_name();
@@ -83,8 +84,12 @@ pub fn search(
             .map_or_else(String::new, crate::clock::format_rfc3339);
         found(Match { session: session.clone(), time, offset: seen.time, line: seen.text })
     };
-    let wanted =
-        |seen: &Seen| seen.time >= since && seen.time <= until && pattern.is_match(&seen.text);
+    let wanted = |seen: &Seen| {
+        seen.time >= since
+            && seen.time <= until
+            && within.is_none_or(|w| w.iter().any(|(a, b)| seen.time >= *a && seen.time <= *b))
+            && pattern.is_match(&seen.text)
+    };
     let size = WindowSize { cols: rec.header.term.cols, rows: rec.header.term.rows };
     let mut screen = new_screen(size);
     let mut shown = Shown::new(&mut screen);

@@ -2,8 +2,10 @@
 //! moment, as text).
 //!
 //! Keys: space pause, `+`/`-` speed, ←/→ 5 s (with Shift: 1 min), `g` go
-//! to a time, `[`/`]` previous/next marker, `/` search forward for text on
-//! screen, `n`/`N` repeat forward/backward, `q` quit. Seeking uses the
+//! to a time, `[`/`]` previous/next marker, `{`/`}` previous/next command,
+//! `/` search forward for text on screen, `n`/`N` repeat
+//! forward/backward, `q` quit. The status line shows the command running
+//! at the moment shown (docs/COMMANDS.md). Seeking uses the
 //! recording's keyframes, so it is fast anywhere in a long recording.
 
 use super::seek::{Seeked, apply, seek};
@@ -22,8 +24,8 @@ use ratatui::style::{Color, Modifier, Style};
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
-use tether_proto::record::EventData;
 use tether_proto::record::v3::{self, Line};
+use tether_proto::record::{EventData, MarkSource, Phase};
 
 /// Options of `tether replay`.
 #[derive(Debug, Clone)]
@@ -64,17 +66,61 @@ pub fn duration(rec: &Recording) -> f64 {
 }
 
 /// Markers, found by a background scan (a long recording takes a while).
-fn scan_markers(rec: Recording) -> Arc<Mutex<Vec<(f64, String)>>> {
+fn scan_markers(rec: Recording) -> (Markers, Commands) {
     let found = Arc::new(Mutex::new(Vec::new()));
-    let out = found.clone();
+    let commands = Arc::new(Mutex::new(Vec::new()));
+    let (out, ran) = (found.clone(), commands.clone());
     std::thread::spawn(move || {
         for event in rec.events().map_while(Result::ok) {
-            if let EventData::Marker(label) = event.data {
-                out.lock().unwrap_or_else(PoisonError::into_inner).push((event.time, label));
+            match event.data {
+                EventData::Marker(label) => {
+                    out.lock().unwrap_or_else(PoisonError::into_inner).push((event.time, label));
+                }
+                EventData::Command(c) => {
+                    let mut ran = ran.lock().unwrap_or_else(PoisonError::into_inner);
+                    match c.phase {
+                        Phase::Start => ran.push(Shown {
+                            n: c.n,
+                            start: event.time,
+                            end: None,
+                            command: c.command.unwrap_or_default(),
+                            exit: None,
+                            tether: c.marks == MarkSource::Tether,
+                        }),
+                        Phase::End => {
+                            if let Some(r) =
+                                ran.iter_mut().rev().find(|r| r.n == c.n && r.end.is_none())
+                                && !(r.tether && c.marks == MarkSource::Job)
+                            {
+                                r.end = Some(event.time);
+                                r.exit = c.exit;
+                            }
+                        }
+                    }
+                }
+                _ => {}
             }
         }
     });
-    found
+    (found, commands)
+}
+
+/// Markers found so far: time, label.
+type Markers = Arc<Mutex<Vec<(f64, String)>>>;
+
+/// Commands found so far, in the order they began.
+type Commands = Arc<Mutex<Vec<Shown>>>;
+
+/// A command, as the player shows it.
+#[derive(Debug, Clone)]
+struct Shown {
+    n: u64,
+    start: f64,
+    end: Option<f64>,
+    command: String,
+    exit: Option<i32>,
+    /// Its marks were the shell integration's own.
+    tether: bool,
 }
 
 struct Player {
@@ -85,7 +131,8 @@ struct Player {
     speed: f64,
     idle_limit: Option<f64>,
     paused: bool,
-    markers: Arc<Mutex<Vec<(f64, String)>>>,
+    markers: Markers,
+    commands: Commands,
     search: Option<String>,
     prompt: Option<(Prompt, String)>,
     message: Option<String>,
@@ -131,9 +178,11 @@ pub fn run(rec: Recording, opts: &Options) -> Result<i32> {
         .into());
     }
     let state = seek(&rec, opts.start)?;
+    let (markers, commands) = scan_markers(rec.clone());
     let mut player = Player {
         duration: duration(&rec),
-        markers: scan_markers(rec.clone()),
+        markers,
+        commands,
         rec,
         state,
         time: opts.start,
@@ -267,6 +316,8 @@ impl Player {
             KeyCode::Char('N') => self.find(false),
             KeyCode::Char('[') => self.marker(false),
             KeyCode::Char(']') => self.marker(true),
+            KeyCode::Char('{') => self.command(false),
+            KeyCode::Char('}') => self.command(true),
             _ => {}
         }
         Ok(true)
@@ -286,6 +337,29 @@ impl Player {
             }
             None => self.message = Some("no more markers".into()),
         }
+    }
+
+    /// Moves to the start of the next (or previous) command.
+    fn command(&mut self, forward: bool) {
+        let commands = self.commands.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let target = if forward {
+            commands.iter().find(|c| c.start > self.time + 0.001)
+        } else {
+            commands.iter().rev().find(|c| c.start < self.time - 0.001)
+        };
+        match target {
+            Some(c) => {
+                self.message = None;
+                self.seek_to(c.start);
+            }
+            None => self.message = Some("no more commands".into()),
+        }
+    }
+
+    /// The command running (or last begun) at the moment shown.
+    fn current_command(&self) -> Option<Shown> {
+        let commands = self.commands.lock().unwrap_or_else(PoisonError::into_inner);
+        commands.iter().rev().find(|c| c.start <= self.time + 0.001).cloned()
     }
 
     /// Moves to the next (or previous) moment the search text is on screen.
@@ -407,11 +481,21 @@ impl Player {
         if cropped {
             s.push_str(&format!(" · cropped {}x{}", size.cols, size.rows));
         }
+        if let Some(c) = self.current_command() {
+            let how = match (c.end, c.exit) {
+                (Some(end), Some(exit)) if end <= self.time + 0.001 => format!("exit {exit}"),
+                (Some(end), None) if end <= self.time + 0.001 => "ended".to_owned(),
+                _ => "running".to_owned(),
+            };
+            let text: String = c.command.chars().take(40).collect();
+            let trust = if c.tether { "" } else { ", marks from the job" };
+            s.push_str(&format!(" · cmd {}: {text} ({how}{trust})", c.n));
+        }
         match &self.message {
             Some(m) => s.push_str(&format!(" · {m}")),
-            None => {
-                s.push_str(" · space pause +/- speed ←/→ seek g goto [ ] markers / search q quit")
-            }
+            None => s.push_str(
+                " · space pause +/- speed ←/→ seek g goto [ ] markers { } commands / search q quit",
+            ),
         }
         s
     }

@@ -69,22 +69,60 @@ pub fn seek(rec: &Recording, t: f64) -> Result<Seeked> {
     }
 }
 
+/// The screen after exactly `out` bytes of output (where a command began:
+/// docs/COMMANDS.md), the events at that point applied too.
+///
+/// # Errors
+///
+/// The recording cannot be read.
+pub fn at_output(rec: &Recording, out: u64) -> Result<Screen> {
+    let (mut screen, mut events, mut skip, mut shown) = start_from(rec, out)?;
+    while shown < out {
+        let Some(event) = events.next().transpose()? else { break };
+        let Some(bytes) = output_bytes(&event.data) else {
+            apply(&mut screen, &event.data);
+            continue;
+        };
+        let bytes = if skip > 0 {
+            let n = skip.min(bytes.len() as u64);
+            skip -= n;
+            &bytes[n as usize..]
+        } else {
+            bytes
+        };
+        let take = bytes.len().min(usize::try_from(out - shown).unwrap_or(usize::MAX));
+        screen.feed(&bytes[..take]);
+        shown += take as u64;
+    }
+    Ok(screen)
+}
+
 /// Where to start for `t`: a keyframe's screen, the events from the index
 /// entry before it, and how many output bytes of those the keyframe
 /// already contains. Without sidecars: the start.
 fn start_near(rec: &Recording, t: f64) -> Result<(Screen, EventIter, u64)> {
+    let index = rec.index();
+    let reachable = index.iter().filter(|e| e.time <= t).map(|e| e.out).max().unwrap_or(0);
+    let (screen, events, skip, _) = start_from(rec, reachable)?;
+    Ok((screen, events, skip))
+}
+
+/// Where to start to show at most `out` bytes of output: a keyframe's
+/// screen, the events from the index entry before it, how many output
+/// bytes of those the keyframe already contains, and how many the screen
+/// shows. Without sidecars: the start.
+fn start_from(rec: &Recording, out: u64) -> Result<(Screen, EventIter, u64, u64)> {
     let initial = WindowSize { cols: rec.header.term.cols, rows: rec.header.term.rows };
     let index = rec.index();
     let keys = rec.keyframes();
-    let reachable = index.iter().filter(|e| e.time <= t).map(|e| e.out).max().unwrap_or(0);
-    let Some(key) = keys.iter().filter(|k| k.out <= reachable).max_by_key(|k| k.out) else {
-        return Ok((new_screen(initial), rec.events(), 0));
+    let Some(key) = keys.iter().filter(|k| k.out <= out).max_by_key(|k| k.out) else {
+        return Ok((new_screen(initial), rec.events(), 0, 0));
     };
     let Some(entry) = index.iter().filter(|e| e.out <= key.out).max_by_key(|e| e.out) else {
-        return Ok((new_screen(initial), rec.events(), 0));
+        return Ok((new_screen(initial), rec.events(), 0, 0));
     };
     let mut screen = new_screen(WindowSize { cols: key.cols, rows: key.rows });
     screen.feed(key.dump.as_bytes());
     let lines = rec.lines_from(entry.seg, entry.pos)?;
-    Ok((screen, EventIter::resume(lines, entry.time), key.out - entry.out))
+    Ok((screen, EventIter::resume(lines, entry.time), key.out - entry.out, key.out))
 }

@@ -33,8 +33,9 @@ pub struct Fed {
     pub watchers: Option<Bytes>,
     /// The keeper's own answers to the job's queries, for the PTY.
     pub replies: Vec<u8>,
-    /// Commands that began or ended (from the shell's marks).
-    pub commands: Vec<ShellEvent>,
+    /// Commands that began or ended (from the shell's marks), each with
+    /// where its mark ends among the bytes this call interpreted.
+    pub commands: Vec<(usize, ShellEvent)>,
 }
 
 /// A command the shell's marks (OSC 133) say began or ended.
@@ -361,7 +362,7 @@ impl Screen {
                 replies.extend_from_slice(self.answer(query).as_bytes());
             }
             if let Some(mark) = mark {
-                commands.extend(self.on_mark(mark, authentic(end)));
+                commands.extend(self.on_mark(mark, authentic(end)).map(|e| (end, e)));
             }
         }
         self.feed_terminal(&buf[fed..]);
@@ -785,7 +786,11 @@ mod tests {
     /// The commands a stream's shell marks begin and end, with marks
     /// ending at the offsets in `vouched` taken as the integration's own.
     fn shell_events(s: &mut Screen, data: &[u8], vouched: &[usize]) -> Vec<ShellEvent> {
-        s.feed_marked(data, &mut |end| vouched.contains(&end)).commands
+        s.feed_marked(data, &mut |end| vouched.contains(&end))
+            .commands
+            .into_iter()
+            .map(|c| c.1)
+            .collect()
     }
 
     #[test]

@@ -87,6 +87,11 @@ pub struct Command {
     /// The exit status the shell reported (end).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit: Option<i32>,
+    /// Output bytes (`o` and `b` data) before the mark: where in the
+    /// output the command began or ended (the event itself may come a
+    /// little later than that output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out: Option<u64>,
     /// Who wrote the marks: tether's shell integration, or anything else
     /// in the session (a prompt of the user's own, or a job printing them).
     pub marks: MarkSource,
