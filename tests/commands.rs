@@ -7,9 +7,21 @@ use serde_json::Value;
 
 /// `tether attach NAME` with bash as the default shell.
 fn bash_session(env: &TestEnv, name: &str) -> Terminal {
-    let term =
-        env.terminal_program(&["/usr/bin/env", "SHELL=/bin/bash", bin(), "attach", name], 100, 30);
+    shell_session(env, "/bin/bash", name)
+}
+
+/// `tether attach NAME` with `shell` as the default shell, at its first
+/// prompt.
+fn shell_session(env: &TestEnv, shell: &str, name: &str) -> Terminal {
+    let var = format!("SHELL={shell}");
+    let term = env.terminal_program(&["/usr/bin/env", &var, bin(), "attach", name], 100, 30);
     term.wait_attached();
+    // The first prompt (the recording's first command mark).
+    wait_until("a prompt", || {
+        let text = term.contents();
+        let text = text.trim_end();
+        text.ends_with(['$', '#', '>', '%'])
+    });
     term
 }
 
@@ -182,4 +194,45 @@ fn over_ssh_the_typist_is_the_key_s_comment_and_fingerprint() {
     assert_eq!(all[0]["who"], "alice@laptop", "{all:?}");
     assert_eq!(all[0]["fingerprint"], key.fingerprint().as_str(), "{all:?}");
     assert_eq!(all[0]["marks"], "tether", "{all:?}");
+}
+
+/// The same commands typed into `shell`: text, status, directory, marks.
+fn zsh_or_fish(shell: &str) {
+    let env = TestEnv::new();
+    // The user's own start-up file sets the prompt in a hook, as themes do.
+    let zshrc = "theme() { PS1='themed %# ' }\nprecmd_functions+=(theme)\n";
+    std::fs::write(env.home().join(".zshrc"), zshrc).unwrap();
+    let mut term = shell_session(&env, shell, "sh1");
+    let lines: [&[u8]; 4] = [b"echo one\r", b"false\r", b"cd /tmp\r", b"echo two\r"];
+    for (i, keys) in lines.iter().enumerate() {
+        run_line(&env, &mut term, "sh1", keys, i + 1);
+    }
+    if shell.ends_with("zsh") {
+        term.wait_text("themed");
+    }
+    term.detach();
+    let all = commands(&env, &["sh1"]);
+    let texts: Vec<&str> = all.iter().map(|c| c["command"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["echo one", "false", "cd /tmp", "echo two"], "{all:?}");
+    let exits: Vec<i64> = all.iter().map(|c| c["exit"].as_i64().unwrap()).collect();
+    assert_eq!(exits, [0, 1, 0, 0], "{all:?}");
+    assert_eq!(all[3]["cwd"], "/tmp", "{all:?}");
+    for c in &all {
+        assert_eq!(c["marks"], "tether", "{c}");
+    }
+    // The start-up files are gone.
+    let left: Vec<_> = std::fs::read_dir(env.runtime_dir().join("shell"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn zsh_marks_its_commands_even_when_a_theme_sets_the_prompt() {
+    zsh_or_fish("/usr/bin/zsh");
+}
+
+#[test]
+fn fish_marks_its_commands() {
+    zsh_or_fish("/usr/bin/fish");
 }

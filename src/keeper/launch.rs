@@ -332,15 +332,29 @@ fn start(spec: &KeeperSpec) -> Result<Running> {
     // The default shell with the integration: marks carrying a secret the
     // reader removes (keeper/marks.rs).
     let mut command = spec.command.clone();
+    let mut env = spec.env.clone();
     let mut marks = None;
     let mut startup = None;
     if spec.shell_integration && spec.record {
         let secret = super::marks::MarkSecret::new();
         let dir = paths.runtime_dir.join("shell");
         let program = spec.command.first().map_or("", String::as_str);
-        match crate::shell::prepare(&dir, name.as_str(), program, secret.secret()) {
+        let zdotdir = spec
+            .env
+            .iter()
+            .find(|(k, _)| k == "ZDOTDIR")
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var("ZDOTDIR").ok());
+        match crate::shell::prepare(
+            &dir,
+            name.as_str(),
+            program,
+            secret.secret(),
+            zdotdir.as_deref(),
+        ) {
             Ok(Some(prepared)) => {
                 command = prepared.command;
+                env.extend(prepared.env);
                 startup = Some(prepared.file);
                 marks = Some(Arc::new(secret));
             }
@@ -351,7 +365,7 @@ fn start(spec: &KeeperSpec) -> Result<Running> {
     let job_spec = JobSpec {
         command,
         cwd: spec.cwd.clone(),
-        env: spec.env.clone(),
+        env,
         term: spec.term.clone(),
         session: name.clone(),
         size: spec.size,
@@ -507,7 +521,11 @@ fn run(running: Running) -> i32 {
     let _ = crate::fsutil::remove_if_exists(&socket);
     if let Some(file) = &keeper.startup {
         // The shell removes it when it reads it; a shell that never did.
-        let _ = crate::fsutil::remove_if_exists(file);
+        let _ = if file.is_dir() {
+            std::fs::remove_dir_all(file)
+        } else {
+            crate::fsutil::remove_if_exists(file)
+        };
     }
     tracing::info!("keeper exits");
     0
@@ -612,6 +630,16 @@ fn read_pty(
         backlog.push(chunk);
     };
     loop {
+        // Bytes held back (the start of a mark secret, perhaps) wait a
+        // moment for the rest, not for the next output however late.
+        if !held.is_empty() && !keeper.job.output_within(super::marks::HOLD) {
+            super::marks::MarkSecret::expire(&mut held);
+            if !held.is_empty() {
+                passed += held.len() as u64;
+                pass_on(chunks.copy(&std::mem::take(&mut held)));
+            }
+            continue;
+        }
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
@@ -636,6 +664,7 @@ fn read_pty(
         };
         pass_on(chunk);
     }
+    super::marks::MarkSecret::expire(&mut held);
     if !held.is_empty() {
         pass_on(chunks.copy(&held));
     }

@@ -9,6 +9,13 @@
 //! vouches for a mark that ends right there. A job never sees the secret
 //! (it is in no recording, no terminal, no environment), so it cannot
 //! write a mark that passes.
+//!
+//! A read may cut the secret in two. The reader holds back an ending that
+//! could begin one, whatever the secret is (a prefix of `;tether=`, or
+//! `;tether=` and up to 31 hex digits: so whether output is held says
+//! nothing about the secret), until the next read or [`HOLD`]; bytes that
+//! expire are passed on, except a `;tether=` with hex digits after it,
+//! which may be a piece of the secret and is dropped.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -19,6 +26,16 @@ const TERMINATOR_MAX: u64 = 2;
 
 /// Notes kept at most (marks the parser has not reached yet).
 const NOTES_MAX: usize = 4096;
+
+/// The parameter's name, which the secret follows.
+const KEY: &[u8] = b";tether=";
+
+/// The secret's length in hex digits.
+const SECRET_HEX: usize = 32;
+
+/// How long held-back bytes wait for the read that completes them (the
+/// pieces of one write arrive together).
+pub const HOLD: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The session's mark secret, and where the reader found it.
 pub struct MarkSecret {
@@ -69,13 +86,17 @@ impl MarkSecret {
                 notes.pop_front();
             }
         }
-        // A needle cut by the read: hold its start back (only from the
-        // full `;tether=` on, so that ordinary output is never held).
-        let prefix = b";tether=".len();
-        (prefix..self.needle.len())
-            .rev()
-            .find(|&k| k <= buf.len() && buf.ends_with(&self.needle[..k]))
-            .map_or(buf.len(), |k| buf.len() - k)
+        // A needle the read may have cut: its start waits.
+        buf.len() - could_begin_needle(buf)
+    }
+
+    /// What to pass on of held-back bytes that no read completed: all but
+    /// a `;tether=` followed by hex digits (perhaps a piece of the secret),
+    /// which is dropped.
+    pub fn expire(held: &mut Vec<u8>) {
+        if held.len() > KEY.len() && held.starts_with(KEY) {
+            held.clear();
+        }
     }
 
     /// Whether the mark that ends at stream offset `end` carried the
@@ -103,6 +124,25 @@ impl Default for MarkSecret {
     }
 }
 
+/// How many bytes at the end of `buf` could begin a needle, judged by its
+/// shape alone (never by the secret): a proper prefix of `;tether=`, or
+/// `;tether=` and fewer than [`SECRET_HEX`] lowercase hex digits.
+fn could_begin_needle(buf: &[u8]) -> usize {
+    let longest = (KEY.len() + SECRET_HEX - 1).min(buf.len());
+    (1..=longest)
+        .rev()
+        .find(|&k| {
+            let tail = &buf[buf.len() - k..];
+            if k <= KEY.len() {
+                KEY.starts_with(tail)
+            } else {
+                tail.starts_with(KEY)
+                    && tail[KEY.len()..].iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            }
+        })
+        .unwrap_or(0)
+}
+
 /// Where `needle` first occurs in `hay`.
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     memchr::memmem::find(hay, needle)
@@ -127,21 +167,46 @@ mod tests {
     }
 
     #[test]
-    fn a_needle_cut_by_a_read_is_held_back_and_removed_whole() {
+    fn a_needle_cut_anywhere_by_a_read_is_held_back_and_removed_whole() {
         let s = MarkSecret::new();
         let tag = format!(";tether={}", s.secret());
-        let (head, tail) = tag.split_at(12);
-        let mut first = format!("x\x1b]133;A{head}").into_bytes();
-        let keep = s.strip(&mut first, 0);
-        assert_eq!(&first[..keep], b"x\x1b]133;A");
-        let mut second = first[keep..].to_vec();
-        second.extend_from_slice(format!("{tail}\x07").as_bytes());
-        let keep2 = s.strip(&mut second, keep as u64);
-        assert_eq!(&second[..keep2], b"\x07");
-        assert!(s.vouches(keep as u64 + 1));
-        // Ordinary output that ends in `;` is never held.
-        let mut plain = b"a;b;".to_vec();
-        assert_eq!(s.strip(&mut plain, 0), 4);
+        for cut in 1..tag.len() {
+            let (head, tail) = tag.split_at(cut);
+            let mut first = format!("x\x1b]133;A{head}").into_bytes();
+            let keep = s.strip(&mut first, 0);
+            assert_eq!(&first[..keep], b"x\x1b]133;A", "cut at {cut}");
+            let mut second = first[keep..].to_vec();
+            second.extend_from_slice(format!("{tail}\x07").as_bytes());
+            let keep2 = s.strip(&mut second, keep as u64);
+            assert_eq!(&second[..keep2], b"\x07", "cut at {cut}");
+            assert!(s.vouches(keep as u64 + 1), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn what_is_held_depends_on_the_shape_never_on_the_secret() {
+        let s = MarkSecret::new();
+        let right = &s.secret()[..5];
+        let wrong: String = right.chars().map(|c| if c == '0' { '1' } else { '0' }).collect();
+        for guess in [right, wrong.as_str()] {
+            let mut buf = format!("out;tether={guess}").into_bytes();
+            assert_eq!(s.strip(&mut buf, 0), 3, "{guess}");
+            // Not completed in time: dropped either way.
+            let mut held = buf[3..].to_vec();
+            MarkSecret::expire(&mut held);
+            assert!(held.is_empty());
+        }
+        // A `;` (or `;teth`) at the end waits, then goes out as it was.
+        let mut buf = b"a;b;teth".to_vec();
+        assert_eq!(s.strip(&mut buf, 0), 3);
+        let mut held = buf[3..].to_vec();
+        MarkSecret::expire(&mut held);
+        assert_eq!(held, b";teth");
+        // Anything else is never held.
+        let mut plain = b"a;b;x".to_vec();
+        assert_eq!(s.strip(&mut plain, 0), 5);
+        let mut upper = b";tether=ABC".to_vec();
+        assert_eq!(s.strip(&mut upper, 0), 11);
     }
 
     #[test]

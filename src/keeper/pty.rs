@@ -115,6 +115,25 @@ impl Job {
             && fds[0].revents().contains(rustix::event::PollFlags::OUT)
     }
 
+    /// Waits at most `timeout` for output to read; whether there is some
+    /// (or the PTY was hung up: a read then ends).
+    pub fn output_within(&self, timeout: std::time::Duration) -> bool {
+        let master = self.master.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(fd) = master.as_raw_fd() else { return true };
+        drop(master);
+        // SAFETY: `fd` is the PTY master, which the job owns and keeps open
+        // for its whole life (it is closed only when the job is dropped,
+        // after the reader thread that calls this has ended).
+        #[allow(unsafe_code)]
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+        let wait = rustix::event::Timespec {
+            tv_sec: timeout.as_secs().try_into().unwrap_or(i64::MAX),
+            tv_nsec: timeout.subsec_nanos().into(),
+        };
+        !matches!(rustix::event::poll(&mut fds, Some(&wait)), Ok(0))
+    }
+
     /// Whether the terminal has echo turned off (a password prompt).
     pub fn echo_off(&self) -> bool {
         let master = self.master.lock().unwrap_or_else(PoisonError::into_inner);

@@ -277,6 +277,8 @@ impl Writer {
 
     /// Output lost before it reached the recorder (a stalled queue).
     pub(super) fn lost(&mut self, bytes: u64, events: u64) {
+        // Still output the keeper counted (commands' `out` counts it).
+        self.received += bytes;
         let time = self.now(Instant::now());
         self.count_loss(bytes, events, time);
     }

@@ -6,6 +6,9 @@ use anyhow::Result;
 use serde::Serialize;
 use tether_proto::record::{Command, EventData, MarkSource, Phase};
 
+/// Output events whose end and time are kept to date commands.
+const RECENT_OUTPUT: usize = 4096;
+
 /// One command, as `tether commands` lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Ran {
@@ -53,11 +56,32 @@ pub fn commands(rec: &Recording) -> Result<Vec<Ran>> {
     let session = rec.session_name();
     let started = rec.started();
     let mut out: Vec<Ran> = Vec::new();
+    // Output so far, and where the latest output events end and when they
+    // were read: a command is dated by the output that held its mark (its
+    // event may come a little after later output).
+    let mut output = 0u64;
+    let mut recent: std::collections::VecDeque<(u64, f64)> = std::collections::VecDeque::new();
     for event in rec.events() {
         let event = event?;
+        if let EventData::Gap(gap) = &event.data {
+            // Output the recording lost still counts in `out`.
+            output += gap.lost_bytes;
+        }
+        if let Some(bytes) = super::output_bytes(&event.data) {
+            output += bytes.len() as u64;
+            recent.push_back((output, event.time));
+            if recent.len() > RECENT_OUTPUT {
+                recent.pop_front();
+            }
+            continue;
+        }
         let EventData::Command(c) = event.data else { continue };
+        let time = c
+            .out
+            .and_then(|o| recent.iter().find(|(end, _)| *end >= o).map(|(_, t)| *t))
+            .unwrap_or(event.time);
         match c.phase {
-            Phase::Start => out.push(begun(&session, started, event.time, c)),
+            Phase::Start => out.push(begun(&session, started, time, c)),
             Phase::End => {
                 // The latest command of that number still running.
                 if let Some(ran) = out.iter_mut().rev().find(|r| r.n == c.n && r.state == "running")
@@ -68,7 +92,7 @@ pub fn commands(rec: &Recording) -> Result<Vec<Ran>> {
                     }
                     ran.state = "ended";
                     ran.exit = c.exit;
-                    ran.duration = Some((event.time - ran.offset).max(0.0));
+                    ran.duration = Some((time - ran.offset).max(0.0));
                     if c.marks == MarkSource::Job {
                         ran.marks = MarkSource::Job;
                     }

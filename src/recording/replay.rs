@@ -25,7 +25,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tether_proto::record::v3::{self, Line};
-use tether_proto::record::{EventData, MarkSource, Phase};
+use tether_proto::record::{EventData, MarkSource};
 
 /// Options of `tether replay`.
 #[derive(Debug, Clone)]
@@ -72,35 +72,23 @@ fn scan_markers(rec: Recording) -> (Markers, Commands) {
     let (out, ran) = (found.clone(), commands.clone());
     std::thread::spawn(move || {
         for event in rec.events().map_while(Result::ok) {
-            match event.data {
-                EventData::Marker(label) => {
-                    out.lock().unwrap_or_else(PoisonError::into_inner).push((event.time, label));
-                }
-                EventData::Command(c) => {
-                    let mut ran = ran.lock().unwrap_or_else(PoisonError::into_inner);
-                    match c.phase {
-                        Phase::Start => ran.push(Shown {
-                            n: c.n,
-                            start: event.time,
-                            end: None,
-                            command: c.command.unwrap_or_default(),
-                            exit: None,
-                            tether: c.marks == MarkSource::Tether,
-                        }),
-                        Phase::End => {
-                            if let Some(r) =
-                                ran.iter_mut().rev().find(|r| r.n == c.n && r.end.is_none())
-                                && !(r.tether && c.marks == MarkSource::Job)
-                            {
-                                r.end = Some(event.time);
-                                r.exit = c.exit;
-                            }
-                        }
-                    }
-                }
-                _ => {}
+            if let EventData::Marker(label) = event.data {
+                out.lock().unwrap_or_else(PoisonError::into_inner).push((event.time, label));
             }
         }
+        // The same commands `tether commands` lists.
+        let listed = super::cmdlog::commands(&rec).unwrap_or_default();
+        *ran.lock().unwrap_or_else(PoisonError::into_inner) = listed
+            .into_iter()
+            .map(|r| Shown {
+                n: r.n,
+                start: r.offset,
+                end: r.duration.map(|d| r.offset + d),
+                command: r.command,
+                exit: r.exit,
+                tether: r.marks == MarkSource::Tether,
+            })
+            .collect();
     });
     (found, commands)
 }

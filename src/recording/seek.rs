@@ -80,6 +80,10 @@ pub fn at_output(rec: &Recording, out: u64) -> Result<Screen> {
     while shown < out {
         let Some(event) = events.next().transpose()? else { break };
         let Some(bytes) = output_bytes(&event.data) else {
+            // Output the recording lost still counts in `out`.
+            if let EventData::Gap(gap) = &event.data {
+                shown += gap.lost_bytes;
+            }
             apply(&mut screen, &event.data);
             continue;
         };

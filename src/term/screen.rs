@@ -399,7 +399,8 @@ impl Screen {
             }
             ShellMark::Run => {
                 let (line, col, input_authentic) = self.shell.input.take()?;
-                if self.shell.running {
+                // The line's place is known on the main screen only.
+                if self.shell.running || self.scanner.modes.alt_screen() {
                     return None;
                 }
                 let command = self.text_since(line, col);
@@ -444,11 +445,14 @@ impl Screen {
             let is_last = line + i as u64 == end_line;
             let from = if is_first { col } else { 0 };
             let to = if is_last { cur_col } else { usize::MAX };
+            // By column: the second half of a wide character is a cell
+            // of its own (width 0) that holds no character.
             let cells: Vec<char> = l
-                .chars()
+                .cells()
+                .iter()
                 .enumerate()
-                .filter(|(c, _)| *c >= from && *c < to)
-                .map(|(_, ch)| ch)
+                .filter(|(c, cell)| *c >= from && *c < to && cell.width() > 0)
+                .map(|(_, cell)| cell.char())
                 .collect();
             let text = table.text(cells);
             out.push_str(text.trim_end());
@@ -552,6 +556,9 @@ impl Screen {
         let size = size.sanitized();
         self.feeder.interrupt(usize::from(size.cols));
         self.landed = None;
+        // A reflow moves the command line: the shell redraws its prompt
+        // (a new B) after a resize anyway.
+        self.shell.input = None;
         let limit = self.scrollback_cells / usize::from(size.cols);
         let history = self.history_len();
         if history > limit + limit / 4 {
