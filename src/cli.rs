@@ -280,6 +280,13 @@ pub enum Command {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+        /// Every host's recordings in the archive (docs/ARCHIVE.md)
+        /// instead of this host's; with --host H, host H's only.
+        #[arg(long, conflicts_with = "targets")]
+        archive: bool,
+        /// With --archive: the host given with --host.
+        #[arg(skip)]
+        archive_host: Option<String>,
     },
     /// Runs a session's keeper (internal).
     #[command(name = "__keeper", hide = true)]

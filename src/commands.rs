@@ -78,13 +78,22 @@ impl Ctx {
                 self.grep(&pattern, &targets, span, command.as_deref(), json, archive)
             }
             Command::Export { target, format, output } => self.export(&target, format, output),
-            Command::Commands { targets, grep, since, until, failed, json } => self.commands(
-                &targets,
-                grep.as_deref(),
-                since.as_deref(),
-                until.as_deref(),
+            Command::Commands {
+                targets,
+                grep,
+                since,
+                until,
                 failed,
                 json,
+                archive,
+                archive_host,
+            } => self.commands(
+                &targets,
+                grep.as_deref(),
+                Span { since: since.as_deref(), until: until.as_deref() },
+                failed,
+                json,
+                archive.then_some(archive_host),
             ),
             Command::Verify { path, key, json } => self.verify(&path, key, json),
             Command::Snapshot { name, system, out, freeze, memory } => {
@@ -470,35 +479,10 @@ impl Ctx {
             .map_err(|e| Failure::invalid(format!("bad --command pattern: {e}")))?;
         let since = span.since.map(timespec::parse).transpose()?;
         let until = span.until.map(timespec::parse).transpose()?;
-        // Archived recordings are fetched one at a time, as searched.
+        // Archived recordings are read one at a time, as searched.
         let mut fetch: Vec<String> = Vec::new();
         let recordings = if let Some(host) = &archive {
-            let Some(config) = &self.config.archive else {
-                return Err(Failure::invalid("grep --archive: no [archive] in config.toml").into());
-            };
-            if self.backend.confined_paths() {
-                return Err(
-                    Failure::invalid("grep --archive reads the bucket: run it locally").into()
-                );
-            }
-            for a in crate::archive::fleet::list(config, host.as_deref())? {
-                // Not one that ended before --since or began after --until.
-                let ended_before = match (&a.ended, since) {
-                    (Some(end), Some(w @ timespec::When::At(_))) => {
-                        end.parse::<jiff::Timestamp>().is_ok_and(|e| w.offset_from(Some(e)) > 0.0)
-                    }
-                    _ => false,
-                };
-                let began_after = match (a.started.parse::<jiff::Timestamp>(), until) {
-                    (Ok(start), Some(w @ timespec::When::At(_))) => {
-                        w.offset_from(Some(start)) < 0.0
-                    }
-                    _ => false,
-                };
-                if !ended_before && !began_after {
-                    fetch.push(a.url);
-                }
-            }
+            fetch = self.archived_between("grep", host.as_deref(), since, until)?;
             Vec::new()
         } else if targets.is_empty() {
             let mut all = recording::all(&self.recordings_paths()?)?;
@@ -571,23 +555,69 @@ impl Ctx {
         })
     }
 
+    /// The URLs of the archived recordings (of `host`, if given) that may
+    /// hold something between `since` and `until`: for `what --archive`.
+    fn archived_between(
+        &self,
+        what: &str,
+        host: Option<&str>,
+        since: Option<timespec::When>,
+        until: Option<timespec::When>,
+    ) -> Result<Vec<String>> {
+        let Some(config) = &self.config.archive else {
+            return Err(
+                Failure::invalid(format!("{what} --archive: no [archive] in config.toml")).into()
+            );
+        };
+        if self.backend.confined_paths() {
+            return Err(Failure::invalid(format!(
+                "{what} --archive reads the bucket: run it locally"
+            ))
+            .into());
+        }
+        let mut urls = Vec::new();
+        for a in crate::archive::fleet::list(config, host)? {
+            // Not one that ended before --since or began after --until.
+            let ended_before = match (&a.ended, since) {
+                (Some(end), Some(w @ timespec::When::At(_))) => {
+                    end.parse::<jiff::Timestamp>().is_ok_and(|e| w.offset_from(Some(e)) > 0.0)
+                }
+                _ => false,
+            };
+            let began_after = match (a.started.parse::<jiff::Timestamp>(), until) {
+                (Ok(start), Some(w @ timespec::When::At(_))) => w.offset_from(Some(start)) < 0.0,
+                _ => false,
+            };
+            if !ended_before && !began_after {
+                urls.push(a.url);
+            }
+        }
+        Ok(urls)
+    }
+
     /// `tether commands`: the commands the recordings hold.
     fn commands(
         &mut self,
         targets: &[String],
         pattern: Option<&str>,
-        since: Option<&str>,
-        until: Option<&str>,
+        span: Span<'_>,
         failed: bool,
         json: bool,
+        archive: Option<Option<String>>,
     ) -> Result<i32> {
         let regex = pattern
             .map(regex::Regex::new)
             .transpose()
             .map_err(|e| Failure::invalid(format!("bad pattern: {e}")))?;
-        let since = since.map(timespec::parse).transpose()?;
-        let until = until.map(timespec::parse).transpose()?;
-        let recordings = if targets.is_empty() {
+        let since = span.since.map(timespec::parse).transpose()?;
+        let until = span.until.map(timespec::parse).transpose()?;
+        // Archived recordings are read one at a time, as listed.
+        let mut urls: Vec<String> = Vec::new();
+        let recordings: Vec<Recording> = if let Some(host) = &archive {
+            // Every host's, from the bucket (read in place, by ranges).
+            urls = self.archived_between("commands", host.as_deref(), since, until)?;
+            Vec::new()
+        } else if targets.is_empty() {
             let mut all = recording::all(&self.recordings_paths()?)?;
             all.retain(|r| self.backend.visible(&r.session_name()));
             all
@@ -595,7 +625,17 @@ impl Ctx {
             targets.iter().map(|t| self.recording(t)).collect::<Result<Vec<_>>>()?
         };
         let mut listed = 0u64;
-        for rec in &recordings {
+        let mut local = recordings.into_iter();
+        let mut archived = urls.iter();
+        loop {
+            let rec = if let Some(rec) = local.next() {
+                rec
+            } else if let Some(url) = archived.next() {
+                self.recording(url)?
+            } else {
+                break;
+            };
+            let rec = &rec;
             let from = since.map_or(f64::NEG_INFINITY, |w| w.offset_from(rec.started()));
             let to = until.map_or(f64::INFINITY, |w| w.offset_from(rec.started()));
             for ran in recording::cmdlog::commands(rec)? {

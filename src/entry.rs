@@ -66,7 +66,9 @@ pub fn run(mut cli: Cli) -> Result<i32> {
         }
         _ => {}
     }
-    if let Command::Grep { archive: true, archive_host, .. } = &mut cli.command {
+    if let Command::Grep { archive: true, archive_host, .. }
+    | Command::Commands { archive: true, archive_host, .. } = &mut cli.command
+    {
         // --host names a host in the archive here, not a daemon.
         *archive_host = cli.host.take();
     }

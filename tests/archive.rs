@@ -85,6 +85,24 @@ impl Drop for Moto {
     }
 }
 
+/// Makes the recordings' seek index and keyframes look a minute old (they
+/// ship once unchanged for a while).
+fn age_sidecars(env: &TestEnv) {
+    let dir = env.root().join("data/tether/recordings");
+    let then = std::time::SystemTime::now() - Duration::from_secs(60);
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".cast.idx") || name.ends_with(".cast.keys") {
+            std::fs::File::options()
+                .write(true)
+                .open(entry.path())
+                .unwrap()
+                .set_modified(then)
+                .unwrap();
+        }
+    }
+}
+
 /// The one line a command wrote to stderr.
 fn one_line(out: &std::process::Output) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
@@ -727,6 +745,10 @@ fn the_uploader_rides_out_a_server_that_is_down_then_comes_up() {
         status["last_pass"]["errors"][0].as_str().is_some_and(|e| e.contains("cannot reach"))
     });
     assert_eq!(std::fs::read(&file).unwrap(), before);
+    // One uploader at a time: a second one is refused while it runs.
+    let second = run_with_timeout(with_keys(&env, &["archive", "--once"]), TIMEOUT);
+    assert_eq!(second.status.code(), Some(4), "{}", String::from_utf8_lossy(&second.stderr));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("another `tether archive`"));
     // Up, on the same port, with its bucket.
     let moto = Moto::start_on(port);
     moto.s3(&["mkbucket", BUCKET]);
@@ -886,6 +908,9 @@ fn an_archived_recording_is_replayed_at_its_end_with_range_reads() {
         &["sh", "-c", "head -c 15000000 /dev/urandom | base64 -w 100; printf '\\033[H\\033[2J'; echo THE-END-OF-IT"],
     );
     env.ok(&["wait", "long"]);
+    // The sidecars ship once unchanged for a while: as if written a
+    // minute ago.
+    age_sidecars(&env);
     let out = run_with_timeout(with_keys(&env, &["archive", "--once"]), TIMEOUT);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     // The seek index and keyframes went too, once the recording ended.
@@ -1001,7 +1026,7 @@ fn uploads_cut_by_a_killed_uploader_and_a_restarted_server_front_lose_nothing() 
     // middle of it (every connection cut, the port closed), then comes
     // back on the same port. (moto keeps objects in memory only, so it is
     // its front that restarts: to the uploader that is the same.)
-    let _second = Guard(uploader());
+    let second = Guard(uploader());
     mid_upload(&proxy);
     let up_before = proxy.up.load(Relaxed);
     drop(proxy);
@@ -1023,6 +1048,7 @@ fn uploads_cut_by_a_killed_uploader_and_a_restarted_server_front_lose_nothing() 
     for (f, b) in files.iter().zip(&before) {
         assert_eq!(&std::fs::read(f).unwrap(), b, "{} changed", f.display());
     }
+    drop(second);
     let out = run_with_timeout(with_keys(&env, &["archive", "--once"]), TIMEOUT);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
@@ -1147,4 +1173,38 @@ fn a_checkpoint_claimed_before_the_uploader_shipped_it_is_marked_and_verify_says
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("REWRITTEN") || stdout.contains("rewritten"), "{stdout}");
     assert!(stdout.contains("claimed before the uploader shipped it"), "{stdout}");
+}
+
+#[test]
+fn commands_archive_lists_the_commands_of_every_archived_recording() {
+    let moto = Moto::start();
+    moto.s3(&["mkbucket", BUCKET]);
+    let env = archiving_env(&moto.endpoint);
+    // A job that writes the marks itself (as a prompt of the user's own
+    // would): a command `make deploy` that fails with 2.
+    let script = r"printf '$ \033]133;B\007make deploy\r\n\033]133;C\007building\r\n\033]133;D;2\007$ '; sleep 0.3";
+    env.start("marked", &["sh", "-c", script]);
+    env.ok(&["wait", "marked"]);
+    let local = env.ok(&["commands", "marked", "--json"]);
+    let out = run_with_timeout(with_keys(&env, &["archive", "--once"]), TIMEOUT);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run_with_timeout(with_keys(&env, &["commands", "--archive", "--json"]), TIMEOUT);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let fleet = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(fleet, local);
+    let ran: Value = serde_json::from_str(fleet.lines().next().unwrap()).unwrap();
+    assert_eq!(ran["command"], "make deploy", "{ran}");
+    assert_eq!(ran["exit"], 2, "{ran}");
+    assert_eq!(ran["marks"], "job", "{ran}");
+    // --failed and --grep over the fleet too; another host has nothing.
+    let failed = run_with_timeout(
+        with_keys(&env, &["commands", "--archive", "--failed", "--grep", "deploy"]),
+        TIMEOUT,
+    );
+    assert_eq!(String::from_utf8_lossy(&failed.stdout).lines().count(), 1);
+    let other = run_with_timeout(
+        with_keys(&env, &["commands", "--archive", "--host", "no-such-host"]),
+        TIMEOUT,
+    );
+    assert_eq!(other.status.code(), Some(1));
 }

@@ -118,6 +118,22 @@ fn typed_commands_are_recorded_with_their_text_status_directory_and_typist() {
     let found = env.ok(&["grep", "^one$", "cmds", "--command", "^echo one"]);
     assert_eq!(found.lines().count(), 1, "{found}");
     assert_eq!(env.run(&["grep", "^one$", "cmds", "--command", "^false"]).status.code(), Some(1));
+    // The player: `}` jumps to the next command's start, and the status
+    // line names the command at the moment shown, with its status.
+    let mut player = env.terminal(&["replay", "cmds", "--speed", "0.25"], 120, 30);
+    player.send(b" ");
+    player.wait_text("||");
+    player.wait_text("7 commands");
+    player.send(b"}");
+    player.wait_text("cmd 1: echo one (");
+    player.send(b"}");
+    player.wait_text("cmd 2: false (");
+    player.send(b"}}");
+    player.wait_text("cmd 4:");
+    player.send(b"{");
+    player.wait_text("cmd 3: cd /tmp");
+    player.send(b"q");
+    assert_eq!(player.wait_exit(), 0);
     // The plain listing: session, start, duration, exit, who, cwd, command.
     let listing = env.ok(&["commands", "cmds"]);
     let second: Vec<&str> = listing.lines().nth(1).unwrap().split('\t').collect();

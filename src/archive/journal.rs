@@ -151,13 +151,14 @@ impl Journal {
         }
         std::fs::rename(&tmp, &self.path)
             .with_context(|| format!("renaming {} into place", tmp.display()))?;
-        if let Some(dir) = self.path.parent() {
-            File::open(dir)?.sync_all()?;
-        }
+        // The new file is the journal now, whatever follows.
         self.file = None;
         self.done.retain(|k, _| keep(k));
         self.compacted = compacted;
         self.considered_at = self.held().max(1);
+        if let Some(dir) = self.path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
         Ok(dropped)
     }
 

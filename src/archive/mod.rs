@@ -268,7 +268,11 @@ pub async fn pass(
         prune(paths, layout, journal, keep_local_days, &mut report);
     }
     if journal.worth_considering() {
-        compact(layout, journal)?;
+        scanner.forget_shipped(journal);
+        // Best effort: a full disk stops nothing.
+        if let Err(e) = compact(layout, journal) {
+            eprintln!("tether: archive: the journal was not compacted: {e:#}");
+        }
     }
     Ok(report)
 }
@@ -318,10 +322,12 @@ fn prune(paths: &Paths, layout: &Layout, journal: &Journal, days: u32, report: &
         }
         // Each file is still exactly what was shipped (one that grew after
         // it was shipped keeps lines the archive has only as a witness).
-        let unchanged = files.iter().all(|(_, path)| {
+        let same = |path: &std::path::Path| {
             scan::read_whole(path)
                 .is_ok_and(|data| journal.sha256(&key_of(path)) == Some(sha256_hex(&data).as_str()))
-        });
+        };
+        let unchanged = files.iter().all(|(_, path)| same(path))
+            && sidecars.iter().all(|p| std::fs::symlink_metadata(p).is_err() || same(p));
         if !unchanged {
             report.failed.push(format!("{base}: changed after it was archived: local copy kept"));
             continue;

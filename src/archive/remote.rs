@@ -27,8 +27,12 @@ use tether_proto::record::segment;
 /// from one frame.
 const READ_AHEAD: u64 = 4 << 20;
 
-/// The largest object read whole (one without a seek table).
+/// The largest object read whole (one without a seek table), compressed
+/// and not.
 const WHOLE_MAX: u64 = 512 << 20;
+
+/// The most decompressed bytes one request's frames may hold.
+const PLAIN_AHEAD: u64 = 8 << 20;
 
 /// A recording's folder in the bucket.
 pub struct Remote {
@@ -38,6 +42,8 @@ pub struct Remote {
     folder: String,
     /// The objects in it: file name (without `.zst`) → object size.
     objects: HashMap<String, u64>,
+    /// Objects without a seek table, once read whole.
+    whole: std::sync::Mutex<HashMap<String, Arc<Vec<u8>>>>,
 }
 
 impl std::fmt::Debug for Remote {
@@ -99,7 +105,8 @@ impl Remote {
         let (bucket, _) = config.bucket_and_prefix().map_err(crate::Failure::invalid)?;
         let path = PathBuf::from(format!("s3://{bucket}/{folder}/{base}"));
         let names = objects.keys().cloned().collect();
-        Ok((Arc::new(Remote { runtime, store, folder, objects }), path, names))
+        let whole = std::sync::Mutex::new(HashMap::new());
+        Ok((Arc::new(Remote { runtime, store, folder, objects, whole }), path, names))
     }
 
     /// The file `path` names (by its file name) as a seekable reader.
@@ -113,7 +120,7 @@ impl Remote {
             return Err(io::Error::new(io::ErrorKind::NotFound, format!("{name}: not archived")));
         };
         let key = Key::from(format!("{}/{name}.zst", self.folder));
-        RemoteFile::open(self.clone(), key, size).map_err(io::Error::other)
+        RemoteFile::open(self.clone(), name, key, size).map_err(io::Error::other)
     }
 }
 
@@ -126,43 +133,36 @@ pub struct RemoteFile {
     len: u64,
     pos: u64,
     /// Decompressed bytes held: where they start in the file, and them.
-    held: (u64, Vec<u8>),
+    held: (u64, Arc<Vec<u8>>),
     /// Object bytes the next request may span beyond its first frame.
     ahead: u64,
 }
 
 impl RemoteFile {
-    fn open(remote: Arc<Remote>, key: Key, size: u64) -> Result<RemoteFile> {
+    fn open(remote: Arc<Remote>, name: &str, key: Key, size: u64) -> Result<RemoteFile> {
         let store = &remote.store;
         let frames = if size >= seekable::FOOTER {
             let footer =
                 remote.runtime.block_on(store.read_range(&key, size - seekable::FOOTER..size))?;
             match seekable::frames_in(&footer) {
-                Some(n) if seekable::table_len(n) <= size => {
-                    let start = size - seekable::table_len(n);
-                    let table = remote.runtime.block_on(store.read_range(&key, start..size))?;
+                Some(n) => {
+                    let table_len = seekable::table_len(n);
+                    anyhow::ensure!(table_len <= size, "{key}: a damaged seek table");
+                    let table =
+                        remote.runtime.block_on(store.read_range(&key, size - table_len..size))?;
                     Some(
                         seekable::parse_table(&table, size)
                             .with_context(|| format!("{key}: a damaged seek table"))?,
                     )
                 }
-                _ => None,
+                None => None,
             }
         } else {
             None
         };
         let Some(frames) = frames else {
-            // Shipped without a seek table: read whole, once.
-            let packed = remote
-                .runtime
-                .block_on(store.read_path(&key, WHOLE_MAX))?
-                .with_context(|| format!("{key}: gone from the bucket"))?;
-            let mut plain = Vec::new();
-            zstd::stream::read::Decoder::new(&packed[..])
-                .context("not zstd")?
-                .take(WHOLE_MAX)
-                .read_to_end(&mut plain)
-                .with_context(|| format!("{key}: does not decompress"))?;
+            // Shipped without a seek table: read whole, once per recording.
+            let plain = remote.whole_object(name, &key)?;
             let len = plain.len() as u64;
             return Ok(RemoteFile {
                 remote,
@@ -175,7 +175,8 @@ impl RemoteFile {
             });
         };
         let len = frames.last().map_or(0, |f| f.plain_start + u64::from(f.plain_len));
-        Ok(RemoteFile { remote, key, frames, len, pos: 0, held: (0, Vec::new()), ahead: 0 })
+        let held = (0, Arc::new(Vec::new()));
+        Ok(RemoteFile { remote, key, frames, len, pos: 0, held, ahead: 0 })
     }
 
     /// Holds the frame that has byte `pos`, and (when reading on) those
@@ -189,6 +190,7 @@ impl RemoteFile {
         while let Some(next) = self.frames.get(last + 1)
             && next.packed_start + u64::from(next.packed_len) - start.packed_start
                 <= u64::from(start.packed_len) + self.ahead
+            && next.plain_start + u64::from(next.plain_len) - start.plain_start <= PLAIN_AHEAD
         {
             last += 1;
         }
@@ -206,8 +208,35 @@ impl RemoteFile {
                     .with_context(|| format!("{}: at byte {}", self.key, frame.plain_start))?,
             );
         }
-        self.held = (start.plain_start, plain);
+        self.held = (start.plain_start, Arc::new(plain));
         Ok(())
+    }
+}
+
+impl Remote {
+    /// Object `name` (without a seek table) decompressed, read once.
+    fn whole_object(&self, name: &str, key: &Key) -> Result<Arc<Vec<u8>>> {
+        let mut whole = self.whole.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(plain) = whole.get(name) {
+            return Ok(plain.clone());
+        }
+        let packed = self
+            .runtime
+            .block_on(self.store.read_path(key, WHOLE_MAX))?
+            .with_context(|| format!("{key}: gone from the bucket"))?;
+        let mut plain = Vec::new();
+        zstd::stream::read::Decoder::new(&packed[..])
+            .context("not zstd")?
+            .take(WHOLE_MAX + 1)
+            .read_to_end(&mut plain)
+            .with_context(|| format!("{key}: does not decompress"))?;
+        anyhow::ensure!(
+            plain.len() as u64 <= WHOLE_MAX,
+            "{key}: more than {WHOLE_MAX} bytes decompressed"
+        );
+        let plain = Arc::new(plain);
+        whole.insert(name.to_owned(), plain.clone());
+        Ok(plain)
     }
 }
 

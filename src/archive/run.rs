@@ -7,7 +7,7 @@ use super::{
 use crate::Failure;
 use crate::config::{ArchiveConfig, Config};
 use crate::paths::Paths;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::time::Duration;
 use tether_proto::ErrorCode;
 
@@ -49,6 +49,8 @@ pub fn main(paths: &Paths, config: &Config, once: bool, show: bool, json: bool) 
         }
         return Ok(0);
     }
+    // One uploader at a time: the journal is theirs.
+    let _lock = lock_uploader(paths)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         if once {
@@ -169,6 +171,34 @@ async fn run_forever(paths: &Paths, archive: &ArchiveConfig, journal: &mut Journ
             _ = tokio::signal::ctrl_c() => return Ok(0),
             _ = term.recv() => return Ok(0),
         }
+    }
+}
+
+/// Takes the uploader's lock (`$XDG_STATE_HOME/tether/archive/lock`),
+/// held as long as the returned file is open.
+///
+/// # Errors
+///
+/// Another `tether archive` holds it, or it cannot be made.
+fn lock_uploader(paths: &Paths) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = state_dir(paths);
+    crate::fsutil::ensure_private_dir(&dir)?;
+    let path = dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(Failure::conflict(
+            "another `tether archive` is running for this user (one ships at a time)",
+        )
+        .into()),
+        Err(e) => Err(anyhow::Error::from(e).context(format!("locking {}", path.display()))),
     }
 }
 

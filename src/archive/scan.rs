@@ -61,6 +61,14 @@ pub(super) struct Found {
 }
 
 impl Scanner {
+    /// Forgets the signed lines the journal holds (before a compaction
+    /// drops their keys from it, after which they would look unshipped).
+    pub(super) fn forget_shipped(&mut self, journal: &Journal) {
+        for seen in self.seen.values_mut() {
+            seen.lines.retain(|(key, _, _)| !journal.has(key));
+        }
+    }
+
     /// What is not shipped yet (`journal`), for the objects of `layout`.
     pub(super) fn scan(&mut self, paths: &Paths, layout: &Layout, journal: &Journal) -> Found {
         let open = open_recordings(paths);
@@ -147,7 +155,9 @@ impl Scanner {
                 for path in sidecars(first) {
                     let name = path.file_name().and_then(|f| f.to_str()).unwrap_or_default();
                     let key = layout.segment(&base, name);
-                    if !journal.has(&key) && std::fs::symlink_metadata(&path).is_ok() {
+                    // Written no more for a while: the recorder adds the
+                    // last index entry just after the end line.
+                    if !journal.has(&key) && quiet_for(&path, SIDECAR_QUIET) {
                         segments.push(Item { key, local: path, wall: None, kind: Kind::Segment });
                     }
                 }
@@ -271,7 +281,6 @@ fn evidence(
     }
 }
 
-/// Segment 0's path, beside `path`.
 /// The seek index and keyframes of the recording whose segment 0 is
 /// `first` (derived files, shipped once the recording is written no more,
 /// so that a reader of the archive can seek).
@@ -279,6 +288,7 @@ pub fn sidecars(first: &Path) -> [PathBuf; 2] {
     [tether_proto::record::index::path(first), tether_proto::record::keyframe::path(first)]
 }
 
+/// Segment 0's path, beside `path`.
 fn base_path(path: &Path, base: &str) -> PathBuf {
     path.with_file_name(base)
 }
@@ -315,6 +325,10 @@ struct Recorded {
 fn canonical(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
 }
+
+/// How long a closed recording's sidecars must be unchanged before they
+/// ship.
+const SIDECAR_QUIET: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How long a recording no session record names must be unchanged before
 /// its last segment counts as closed.

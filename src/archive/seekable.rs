@@ -35,8 +35,11 @@ const SEEKABLE_MAGIC: u32 = 0x8F92_EAB1;
 /// The footer's size: number of frames, descriptor, magic.
 pub const FOOTER: u64 = 9;
 
-/// Frames a table may name (a 512 MiB segment has 512).
+/// Frames a table may name (a 256 MiB segment has 257).
 const FRAMES_MAX: u32 = 1 << 16;
+
+/// The most a segment may hold (what the uploader ships at most).
+const PLAIN_MAX: u64 = super::scan::SEGMENT_MAX;
 
 /// One frame of a seekable object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,12 +85,13 @@ pub fn compress(data: &[u8], level: i32) -> Result<Vec<u8>> {
 }
 
 /// How many frames the object's last [`FOOTER`] bytes say it has, if they
-/// are a seekable footer (without checksums in the table).
+/// are a seekable footer (without checksums in the table). A count over
+/// what the uploader writes is still returned: [`parse_table`] refuses it.
 pub fn frames_in(footer: &[u8]) -> Option<u32> {
     let footer: [u8; FOOTER as usize] = footer.try_into().ok()?;
     let frames = u32::from_le_bytes(footer[..4].try_into().ok()?);
     let magic = u32::from_le_bytes(footer[5..].try_into().ok()?);
-    (magic == SEEKABLE_MAGIC && footer[4] == 0 && frames <= FRAMES_MAX).then_some(frames)
+    (magic == SEEKABLE_MAGIC && footer[4] == 0).then_some(frames)
 }
 
 /// The size of the skippable frame (header included) that ends an object
@@ -97,10 +101,16 @@ pub fn table_len(frames: u32) -> u64 {
 }
 
 /// The frames that `table` (the last [`table_len`] bytes of an object of
-/// `size` bytes) describes; `None` when the table is not well-formed or
-/// does not add up to the object.
+/// `size` bytes) describes; `None` when the table is not well-formed, does
+/// not add up to the object, or claims more than the uploader writes (a
+/// frame over [`FRAME_PLAIN`] bytes, one larger compressed than zstd ever
+/// makes it, a segment over the largest shipped): an object planted in
+/// the bucket cannot make a reader decompress without bound.
 pub fn parse_table(table: &[u8], size: u64) -> Option<Vec<Frame>> {
     let frames = frames_in(table.get(table.len().checked_sub(FOOTER as usize)?..)?)?;
+    if frames > FRAMES_MAX {
+        return None;
+    }
     if table.len() as u64 != table_len(frames) {
         return None;
     }
@@ -112,14 +122,15 @@ pub fn parse_table(table: &[u8], size: u64) -> Option<Vec<Frame>> {
     let (mut plain, mut packed) = (0u64, 0u64);
     for i in 0..frames as usize {
         let (packed_len, plain_len) = (word(8 + i * 8)?, word(12 + i * 8)?);
-        if plain_len as usize > FRAME_PLAIN * 16 {
+        let bound = zstd::zstd_safe::compress_bound(plain_len as usize) as u64 + 64;
+        if plain_len as usize > FRAME_PLAIN || u64::from(packed_len) > bound {
             return None;
         }
         out.push(Frame { plain_start: plain, plain_len, packed_start: packed, packed_len });
         plain += u64::from(plain_len);
         packed += u64::from(packed_len);
     }
-    (packed + table.len() as u64 == size).then_some(out)
+    (packed + table.len() as u64 == size && plain <= PLAIN_MAX).then_some(out)
 }
 
 /// The bytes of one frame, checked against its content checksum and the
@@ -189,6 +200,19 @@ mod tests {
         let mut bent = table.to_vec();
         bent[8] ^= 1;
         assert!(parse_table(&bent, len as u64).is_none());
+        // A frame that claims more than the uploader writes (16 MiB of
+        // zeros packs into a few hundred bytes): refused.
+        let zeros = zstd::bulk::compress(&vec![0u8; 16 << 20], 3).unwrap();
+        let mut planted = zeros.clone();
+        planted.extend_from_slice(&SKIPPABLE_MAGIC.to_le_bytes());
+        planted.extend_from_slice(&(8 + FOOTER as u32).to_le_bytes());
+        planted.extend_from_slice(&u32::try_from(zeros.len()).unwrap().to_le_bytes());
+        planted.extend_from_slice(&(16u32 << 20).to_le_bytes());
+        planted.extend_from_slice(&1u32.to_le_bytes());
+        planted.push(0);
+        planted.extend_from_slice(&SEEKABLE_MAGIC.to_le_bytes());
+        let t = &planted[planted.len() - table_len(1) as usize..];
+        assert!(parse_table(t, planted.len() as u64).is_none());
         // A plain zstd object has no seekable footer.
         let plain = zstd::bulk::compress(b"one frame", 3).unwrap();
         assert!(frames_in(&plain[plain.len() - FOOTER as usize..]).is_none());

@@ -81,6 +81,9 @@ impl Source {
     }
 }
 
+/// The longest header line read.
+const HEADER_MAX: u64 = 1 << 20;
+
 /// A line as read, with where it is.
 #[derive(Debug, Clone)]
 pub struct RawLine {
@@ -283,7 +286,9 @@ impl Recording {
     fn open_among(base: &Path, names: Option<&[String]>, source: Source) -> Result<Recording> {
         let file = source.open(base).with_context(|| format!("opening {}", base.display()))?;
         let mut first = String::new();
-        BufReader::new(file).read_line(&mut first)?;
+        // A header is a few hundred bytes: a file without a newline is not
+        // read to its end (one planted in the archive could be huge).
+        BufReader::new(file.take(HEADER_MAX)).read_line(&mut first)?;
         let header = parse_header(first.trim_end())
             .map_err(|e| Failure::invalid(format!("{}: {e}", base.display())))?;
         let layout = Layout::of(base, names);

@@ -47,22 +47,41 @@ pub fn text_at(rec: &Recording, t: f64) -> Result<Vec<String>> {
     Ok(seek(rec, t)?.screen.visible_text())
 }
 
-/// The length of a recording: the time of its last checkpoint or end (read
-/// from the tail of the last segment, not the whole file).
+/// The length of a recording: the time of its last event (read from the
+/// tail of the last segment, not the whole file: from its last checkpoint
+/// or end, whose time is absolute, or from the start when the tail is the
+/// whole file).
 pub fn duration(rec: &Recording) -> f64 {
     let Some(last) = rec.segments.last() else { return 0.0 };
     let Ok(mut file) = rec.source.open(last) else { return 0.0 };
     let len = file.seek(SeekFrom::End(0)).unwrap_or(0);
-    let _ = file.seek(SeekFrom::Start(len.saturating_sub(256 * 1024)));
-    let mut tail = String::new();
-    let _ = file.read_to_string(&mut tail);
-    tail.lines()
-        .rev()
-        .find_map(|l| match v3::decode_comment(l)? {
-            Ok(Line::Checkpoint(c) | Line::End(c)) => Some(c.time),
-            _ => None,
-        })
-        .unwrap_or(0.0)
+    let from = len.saturating_sub(256 * 1024);
+    let _ = file.seek(SeekFrom::Start(from));
+    let mut bytes = Vec::new();
+    let _ = file.read_to_end(&mut bytes);
+    let tail = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = tail.lines().collect();
+    let checkpoint = lines.iter().rposition(|l| {
+        matches!(v3::decode_comment(l), Some(Ok(Line::Checkpoint(_) | Line::End(_))))
+    });
+    let (mut decoder, rest) = match checkpoint {
+        Some(i) => match v3::decode_comment(lines[i]) {
+            Some(Ok(Line::Checkpoint(c) | Line::End(c))) => {
+                (v3::Decoder::at(c.time), &lines[i + 1..])
+            }
+            _ => return 0.0,
+        },
+        // The whole of segment 0: its events from the start.
+        None if from == 0 && rec.segments.len() == 1 => (v3::Decoder::new(), &lines[..]),
+        None => return 0.0,
+    };
+    let mut time = decoder.time();
+    for line in rest {
+        if let Ok(Line::Event(e)) = decoder.line(line) {
+            time = e.time;
+        }
+    }
+    time
 }
 
 /// Markers, found by a background scan (a long recording takes a while).
@@ -459,8 +478,9 @@ impl Player {
             .map(|t| t.to_zoned_datetime(timespec::local_zone()).strftime("%H:%M:%S").to_string())
             .unwrap_or_default();
         let markers = self.markers.lock().map(|m| m.len()).unwrap_or(0);
+        let commands = self.commands.lock().map(|c| c.len()).unwrap_or(0);
         let mut s = format!(
-            " {} {clock} +{} / {} · {}x · {markers} markers",
+            " {} {clock} +{} / {} · {}x · {markers} markers · {commands} commands",
             if self.paused { "||" } else { ">" },
             hms(self.time),
             hms(self.duration),
