@@ -479,31 +479,11 @@ impl Ctx {
             .map_err(|e| Failure::invalid(format!("bad --command pattern: {e}")))?;
         let since = span.since.map(timespec::parse).transpose()?;
         let until = span.until.map(timespec::parse).transpose()?;
-        // Archived recordings are read one at a time, as searched.
-        let mut fetch: Vec<String> = Vec::new();
-        let recordings = if let Some(host) = &archive {
-            fetch = self.archived_between("grep", host.as_deref(), since, until)?;
-            Vec::new()
-        } else if targets.is_empty() {
-            let mut all = recording::all(&self.recordings_paths()?)?;
-            all.retain(|r| self.backend.visible(&r.session_name()));
-            all
-        } else {
-            targets.iter().map(|t| self.recording(t)).collect::<Result<Vec<_>>>()?
-        };
+        let mut recordings = self.searched("grep", targets, archive, since, until)?;
         let mut matches = 0u64;
         let mut damaged = false;
-        let mut local = recordings.into_iter();
-        let mut archived = fetch.iter();
-        loop {
-            let rec = if let Some(rec) = local.next() {
-                rec
-            } else if let Some(url) = archived.next() {
-                self.recording(url)?
-            } else {
-                break;
-            };
-            let rec = &rec;
+        while let Some(rec) = recordings.next(self) {
+            let rec = &rec?;
             let from = since.map_or(f64::NEG_INFINITY, |w| w.offset_from(rec.started()));
             let to = until.map_or(f64::INFINITY, |w| w.offset_from(rec.started()));
             let out = &mut self.out;
@@ -552,6 +532,39 @@ impl Ctx {
             0
         } else {
             1
+        })
+    }
+
+    /// The recordings `what` (grep, commands) reads: every host's in the
+    /// archive (of one host, with `archive` naming it), the given targets,
+    /// or every one here the caller may read.
+    fn searched(
+        &self,
+        what: &str,
+        targets: &[String],
+        archive: Option<Option<String>>,
+        since: Option<timespec::When>,
+        until: Option<timespec::When>,
+    ) -> Result<Searched> {
+        Ok(match archive {
+            // Archived recordings are read one at a time, as searched.
+            Some(host) => Searched {
+                local: Vec::new().into_iter(),
+                urls: self.archived_between(what, host.as_deref(), since, until)?.into_iter(),
+            },
+            None if targets.is_empty() => {
+                let mut all = recording::all(&self.recordings_paths()?)?;
+                all.retain(|r| self.backend.visible(&r.session_name()));
+                Searched { local: all.into_iter(), urls: Vec::new().into_iter() }
+            }
+            None => Searched {
+                local: targets
+                    .iter()
+                    .map(|t| self.recording(t))
+                    .collect::<Result<Vec<_>>>()?
+                    .into_iter(),
+                urls: Vec::new().into_iter(),
+            },
         })
     }
 
@@ -611,31 +624,10 @@ impl Ctx {
             .map_err(|e| Failure::invalid(format!("bad pattern: {e}")))?;
         let since = span.since.map(timespec::parse).transpose()?;
         let until = span.until.map(timespec::parse).transpose()?;
-        // Archived recordings are read one at a time, as listed.
-        let mut urls: Vec<String> = Vec::new();
-        let recordings: Vec<Recording> = if let Some(host) = &archive {
-            // Every host's, from the bucket (read in place, by ranges).
-            urls = self.archived_between("commands", host.as_deref(), since, until)?;
-            Vec::new()
-        } else if targets.is_empty() {
-            let mut all = recording::all(&self.recordings_paths()?)?;
-            all.retain(|r| self.backend.visible(&r.session_name()));
-            all
-        } else {
-            targets.iter().map(|t| self.recording(t)).collect::<Result<Vec<_>>>()?
-        };
+        let mut recordings = self.searched("commands", targets, archive, since, until)?;
         let mut listed = 0u64;
-        let mut local = recordings.into_iter();
-        let mut archived = urls.iter();
-        loop {
-            let rec = if let Some(rec) = local.next() {
-                rec
-            } else if let Some(url) = archived.next() {
-                self.recording(url)?
-            } else {
-                break;
-            };
-            let rec = &rec;
+        while let Some(rec) = recordings.next(self) {
+            let rec = &rec?;
             let from = since.map_or(f64::NEG_INFINITY, |w| w.offset_from(rec.started()));
             let to = until.map_or(f64::INFINITY, |w| w.offset_from(rec.started()));
             for ran in recording::cmdlog::commands(rec)? {
@@ -968,6 +960,19 @@ pub fn right_needed(command: &Command) -> (Op, Option<SessionName>) {
         | Command::Keeper
         | Command::Archive { .. }
         | Command::ShellInit { .. } => (Op::Rm, None),
+    }
+}
+
+/// The recordings a search reads, in order; archived ones are opened as
+/// they come.
+struct Searched {
+    local: std::vec::IntoIter<Recording>,
+    urls: std::vec::IntoIter<String>,
+}
+
+impl Searched {
+    fn next(&mut self, ctx: &Ctx) -> Option<Result<Recording>> {
+        self.local.next().map(Ok).or_else(|| self.urls.next().map(|url| ctx.recording(&url)))
     }
 }
 
