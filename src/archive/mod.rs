@@ -153,7 +153,8 @@ struct Item {
 
 enum Kind {
     /// A checkpoint or end line: the object holds it as written.
-    Witness(Vec<u8>),
+    /// (Shared with the scanner, which keeps it until it is journalled.)
+    Witness(bytes::Bytes),
     /// A closed segment: the object holds it zstd-compressed.
     Segment,
 }
@@ -345,7 +346,7 @@ fn prune(paths: &Paths, layout: &Layout, journal: &Journal, days: u32, report: &
 /// what it stands for (the line, or the uncompressed segment).
 async fn ship(store: &Store, item: &Item) -> Result<String> {
     let (body, sha, plain_len) = match &item.kind {
-        Kind::Witness(line) => (line.clone(), sha256_hex(line), line.len() as u64),
+        Kind::Witness(line) => (line.to_vec(), sha256_hex(line), line.len() as u64),
         Kind::Segment => {
             let data = scan::read_whole(&item.local)
                 .map_err(|why| anyhow::anyhow!("{}: {why}", item.local.display()))?;

@@ -29,9 +29,9 @@ pub const SEGMENT_MAX: u64 = 512 << 20;
 const LINE_MAX: usize = 4096;
 
 /// Signed lines waiting to be shipped held in memory, at most, over all
-/// files (about 10 MB of real ones; a 64 MiB segment holds about 1,500):
+/// files (about 4 MB of real ones; a 64 MiB segment holds about 1,500):
 /// past that, files are read further once some are shipped.
-const PENDING_MAX: usize = 20_000;
+const PENDING_MAX: usize = 8_000;
 
 /// What the scanner knows of one file between passes.
 #[derive(Default)]
@@ -43,7 +43,7 @@ struct Seen {
     /// The file holds the recording's end line.
     ended: bool,
     /// Signed lines found and not yet journalled: (key, line, wall).
-    lines: Vec<(String, Vec<u8>, Option<String>)>,
+    lines: Vec<(String, bytes::Bytes, Option<String>)>,
 }
 
 /// Remembers how far each file was read.
@@ -214,7 +214,8 @@ fn audit_chunk(path: &Path, layout: &Layout, journal: &Journal) -> Result<Option
         None => return Ok(None),
     }
     let key = layout.audit(shipped, shipped + data.len() as u64);
-    Ok(Some(Item { key, local: path.to_owned(), wall: None, kind: Kind::Witness(data) }))
+    let kind = Kind::Witness(data.into());
+    Ok(Some(Item { key, local: path.to_owned(), wall: None, kind }))
 }
 
 /// The files of every complete evidence bundle (its `manifest.sig` is
@@ -419,7 +420,7 @@ fn read_new(
                 }
                 seen.ended |= end;
                 if ship {
-                    seen.lines.push((key, line.clone(), wall));
+                    seen.lines.push((key, bytes::Bytes::copy_from_slice(&line), wall));
                 }
             }
             seen.offset += line_bytes;
