@@ -256,7 +256,7 @@ pub enum Command {
     /// `eval "$(tether shell-init bash)"`. A session whose command is the
     /// default shell has it already (config.toml `shell_integration`).
     ShellInit {
-        /// The shell: bash.
+        /// The shell: bash, zsh or fish.
         shell: String,
     },
     /// List the commands run in sessions (from the shell's marks): session,

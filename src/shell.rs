@@ -95,6 +95,8 @@ if [[ $- == *i* && -z ${__tether_marks-} && $PS1${PROMPT_COMMAND[*]-} != *'133;'
     # One command a line: the user's may end in `;`, `&` or a comment.
     PROMPT_COMMAND=$'__tether_precmd\n'"${PROMPT_COMMAND-}"$'\n__tether_prompt'
   fi
+  # Exported, it would name tether's functions in every nested shell.
+  export -n PROMPT_COMMAND
 fi
 unset __tether_secret
 "#;
@@ -145,10 +147,18 @@ if status is-interactive; and not set -q __tether_marks
     function __tether_postexec --on-event fish_postexec
         printf '\e]133;D;%s%s\a' $status $__tether_tag
     end
-    functions -q fish_prompt; and functions -c fish_prompt __tether_user_prompt
-    function fish_prompt
-        functions -q __tether_user_prompt; and __tether_user_prompt
-        printf '\e]133;B%s\a' $__tether_tag
+    # The user's prompt runs first thing, so that it sees the command's
+    # $status.
+    if functions -q fish_prompt
+        functions -c fish_prompt __tether_user_prompt
+        function fish_prompt
+            __tether_user_prompt
+            printf '\e]133;B%s\a' $__tether_tag
+        end
+    else
+        function fish_prompt
+            printf '\e]133;B%s\a' $__tether_tag
+        end
     end
 end
 set -e __tether_secret

@@ -252,3 +252,41 @@ fn zsh_marks_its_commands_even_when_a_theme_sets_the_prompt() {
 fn fish_marks_its_commands() {
     zsh_or_fish("/usr/bin/fish");
 }
+
+#[test]
+fn the_command_that_ends_the_shell_ends_with_the_session_and_nothing_leaks_to_children() {
+    let env = TestEnv::new();
+    // A user's own exported PROMPT_COMMAND: a nested shell must not
+    // inherit tether's functions in it.
+    std::fs::write(env.home().join(".bashrc"), "export PROMPT_COMMAND='history -a;'\n").unwrap();
+    let mut term = bash_session(&env, "last");
+    run_line(&env, &mut term, "last", b"env | grep -c __tether\r", 1);
+    term.send(b"exit 3\r");
+    term.wait_exit();
+    env.run(&["wait", "last"]);
+    let all = commands(&env, &["last"]);
+    assert_eq!(all.len(), 2, "{all:?}");
+    // `grep -c` found nothing: exit 1.
+    assert_eq!(all[0]["exit"], 1, "{all:?}");
+    assert_eq!(all[1]["command"], "exit 3");
+    assert_eq!(all[1]["state"], "ended");
+    assert_eq!(all[1]["exit"], 3);
+    assert_eq!(all[1]["with_session"], true);
+}
+
+#[test]
+fn fish_s_own_prompt_still_sees_the_command_s_status() {
+    let env = TestEnv::new();
+    let functions = env.root().join("config/fish/functions");
+    std::fs::create_dir_all(&functions).unwrap();
+    std::fs::write(
+        functions.join("fish_prompt.fish"),
+        "function fish_prompt\n    set -l s $status\n    echo -n \"st=$s> \"\nend\n",
+    )
+    .unwrap();
+    let mut term = shell_session(&env, "/usr/bin/fish", "fst");
+    run_line(&env, &mut term, "fst", b"false\r", 1);
+    term.wait_text("st=1>");
+    term.detach();
+    assert_eq!(commands(&env, &["fst"])[0]["exit"], 1);
+}

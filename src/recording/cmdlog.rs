@@ -45,6 +45,10 @@ pub struct Ran {
     /// (their exit statuses): they ended nothing.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub forged_ends: Vec<Option<i32>>,
+    /// It had no end of its own: the session's job ended while it ran
+    /// (`exit` typed, the session killed), and `exit` is the job's.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub with_session: bool,
 }
 
 /// The commands of `rec`, in the order they began.
@@ -72,6 +76,16 @@ pub fn commands(rec: &Recording) -> Result<Vec<Ran>> {
             recent.push_back((output, event.time));
             if recent.len() > RECENT_OUTPUT {
                 recent.pop_front();
+            }
+            continue;
+        }
+        if let EventData::Exit(code) = event.data {
+            // The shell itself ended: what it was running ended with it.
+            for ran in out.iter_mut().filter(|r| r.state == "running") {
+                ran.state = "ended";
+                ran.exit = Some(code);
+                ran.duration = Some((event.time - ran.offset).max(0.0));
+                ran.with_session = true;
             }
             continue;
         }
@@ -123,5 +137,6 @@ fn begun(session: &str, started: Option<jiff::Timestamp>, time: f64, c: Command)
         out: c.out,
         marks: c.marks,
         forged_ends: Vec::new(),
+        with_session: false,
     }
 }

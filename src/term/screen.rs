@@ -80,6 +80,21 @@ struct Shell {
 /// The longest command line kept (bytes).
 const COMMAND_MAX: usize = 16 * 1024;
 
+/// `text` (a row of a command line, from column `from`, its end trimmed)
+/// without a right prompt (zsh's `RPROMPT`, fish's `fish_right_prompt`):
+/// text that ends at the right edge (or one column short of it) after a
+/// gap of three blanks or more is the shell's, not the command's.
+fn without_right_prompt(text: &str, from: usize, cols: u16) -> &str {
+    let width = from + text.chars().map(|c| c.width().unwrap_or(0)).sum::<usize>();
+    if width + 1 < usize::from(cols) {
+        return text;
+    }
+    match text.rfind("   ") {
+        Some(gap) if !text[..gap].trim_end().is_empty() => text[..gap].trim_end(),
+        _ => text,
+    }
+}
+
 /// Scanned output as each kind of attachment receives it.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Routed {
@@ -455,8 +470,15 @@ impl Screen {
                 .map(|(_, cell)| cell.char())
                 .collect();
             let text = table.text(cells);
-            out.push_str(text.trim_end());
-            if !is_last && !l.is_wrapped() {
+            let wraps = !is_last && l.is_wrapped();
+            if wraps {
+                // A row the line continues on: a space in its last column
+                // is part of the command.
+                out.push_str(&text);
+            } else {
+                out.push_str(without_right_prompt(text.trim_end(), from, self.size().cols));
+            }
+            if !is_last && !wraps {
                 out.push('\n');
             }
             if out.len() > COMMAND_MAX {
@@ -823,6 +845,25 @@ mod tests {
         assert!(
             shell_events(&mut s, b"\x1b]133;A\x07$ \x1b]133;B\x07\r\n\x1b]133;D;0\x07", &[])
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_space_at_a_wrap_stays_and_a_right_prompt_goes() {
+        let mut s = Screen::new(size(20, 5), 100_000);
+        // `$ ` then 18 columns: the space before `/` is in the last column.
+        let stream = "$ \x1b]133;B\x07echo rm -rf /tmp/x /\r\n\x1b]133;C\x07\x1b]133;D;0\x07";
+        let events = shell_events(&mut s, stream.as_bytes(), &[]);
+        assert!(
+            matches!(&events[0], ShellEvent::Start { command, .. } if command == "echo rm -rf /tmp/x /"),
+            "{events:?}"
+        );
+        // zsh's RPROMPT, drawn at the right edge after the typed text.
+        let stream = "$ \x1b]133;B\x07false\x1b[17G[0]\x1b[8G\r\n\x1b]133;C\x07";
+        let events = shell_events(&mut s, stream.as_bytes(), &[]);
+        assert!(
+            matches!(&events[0], ShellEvent::Start { command, .. } if command == "false"),
+            "{events:?}"
         );
     }
 
