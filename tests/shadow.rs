@@ -271,6 +271,12 @@ fn sequences_that_act_on_a_viewer_never_reach_watchers() {
     };
     let watcher = attach(AttachMode::ReadOnly);
     let mut owner = attach(AttachMode::Interactive);
+    // Both attached before the job prints: a watcher that came later would
+    // get the screen as a redraw instead (found by CI, under load).
+    wait_until("the watcher and the owner to attach", || {
+        let s = env.session("osc");
+        s["clients"] == 1 && s["watchers"] == 1
+    });
     owner.write_all(&encode(&Message::Input(bytes::Bytes::from_static(b"go\r"))).unwrap()).unwrap();
     let to_owner = collect(owner);
     let to_watcher = collect(watcher);
