@@ -649,6 +649,11 @@ fn read_pty(
         };
         panics::test_point("pty-reader");
         let chunk = match &keeper.marks {
+            // Most reads hold no piece of a secret: passed on as read.
+            Some(marks) if held.is_empty() && marks.untouched(&buf[..n]) => {
+                passed += n as u64;
+                chunks.copy(&buf[..n])
+            }
             None => chunks.copy(&buf[..n]),
             Some(marks) => {
                 held.extend_from_slice(&buf[..n]);

@@ -90,6 +90,12 @@ impl MarkSecret {
         buf.len() - could_begin_needle(buf)
     }
 
+    /// Whether `buf` may be passed on as it is: it holds no secret and
+    /// does not end with what could begin one.
+    pub fn untouched(&self, buf: &[u8]) -> bool {
+        find(buf, &self.needle).is_none() && could_begin_needle(buf) == 0
+    }
+
     /// What to pass on of held-back bytes that no read completed: all but
     /// a `;tether=` followed by hex digits (perhaps a piece of the secret),
     /// which is dropped.

@@ -82,8 +82,6 @@ impl Router {
         self.spans.clear();
         if self.pending.is_empty() {
             let complete = self.scanner.scan(chunk, &mut self.spans);
-            // Shell marks are the parser's business, not the router's.
-            self.scanner.marks.clear();
             self.pending.extend_from_slice(&chunk[complete..]);
             self.position += complete as u64;
             if self.spans.is_empty() {
@@ -95,7 +93,6 @@ impl Router {
         } else {
             self.pending.extend_from_slice(chunk);
             let complete = self.scanner.scan(&self.pending, &mut self.spans);
-            self.scanner.marks.clear();
             let routed = route(&self.pending[..complete], &self.spans);
             self.pending.drain(..complete);
             self.position += complete as u64;

@@ -324,6 +324,9 @@ pub struct VtScanner {
     pub marks: Vec<(usize, ShellMark)>,
     /// The mark of the string being finished.
     mark: Option<ShellMark>,
+    /// Whether shell marks are collected (only the screen model's scanner
+    /// wants them; the live router and mode trackers do not).
+    pub collect_marks: bool,
 }
 
 /// A mark a shell writes around its prompt and commands (OSC 133, as
@@ -359,6 +362,7 @@ impl Default for VtScanner {
             modes: Modes::default(),
             marks: Vec::new(),
             mark: None,
+            collect_marks: false,
         }
     }
 }
@@ -367,6 +371,13 @@ impl VtScanner {
     /// A scanner in the ground state.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same scanner, collecting shell marks in [`VtScanner::marks`].
+    #[must_use]
+    pub fn marking(mut self) -> Self {
+        self.collect_marks = true;
+        self
     }
 
     /// A scanner whose spans let interactive clients have what
@@ -830,6 +841,7 @@ impl VtScanner {
                 self.modes.hyperlink = hyperlink(pt);
                 None
             }
+            133 | 7 if !self.collect_marks => None,
             133 => {
                 let mut fields = pt.split(|b| *b == b';');
                 self.mark = match fields.next() {
@@ -903,7 +915,6 @@ impl ModeTracker {
         self.spans.clear();
         let complete = self.scanner.scan(&self.pending, &mut self.spans);
         self.pending.drain(..complete);
-        self.scanner.marks.clear();
     }
 
     /// The modes in effect.
@@ -1024,7 +1035,7 @@ mod tests {
 
     #[test]
     fn shell_marks_are_found_where_they_end() {
-        let mut sc = VtScanner::new();
+        let mut sc = VtScanner::new().marking();
         let mut spans = Vec::new();
         let data = b"a\x1b]133;A\x07b\x1b]133;D;2\x1b\\\x1b]133;D\x07\x1b]133;Z\x07\
                      \x1b]7;file://host/srv/a%20b%25\x07\x1b]7;http://x/\x07\x1b]133;C\xc2\x9c";

@@ -224,7 +224,7 @@ impl Screen {
         feeder.interrupt(usize::from(size.cols));
         Screen {
             term: new_terminal(size, scrollback_cells),
-            scanner: VtScanner::new(),
+            scanner: VtScanner::new().marking(),
             pending: Vec::new(),
             spans: Vec::new(),
             evicted: 0,
@@ -240,7 +240,7 @@ impl Screen {
     /// `passthrough` allows of what acts beyond the screen (the keeper's
     /// reader routes with the same setting: `keeper::stream::Router`).
     pub fn with_passthrough(mut self, passthrough: crate::term::scan::Passthrough) -> Self {
-        self.scanner = VtScanner::with_passthrough(passthrough);
+        self.scanner = VtScanner::with_passthrough(passthrough).marking();
         self
     }
 
@@ -359,24 +359,32 @@ impl Screen {
         let mut replies = Vec::new();
         let mut commands = Vec::new();
         let mut fed = 0;
-        // Answers and marks, in the order of the output: each sees the
-        // screen as it was at that point (the cursor, in particular).
-        let answers = spans.iter().filter_map(|span| match span.action {
-            Action::Answer(query) => Some((span.range.end, Some(query), None)),
-            _ => None,
-        });
-        let marked = marks.iter().map(|(end, mark)| (*end, None, Some(mark)));
-        let mut cuts: Vec<(usize, Option<Query>, Option<&ShellMark>)> =
-            answers.chain(marked).collect();
-        cuts.sort_by_key(|c| c.0);
-        for (end, query, mark) in cuts {
-            let end = end.min(buf.len()).max(fed);
+        // Answers and marks, in the order of the output (both come in
+        // order): each sees the screen as it was at that point.
+        let mut answers = spans
+            .iter()
+            .filter_map(|span| match span.action {
+                Action::Answer(query) => Some((span.range.end, query)),
+                _ => None,
+            })
+            .peekable();
+        let mut marks = marks.iter().peekable();
+        loop {
+            let answer_first = match (answers.peek(), marks.peek()) {
+                (None, None) => break,
+                (Some(a), Some(m)) => a.0 <= m.0,
+                (a, _) => a.is_some(),
+            };
+            let end =
+                if answer_first { answers.peek().map(|a| a.0) } else { marks.peek().map(|m| m.0) };
+            let end = end.unwrap_or(fed).min(buf.len()).max(fed);
             self.feed_terminal(&buf[fed..end]);
             fed = end;
-            if let Some(query) = query {
-                replies.extend_from_slice(self.answer(query).as_bytes());
-            }
-            if let Some(mark) = mark {
+            if answer_first {
+                if let Some((_, query)) = answers.next() {
+                    replies.extend_from_slice(self.answer(query).as_bytes());
+                }
+            } else if let Some((_, mark)) = marks.next() {
                 commands.extend(self.on_mark(mark, authentic(end)).map(|e| (end, e)));
             }
         }
