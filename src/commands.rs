@@ -626,11 +626,24 @@ impl Ctx {
         let until = span.until.map(timespec::parse).transpose()?;
         let mut recordings = self.searched("commands", targets, archive, since, until)?;
         let mut listed = 0u64;
+        let mut damaged = false;
         while let Some(rec) = recordings.next(self) {
             let rec = &rec?;
             let from = since.map_or(f64::NEG_INFINITY, |w| w.offset_from(rec.started()));
             let to = until.map_or(f64::INFINITY, |w| w.offset_from(rec.started()));
-            for ran in recording::cmdlog::commands(rec)? {
+            // A damaged recording (what verify reports) is said and
+            // skipped, as grep does: the others are still listed.
+            let ran = match recording::cmdlog::commands(rec) {
+                Ok(ran) => ran,
+                Err(e) if e.chain().any(|c| c.downcast_ref::<Failure>().is_some()) => {
+                    let _ = self.out.flush();
+                    writeln!(self.err, "tether: {}", crate::error::message(&e))?;
+                    damaged = true;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for ran in ran {
                 if ran.offset < from
                     || ran.offset > to
                     || (failed && ran.exit.is_none_or(|e| e == 0))
@@ -661,7 +674,13 @@ impl Ctx {
                 }
             }
         }
-        Ok(if listed > 0 { 0 } else { 1 })
+        Ok(if damaged {
+            ErrorCode::Invalid.exit_code()
+        } else if listed > 0 {
+            0
+        } else {
+            1
+        })
     }
 
     fn export(

@@ -290,3 +290,37 @@ fn fish_s_own_prompt_still_sees_the_command_s_status() {
     term.detach();
     assert_eq!(commands(&env, &["fst"])[0]["exit"], 1);
 }
+
+#[test]
+fn a_hand_edited_command_event_is_named_and_the_other_recordings_still_listed() {
+    let env = TestEnv::new();
+    // Jobs that write the marks themselves (as a prompt of the user's own).
+    let script =
+        r"printf '$ \033]133;B\007make\r\n\033]133;C\007out\r\n\033]133;D;2\007'; sleep 0.2";
+    for name in ["good", "bent"] {
+        env.start(name, &["sh", "-c", script]);
+        env.ok(&["wait", name]);
+    }
+    let dir = env.root().join("data/tether/recordings");
+    let bent = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with("bent-") && name.ends_with(".cast")
+        })
+        .unwrap();
+    let text = std::fs::read_to_string(&bent).unwrap().replacen("\"c\", \"{", "\"c\", \"{oops", 1);
+    assert!(text.contains("{oops"), "no command event in {text}");
+    std::fs::write(&bent, text).unwrap();
+    let out = env.run(&["commands", "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad command"));
+    let listed = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(listed.contains("\"session\":\"good\""), "{listed}");
+    // verify names the edited line.
+    let out = env.run(&["verify", &bent.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+}
